@@ -1,0 +1,223 @@
+"""The shared method interface (in the spirit of DIVal's ``Reconstructor``) and its registry.
+
+A method turns a batch of multi-energy BSE stacks ``(B, E, H, W)`` into a Cu probability
+volume ``(B, D, H, W)`` in [0, 1] over the Si block (D = 20 for the paper scene). Turning the
+probability into a binary volume is a separate step (``methods.binarize``).
+
+Adding a method: write ``methods/mymethod.py`` with a ``Method`` subclass, then add one line to
+``REGISTRY`` below (``"mymethod": "methods.mymethod:MyMethod"``). Registry entries are import
+paths, so listing methods imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+#: name -> "module:Class". One line per method family.
+REGISTRY: dict[str, str] = {
+    "medsem": "methods.medsem:MedSem",
+    "unet3d": "methods.unet3d:UNet3D",
+    "bsevox": "methods.bsevoxnets:BseVoxNets",
+}
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """A declared hyper-parameter: default value, whether changing it needs retraining, doc."""
+
+    default: Any
+    retrain: bool = False
+    doc: str = ""
+
+
+class Method(ABC):
+    """Base class of every reconstruction method.
+
+    Subclasses set ``name``, ``requires_training`` and ``hyperparams`` and implement
+    ``_reconstruct``; learned methods also implement ``fit``, ``_save_state`` and
+    ``_load_state``. Constructor arguments are exactly the declared hyper-parameters plus
+    ``device``.
+    """
+
+    name: ClassVar[str] = "method"
+    requires_training: ClassVar[bool] = False
+    hyperparams: ClassVar[dict[str, HyperParam]] = {}
+
+    def __init__(self, device: str = "cpu", **params):
+        unknown = sorted(set(params) - set(self.hyperparams))
+        if unknown:
+            raise ValueError(
+                f"unknown parameter(s) {unknown} for method '{self.name}'; "
+                f"known: {sorted(self.hyperparams)}"
+            )
+        self.params = {k: hp.default for k, hp in self.hyperparams.items()}
+        self.params.update(params)
+        self.device = str(device)
+        #: energies (keV) the method was fitted/calibrated for; None = accepts any.
+        self.energies_keV: np.ndarray | None = None
+        self.depth: int = int(self.params.get("depth", 20))
+        self.fitted = not self.requires_training
+
+    # ------------------------------------------------------------------ public API
+    def reconstruct(self, stacks, energies_keV=None) -> np.ndarray:
+        """Reconstruct a batch: ``stacks`` (B, E, H, W) or (E, H, W) -> (B, D, H, W) float32 in [0, 1].
+
+        ``energies_keV`` (E,) are the beam energies of the stack channels; they must match the
+        energies a trained method was fitted on.
+        """
+        arr = self.check_input(stacks, energies_keV)
+        if self.requires_training and not self.fitted:
+            raise RuntimeError(
+                f"method '{self.name}' needs training first: run `python -m methods train --method "
+                f"{self.name}` or call fit()/load()"
+            )
+        out = np.asarray(self._reconstruct(arr, self._energies_or_default(energies_keV, arr.shape[1])))
+        if out.shape != (arr.shape[0], self.depth, arr.shape[2], arr.shape[3]):
+            raise AssertionError(
+                f"{self.name} returned shape {out.shape}, expected {(arr.shape[0], self.depth, *arr.shape[2:])}"
+            )
+        return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)
+
+    def fit(self, train, val=None, out_dir=None, progress: bool = True) -> dict:
+        """Train or calibrate on ``train`` (and select on ``val``); classical methods: no-op."""
+        self.fitted = True
+        return {}
+
+    def save(self, directory) -> Path:
+        """Write ``method.json`` (name, params, energies) and the method's state to ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        info = {
+            "method": self.name,
+            "params": self.params,
+            "energies_keV": None if self.energies_keV is None else [float(e) for e in self.energies_keV],
+            "depth": self.depth,
+            "fitted": self.fitted,
+        }
+        self._save_state(directory)
+        (directory / "method.json").write_text(json.dumps(info, indent=2, default=_jsonable))
+        return directory
+
+    @classmethod
+    def load(cls, directory, device: str = "cpu") -> Method:
+        """Load a method saved by ``save``; errors name a missing or corrupt file."""
+        directory = Path(directory)
+        info_path = directory / "method.json"
+        if not info_path.exists():
+            raise FileNotFoundError(f"no saved method in {directory} (missing method.json)")
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"corrupt {info_path}: {err}") from err
+        klass = get(info["method"]) if cls is Method else cls
+        if klass.name != info["method"]:
+            raise ValueError(f"{directory} holds method '{info['method']}', not '{klass.name}'")
+        method = klass(device=device, **info["params"])
+        method.energies_keV = None if info["energies_keV"] is None else np.asarray(info["energies_keV"])
+        method._load_state(directory)
+        method.fitted = bool(info.get("fitted", True))
+        return method
+
+    def describe(self) -> dict:
+        """Name, parameters and (for networks) size figures, for listings and result rows."""
+        return {"method": self.name, "params": dict(self.params), "device": self.device}
+
+    # ------------------------------------------------------------------ for subclasses
+    @abstractmethod
+    def _reconstruct(self, stacks: np.ndarray, energies_keV: np.ndarray) -> np.ndarray:
+        """(B, E, H, W) float32, validated -> (B, D, H, W) probabilities."""
+
+    def _save_state(self, directory: Path) -> None:  # classical methods have no state
+        return None
+
+    def _load_state(self, directory: Path) -> None:
+        return None
+
+    # ------------------------------------------------------------------ checks
+    def check_input(self, stacks, energies_keV=None) -> np.ndarray:
+        """Validate a batch and return it as float32 (B, E, H, W); errors name the problem."""
+        if hasattr(stacks, "detach"):
+            stacks = stacks.detach().cpu().numpy()
+        arr = np.asarray(stacks)
+        if arr.ndim == 3:
+            arr = arr[None]
+        if arr.ndim != 4:
+            raise ValueError(
+                f"{self.name}: input must have shape (B, E, H, W) or (E, H, W), got {tuple(arr.shape)}"
+            )
+        if arr.dtype.kind not in "fiu":
+            raise TypeError(f"{self.name}: input must be numeric, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32, copy=False)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{self.name}: input contains NaN or infinite values")
+        n_energies = arr.shape[1]
+        if energies_keV is not None:
+            energies_keV = np.asarray(energies_keV, dtype=float)
+            if energies_keV.shape != (n_energies,):
+                raise ValueError(
+                    f"{self.name}: {n_energies} energy channels but energies_keV has shape {energies_keV.shape}"
+                )
+        if self.energies_keV is not None:
+            expected = np.asarray(self.energies_keV, dtype=float)
+            if n_energies != expected.size:
+                raise ValueError(
+                    f"{self.name}: trained on {expected.size} energies, got a stack with {n_energies}"
+                )
+            if energies_keV is not None and not np.allclose(energies_keV, expected, atol=1e-6):
+                diff = [
+                    (float(a), float(b)) for a, b in zip(energies_keV, expected) if abs(a - b) > 1e-6
+                ]
+                raise ValueError(
+                    f"{self.name}: stack energies differ from the trained energies at "
+                    f"(given keV, trained keV) = {diff}"
+                )
+        return arr
+
+    def _energies_or_default(self, energies_keV, n_energies: int) -> np.ndarray:
+        if energies_keV is not None:
+            return np.asarray(energies_keV, dtype=float)
+        if self.energies_keV is not None:
+            return np.asarray(self.energies_keV, dtype=float)
+        from datasets.scene import DEFAULT_ENERGIES_KEV
+
+        if n_energies != len(DEFAULT_ENERGIES_KEV):
+            raise ValueError(
+                f"{self.name}: pass energies_keV for a stack of {n_energies} energies "
+                f"(the default list has {len(DEFAULT_ENERGIES_KEV)})"
+            )
+        return np.asarray(DEFAULT_ENERGIES_KEV, dtype=float)
+
+
+def _jsonable(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        return asdict(obj)
+    return str(obj)
+
+
+def available() -> list[str]:
+    """Registered method names."""
+    return sorted(REGISTRY)
+
+
+def get(name: str) -> type[Method]:
+    """Import and return the method class registered as ``name`` (lazy import)."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown method '{name}'; known methods: {', '.join(available())}")
+    module_name, _, class_name = REGISTRY[name].partition(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def create(name: str, device: str = "cpu", **params) -> Method:
+    """Instantiate the method registered as ``name`` with the given hyper-parameters."""
+    return get(name)(device=device, **params)

@@ -1,0 +1,58 @@
+"""Sessions: ``nox -s tests`` (test suite, CPU), ``nox -s benchmark`` (the main job), ``nox -s lint``.
+
+torch is pinned through ``constraints.txt`` (torch==2.13.0, the CPU wheel on the project's
+machines); elsewhere any torch >= 2.4 works: ``nox -s tests -- --constraints none``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+CONSTRAINTS = ["-c", "constraints.txt"]
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    session.install(*CONSTRAINTS, "torch==2.13.0")
+    session.install(*CONSTRAINTS, "-e", f".{extras}")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite on CPU (installs Debian's chromium for the report's browser test)."""
+    install(session, "[test]")
+    if not os.environ.get("BSE_BENCH_SKIP_BROWSER"):
+        session.run("bash", "scripts/ensure_chromium.sh", external=True)
+    session.env["OMP_NUM_THREADS"] = session.env.get("OMP_NUM_THREADS", "2")
+    session.run("pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session(python=PYTHON)
+def benchmark(session: nox.Session) -> None:
+    """The main job: build the data, train, run every method on every case, write the report.
+
+    ``nox -s benchmark`` runs the ``quick`` preset on CPU; ``nox -s benchmark -- --preset paper
+    --device cuda`` the paper-scale one on a GPU.
+    """
+    install(session)
+    session.run("python", "-m", "benchmark", "main", *(session.posargs or ["--preset", "quick"]))
+
+
+@nox.session(python=PYTHON)
+def validate(session: nox.Session) -> None:
+    """The simulator's validation table (bulk eta vs measurements) and speed report."""
+    install(session)
+    session.run("python", "-m", "datasets", "validate", "--strict", *session.posargs)
+    session.run("python", "-m", "datasets", "bench")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole tree."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
