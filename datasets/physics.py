@@ -132,7 +132,7 @@ class _RutherfordSampler(AngularSampler):
         self.alpha_keV = alpha_keV  # alpha * E_keV per material
 
     def __call__(self, material_index, energy_eV, u1, u2):
-        alpha = self.alpha_keV[material_index] * (1e3 / energy_eV)
+        alpha = self.alpha_keV.index_select(0, material_index) * (1e3 / energy_eV)
         return 1.0 - 2.0 * alpha * u2 / (1.0 + alpha - u2)
 
 
@@ -155,7 +155,7 @@ class _BrowningSampler(AngularSampler):
         self.z = z.clamp_min(1.0)
 
     def __call__(self, material_index, energy_eV, u1, u2):
-        z = self.z[material_index]
+        z = self.z.index_select(0, material_index)
         e_keV = energy_eV * 1e-3
         r = 300.0 * e_keV / z + z**3 / (3.0e5 * e_keV)
         alpha = 7.0e-3 / e_keV
@@ -213,8 +213,8 @@ class _TableSampler(AngularSampler):
         j0 = j_float.floor().clamp(max=self.n_columns - 2)
         frac = j_float - j0
         base = (material_index.long() * self.n_energies + row) * self.n_columns + j0.long()
-        lo = self.icdf[base]
-        hi = self.icdf[base + 1]
+        lo = self.icdf.index_select(0, base)
+        hi = self.icdf.index_select(0, base + 1)
         return lo + (hi - lo) * frac
 
 

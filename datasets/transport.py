@@ -175,10 +175,10 @@ class VoxelTransport:
         x, y, z, ux, uy, uz, energy, z_top, z_bot = state.unbind(0)
         k = tables.energy_index(energy)
         voxel = self._voxel_index(x, y, z, geom_offset)
-        m_start = self.grids[voxel]
-        safe = self.safety[voxel]
+        m_start = self.grids.index_select(0, voxel)
+        safe = self.safety.index_select(0, voxel)
         local = safe > 0
-        mu = torch.where(local, tables.imfp[m_start * n_grid + k], tables.majorant[k])
+        mu = torch.where(local, tables.imfp.index_select(0, m_start * n_grid + k), tables.majorant.index_select(0, k))
         step = -torch.log1p(-rand[0]) / mu  # nm (inf where mu = 0: vacuum)
         limit = torch.where(local, safe, torch.full_like(safe, math.inf))
         candidate = step <= limit
@@ -192,13 +192,14 @@ class VoxelTransport:
         y, uy = self._fold(y + step * uy, uy, self.size_y)
         z = z + step * uz
         left = leave_top | leave_bot
-        m_end = self.grids[self._voxel_index(x, y, z, geom_offset)]
+        m_end = self.grids.index_select(0, self._voxel_index(x, y, z, geom_offset))
         m_loss = torch.where(left, m_start, m_end)
-        energy = energy - 0.5 * step * (tables.stopping[m_start * n_grid + k] + tables.stopping[m_loss * n_grid + k])
+        energy = energy - 0.5 * step * (tables.stopping.index_select(0, m_start * n_grid + k)
+                                         + tables.stopping.index_select(0, m_loss * n_grid + k))
         above_cutoff = energy > self.cutoff_eV
         detected = leave_top & above_cutoff
         alive = above_cutoff & ~left
-        real = alive & candidate & (rand[1] * mu < tables.imfp[m_end * n_grid + k])
+        real = alive & candidate & (rand[1] * mu < tables.imfp.index_select(0, m_end * n_grid + k))
         cos_t = tables.sample_cos_theta(m_end, energy.clamp(min=self.cutoff_eV), rand[2], rand[3]).clamp(-1.0, 1.0)
         nx, ny, nz = self._rotate(ux, uy, uz, cos_t, rand[4] * (2.0 * math.pi))
         ux = torch.where(real, nx, ux)
@@ -245,14 +246,14 @@ class VoxelTransport:
             stats.flights += n
             rand = torch.rand((5, n), generator=generator, device=dev)
             state, alive, detected, real = self._flight(state, ids[0], rand)
-            hits = ids[1][detected]
+            hits = ids[1].masked_select(detected)
             if hits.numel():
                 counts.index_add_(0, hits, torch.ones_like(hits))
             stats.elastic_events += int(real.sum())
             keep = alive.nonzero().squeeze(1)
             if keep.numel() < n:
-                state = state[:, keep]
-                ids = ids[:, keep]
+                state = state.index_select(1, keep)
+                ids = ids.index_select(1, keep)
         else:
             stats.lost += int(state.shape[1])
         stats.detected += int(counts.sum())
