@@ -1,0 +1,288 @@
+"""Build the single-file HTML report (Jinja2 template, figures embedded as base64 PNG).
+
+``build_report`` reads saved results only (``reports.results.load_inputs``); it never runs a
+method. Anything absent is listed in the report instead of failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+from tqdm.auto import tqdm
+
+from reports import figures, tables
+from reports.results import ReportInputs, RunVolumes, load_inputs, order_cases
+from reports.summary import summary_remarks
+
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+MAX_SAMPLES_PER_FIGURE = 5
+REPORT_PACKAGES = ("pandas", "matplotlib", "seaborn", "jinja2", "numpy")
+
+
+@dataclass
+class Figure:
+    """One embedded figure: anchor id, title, caption and a ``data:`` URL of the PNG."""
+
+    key: str
+    title: str
+    caption: str
+    data_url: str
+
+
+def png_data_url(png: bytes) -> str:
+    """``data:image/png;base64,...`` URL of PNG bytes (checks the PNG signature)."""
+    if not png.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("figure bytes are not a PNG image")
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _add_figure(out: list[Figure], missing: list[str], key: str, title: str, caption: str,
+                draw: Callable[[], bytes]) -> None:
+    """Draw one figure; a failure is listed among the missing parts instead of stopping."""
+    try:
+        out.append(Figure(key, title, caption, png_data_url(draw())))
+    except Exception as err:  # a broken input must not lose the rest of the report
+        missing.append(f"figure '{title}' could not be drawn: {type(err).__name__}: {err}")
+
+
+def runs_by_case(inputs: ReportInputs) -> dict[str, list[RunVolumes]]:
+    """Runs with saved volumes per case, one per method label (the first run found when a
+    label has several, e.g. seeds), in table order."""
+    order = {label: i for i, label in enumerate(tables.ordered_labels(inputs.rows))} \
+        if len(inputs.rows) else {}
+    grouped: dict[str, dict[str, RunVolumes]] = {}
+    for run in inputs.runs:
+        grouped.setdefault(run.case, {}).setdefault(run.label, run)
+    return {
+        case: sorted(grouped[case].values(), key=lambda r: (order.get(r.label, len(order)),
+                                                             r.label))
+        for case in order_cases(grouped)
+    }
+
+
+def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.Table]]:
+    """(summary tables, paper-style tables) for the rows present."""
+    rows = inputs.rows
+    cases = inputs.cases()
+    summary = [tables.best_per_case_table(rows, cases),
+               tables.miou_table(rows, inputs.summaries)]
+    summary = [t for t in summary if len(t.frame)]
+    paper_style = [
+        tables.per_sample_table(rows, "nanocube"),
+        tables.per_sample_table(rows, "nanowire"),
+        tables.ablation_table(rows),
+        tables.config_table(rows),
+    ]
+    paper_style += [tables.per_sample_table(rows, case) for case in cases
+                    if case.startswith("custom:")]
+    return summary, paper_style
+
+
+def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
+    """All figures that the saved results allow, in report order."""
+    rows, missing = inputs.rows, inputs.missing
+    paper = tables.load_paper_results()
+    out: list[Figure] = []
+    jobs: list[tuple] = []
+    by_case = runs_by_case(inputs)
+    for case, runs in by_case.items():
+        shown = min(MAX_SAMPLES_PER_FIGURE, len(runs[0].ids))
+        more = f" (first {shown} of {len(runs[0].ids)} samples)" if shown < len(runs[0].ids) else ""
+        jobs.append((f"render-{case}", f"3D reconstructions — {case}",
+                     "Cu voxels of the ground truth (top row) and of each method's binary "
+                     f"reconstruction, one column per sample{more}; depth increases downwards "
+                     "(like the paper's Fig. 5 and Fig. 8).",
+                     lambda runs=runs: figures.render_reconstructions(runs, MAX_SAMPLES_PER_FIGURE)))
+        jobs.append((f"errors-{case}", f"Absolute error — {case}",
+                     "|binary − ground truth| per method and sample: red = Cu predicted where "
+                     f"there is none, blue = Cu missed{more} (like the paper's Fig. 7 and 10).",
+                     lambda runs=runs: figures.render_errors(runs, MAX_SAMPLES_PER_FIGURE)))
+    if by_case:
+        jobs.append(("error-depth", "Error versus depth",
+                     "Fraction of wrong voxels in each 1 nm layer, averaged over each case's "
+                     "samples: where in depth each method errs.",
+                     lambda: figures.error_depth_plot(by_case)))
+    present = set(rows["case"].astype(str)) if len(rows) else set()
+    if "nanocube" in present:
+        jobs.append(("iou-depth", "IoU versus nanocube depth",
+                     "IoU per core position (deeper to the right); dashed: the paper's Table 3.",
+                     lambda: figures.iou_by_sample_plot(rows, "nanocube", paper["table3_nanocube"])))
+    if "nanowire" in present:
+        jobs.append(("iou-radius", "IoU versus nanowire radius",
+                     "IoU per Cu core radius; dashed: the paper's Table 4.",
+                     lambda: figures.iou_by_sample_plot(rows, "nanowire", paper["table4_nanowire"])))
+    depth_cases = [c for c in inputs.cases() if rows.loc[rows["case"] == c, "per_depth_iou"]
+                   .notna().any()] if len(rows) else []
+    if depth_cases:
+        jobs.append(("per-depth-iou", "IoU per depth layer",
+                     "Mean IoU of each 1 nm layer (layers empty in both volumes left out): the "
+                     "depth resolution of each method.",
+                     lambda: figures.per_depth_iou_plot(rows, depth_cases)))
+    if inputs.histories:
+        jobs.append(("training", "Training curves",
+                     "Validation mIoU and training loss per epoch from models/*/history.csv "
+                     "(like the paper's Fig. 4).",
+                     lambda: figures.training_curves_plot(inputs.histories)))
+    if len(rows) and rows["seconds_per_volume"].notna().any():
+        jobs.append(("timing", "Inference time",
+                     "Median seconds per reconstructed volume (method only, after warm-up), log "
+                     "scale, per device.",
+                     lambda: figures.timing_plot(rows)))
+    strip_run = _bse_strip_run(inputs.runs)
+    if strip_run is not None:
+        jobs.append(("bse-stack", "BSE input stack",
+                     f"All {strip_run.bse.shape[1]} beam energies of sample {strip_run.ids[0]} "
+                     f"(case {strip_run.case}), each image scaled to its own range (printed).",
+                     lambda: figures.bse_strip(strip_run.bse[0], strip_run.energies_keV,
+                                               f"{strip_run.case} / {strip_run.ids[0]}")))
+    for key, title, caption, draw in tqdm(jobs, desc="report figures", disable=not progress):
+        _add_figure(out, missing, key, title, caption, draw)
+    return out
+
+
+def _bse_strip_run(runs: list[RunVolumes]) -> RunVolumes | None:
+    """A run whose first sample shows the input stack: nanowire first, then any other."""
+    usable = [r for r in runs if r.bse.ndim == 4 and len(r.ids)]
+    preferred = [r for r in usable if r.case == "nanowire"] + usable
+    return preferred[0] if preferred else None
+
+
+def provenance(inputs: ReportInputs) -> dict:
+    """Where the results came from (rows, dataset.json) and how the report was made."""
+    rows = inputs.rows
+
+    def unique(column) -> str:
+        if not len(rows):
+            return "—"
+        values = sorted(rows[column].dropna().astype(str).unique())
+        return ", ".join(values) if values else "—"
+
+    versions: dict[str, set] = {}
+    for text in rows["versions"].dropna().unique() if len(rows) else []:
+        try:
+            parsed = json.loads(text) if isinstance(text, str) else dict(text)
+        except (json.JSONDecodeError, TypeError, ValueError):
+            continue
+        for name, version in parsed.items():
+            versions.setdefault(str(name), set()).add(str(version))
+    created = pd.to_datetime(rows["created_utc"], errors="coerce", utc=True).dropna() \
+        if len(rows) else pd.Series([], dtype="datetime64[ns, UTC]")
+    results = {
+        "results folder": str(inputs.results_dir.resolve()),
+        "git commit(s)": unique("git_commit"),
+        "device(s)": unique("device"),
+        "preset(s)": unique("preset"),
+        "seed(s)": unique("seed"),
+        "dataset hash(es)": unique("dataset_hash"),
+        "threshold rule(s)": unique("threshold_rule"),
+        "results created (UTC)": (f"{created.min():%Y-%m-%d %H:%M} – {created.max():%Y-%m-%d %H:%M}"
+                                  if len(created) else "—"),
+        "result rows": str(len(rows)),
+        "library versions": "; ".join(f"{k} {', '.join(sorted(v))}"
+                                      for k, v in sorted(versions.items())) or "—",
+    }
+    dataset = {}
+    if inputs.dataset_meta:
+        dataset = {k: _short(v) for k, v in _flatten(inputs.dataset_meta).items()}
+    report = {
+        "report created (UTC)": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        **{name: _version(name) for name in REPORT_PACKAGES},
+    }
+    run_rows = []
+    if len(rows):
+        for key, group in rows.groupby(rows["run_key"].astype(str), sort=True):
+            first = group.iloc[0]
+            run_rows.append({
+                "run": key, "method": first["label"], "case": first["case"],
+                "samples": group["sample"].nunique(), "seed": first["seed"],
+                "preset": first["preset"], "device": first["device"],
+                "threshold": f"{first['threshold_rule']}" + (
+                    f" ({group['threshold'].iloc[0]:.2f})" if group["threshold"].notna().all()
+                    and group["threshold"].nunique() == 1 else ""),
+            })
+    runs_html = (pd.DataFrame(run_rows).to_html(index=False, classes="runs", border=0,
+                                                na_rep="—", table_id="runs")
+                 if run_rows else "")
+    return {"results": results, "dataset": dataset, "report": report, "runs_html": runs_html}
+
+
+def _flatten(meta: dict, prefix: str = "", depth: int = 0) -> dict:
+    flat = {}
+    for key, value in meta.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and depth < 1:
+            flat.update(_flatten(value, f"{name}.", depth + 1))
+        elif isinstance(value, list) and len(value) > 8:
+            flat[name] = f"list of {len(value)}"
+        else:
+            flat[name] = value
+    return flat
+
+
+def _short(value, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def render_html(inputs: ReportInputs, progress: bool = False) -> str:
+    """The report as one HTML string."""
+    summary_tables, paper_tables = build_tables(inputs)
+    figure_list = build_figures(inputs, progress=progress)
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=jinja2.select_autoescape(["html"]),
+        undefined=jinja2.StrictUndefined,
+    )
+    template = environment.get_template("report.html")
+    return template.render(
+        title=f"BSE reconstruction benchmark — {inputs.results_dir.resolve().name}",
+        remarks=summary_remarks(inputs),
+        summary_tables=summary_tables,
+        paper_tables=paper_tables,
+        figures=figure_list,
+        missing=inputs.missing,
+        provenance=provenance(inputs),
+        paper_source=tables.load_paper_results()["source"],
+    )
+
+
+def build_report(results_dir, out=None, progress: bool = False) -> Path:
+    """Build the self-contained HTML report of ``results_dir``; return its path.
+
+    ``out`` defaults to ``results_dir/report.html``. Written atomically (temp file, then
+    ``os.replace``), so a half-written report never replaces a good one.
+    """
+    inputs = load_inputs(results_dir)
+    out = Path(out) if out is not None else inputs.results_dir / "report.html"
+    html = render_html(inputs, progress=progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(html)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

@@ -1,0 +1,258 @@
+"""Read a benchmark results folder (layout in docs/CONTRACTS.md, "Benchmark results").
+
+Only saved files are read; no method is ever run here. Every part is optional: what is absent
+or unreadable is listed in ``ReportInputs.missing`` so the report can say so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Display names of the registered methods (the paper's spelling).
+METHOD_NAMES = {"medsem": "MED-SEM", "unet3d": "3D U-Net", "bsevox": "BSE-VoxNets"}
+
+#: Columns of a result row (docs/CONTRACTS.md); absent ones are added empty.
+ROW_COLUMNS = (
+    "method", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
+    "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device",
+    "parameters", "macs", "seed", "preset", "dataset_hash", "git_commit", "versions",
+    "run_key", "created_utc",
+)
+REQUIRED_COLUMNS = ("method", "case", "sample", "iou")
+NUMERIC_COLUMNS = (
+    "iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
+)
+VOLUME_KEYS = ("ids", "gt", "prob", "binary", "bse", "energies_keV")
+
+
+@dataclass
+class RunVolumes:
+    """Saved volumes of one run: ``gt``/``binary`` (N, D, H, W) uint8, ``prob`` in [0, 1],
+    ``bse`` (N, E, H, W) and the beam energies in keV."""
+
+    run_key: str
+    label: str
+    method: str
+    case: str
+    ids: list[str]
+    gt: np.ndarray
+    prob: np.ndarray
+    binary: np.ndarray
+    bse: np.ndarray
+    energies_keV: np.ndarray
+
+
+@dataclass
+class ReportInputs:
+    """Everything a report is built from."""
+
+    results_dir: Path
+    rows: pd.DataFrame
+    runs: list[RunVolumes] = field(default_factory=list)
+    summaries: dict[str, dict] = field(default_factory=dict)
+    histories: dict[str, pd.DataFrame] = field(default_factory=dict)
+    dataset_meta: dict | None = None
+    missing: list[str] = field(default_factory=list)
+
+    def cases(self) -> list[str]:
+        """Case names present in the rows, paper cases first."""
+        return order_cases(self.rows["case"].dropna().unique())
+
+
+def order_cases(cases) -> list[str]:
+    """Sort case names: nanocube, nanowire, test, ablation, then the rest alphabetically."""
+    first = ["nanocube", "nanowire", "test", "ablation"]
+    cases = list(dict.fromkeys(str(c) for c in cases))
+    return [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
+
+
+def method_label(method: str, config=None, variant=None, threshold_rule=None) -> str:
+    """Human-readable method name, e.g. ``BSE-VoxNets (lite)`` or ``BSE-VoxNets (lite, no-sope)``;
+    the harness's placeholders ``default`` (no config) and ``full`` (no ablation) are left out."""
+    name = METHOD_NAMES.get(str(method), str(method))
+    details = [str(x) for x in (config, variant)
+               if _present(x) and str(x) not in ("full", "default")]
+    if _present(threshold_rule):
+        details.append(f"threshold {threshold_rule}")
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def add_labels(rows: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``label`` column naming each (method, config, variant); the threshold rule is
+    added to the name only where one method was scored with several rules."""
+    rows = rows.copy()
+    keys = ["method", "config", "variant"]
+    rules_per_method = rows.groupby(keys, dropna=False)["threshold_rule"].transform(
+        lambda s: s.dropna().nunique()
+    )
+    rows["label"] = [
+        method_label(m, c, v, rule if n > 1 else None)
+        for m, c, v, rule, n in zip(
+            rows["method"], rows["config"], rows["variant"], rows["threshold_rule"],
+            rules_per_method,
+        )
+    ]
+    return rows
+
+
+def parse_depth_iou(value) -> np.ndarray:
+    """Per-depth IoU stored as a JSON list (NaN where a layer is empty in both) -> float array."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return np.array([], dtype=float)
+    if isinstance(value, str):
+        value = json.loads(value.replace("NaN", "null"))
+    return np.array([np.nan if v is None else float(v) for v in value], dtype=float)
+
+
+def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
+    """Rows of results.parquet, or of runs/*/rows.parquet when it is absent or unreadable."""
+    frames = []
+    combined = results_dir / "results.parquet"
+    if combined.exists():
+        try:
+            frames = [pd.read_parquet(combined)]
+        except Exception as err:  # a corrupt file is reported, not fatal
+            missing.append(f"results.parquet is unreadable ({err}); used runs/*/rows.parquet")
+    else:
+        missing.append("results.parquet is missing; used runs/*/rows.parquet")
+    if not frames:
+        for path in sorted(results_dir.glob("runs/*/rows.parquet")):
+            try:
+                frames.append(pd.read_parquet(path))
+            except Exception as err:
+                missing.append(f"{path.relative_to(results_dir)} is unreadable ({err})")
+    frames = [f for f in frames if len(f)]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    absent = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
+    if len(rows) and absent:
+        raise ValueError(f"result rows in {results_dir} lack the required columns {absent}")
+    for column in ROW_COLUMNS:
+        if column not in rows.columns:
+            rows[column] = pd.Series([None] * len(rows), dtype=object)
+    for column in NUMERIC_COLUMNS:
+        rows[column] = pd.to_numeric(rows[column], errors="coerce")
+    rows["case"] = rows["case"].astype(str) if len(rows) else rows["case"]
+    rows["sample"] = rows["sample"].astype(str) if len(rows) else rows["sample"]
+    if not len(rows):
+        missing.append("no result rows at all: run `python -m benchmark run` first")
+    return add_labels(rows)
+
+
+def _run_identity(run_key: str, rows: pd.DataFrame, summary: dict) -> tuple[str, str, str]:
+    """(label, method, case) of a run, from its rows or else from its summary.json."""
+    mine = rows[rows["run_key"].astype(str) == run_key] if len(rows) else rows
+    if len(mine):
+        first = mine.iloc[0]
+        return str(first["label"]), str(first["method"]), str(first["case"])
+    params = summary.get("params") or {}
+    method = str(summary.get("method", run_key))
+    label = method_label(method, params.get("config"), params.get("variant"))
+    return label, method, str(summary.get("case", "unknown"))
+
+
+def load_runs(results_dir: Path, rows: pd.DataFrame, missing: list[str]):
+    """Volumes and summaries of every run folder."""
+    runs, summaries = [], {}
+    run_dirs = sorted(p for p in results_dir.glob("runs/*") if p.is_dir())
+    if not run_dirs:
+        missing.append("no runs/*/ folders: 3D renders, error views and the BSE strip need them")
+    for run_dir in run_dirs:
+        key = run_dir.name
+        summary = {}
+        if (run_dir / "summary.json").exists():
+            try:
+                summary = json.loads((run_dir / "summary.json").read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                missing.append(f"runs/{key}/summary.json is unreadable ({err})")
+        summaries[key] = summary
+        path = run_dir / "volumes.npz"
+        if not path.exists():
+            missing.append(f"runs/{key}/volumes.npz is missing")
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                absent = [k for k in VOLUME_KEYS if k not in data.files]
+                if absent:
+                    raise ValueError(f"lacks arrays {absent}")
+                arrays = {k: data[k] for k in VOLUME_KEYS}
+        except Exception as err:
+            missing.append(f"runs/{key}/volumes.npz is unreadable ({err})")
+            continue
+        label, method, case = _run_identity(key, rows, summary)
+        runs.append(
+            RunVolumes(
+                run_key=key, label=label, method=method, case=case,
+                ids=[str(i) for i in arrays["ids"]],
+                gt=arrays["gt"].astype(np.uint8), prob=arrays["prob"].astype(np.float32),
+                binary=arrays["binary"].astype(np.uint8), bse=arrays["bse"].astype(np.float32),
+                energies_keV=arrays["energies_keV"].astype(float),
+            )
+        )
+    return runs, summaries
+
+
+def load_histories(results_dir: Path, missing: list[str]) -> dict[str, pd.DataFrame]:
+    """Training histories (epoch, train_loss, val_miou, lr, seconds) per model folder."""
+    histories = {}
+    for path in sorted(results_dir.glob("models/*/history.csv")):
+        try:
+            history = pd.read_csv(path)
+        except Exception as err:
+            missing.append(f"{path.relative_to(results_dir)} is unreadable ({err})")
+            continue
+        if "epoch" not in history.columns or history.empty:
+            missing.append(f"{path.relative_to(results_dir)} has no epochs")
+            continue
+        histories[path.parent.name] = history
+    if not histories:
+        missing.append("no models/*/history.csv: no training curves")
+    return histories
+
+
+def load_inputs(results_dir) -> ReportInputs:
+    """Read everything a report needs from ``results_dir``; raise if the folder does not exist."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise FileNotFoundError(f"results folder {results_dir} does not exist")
+    missing: list[str] = []
+    rows = load_rows(results_dir, missing)
+    runs, summaries = load_runs(results_dir, rows, missing)
+    histories = load_histories(results_dir, missing)
+    dataset_meta = None
+    dataset_json = results_dir / "data" / "dataset.json"
+    if dataset_json.exists():
+        try:
+            dataset_meta = json.loads(dataset_json.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            missing.append(f"data/dataset.json is unreadable ({err})")
+    else:
+        missing.append("data/dataset.json is missing: dataset provenance comes from the rows only")
+    return ReportInputs(
+        results_dir=results_dir, rows=rows, runs=runs, summaries=summaries,
+        histories=histories, dataset_meta=dataset_meta, missing=missing,
+    )
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return str(value) not in ("", "None", "nan")
+
+
+def quiet_mean(values) -> float:
+    """Mean ignoring NaN, NaN (without a warning) when nothing is left."""
+    values = np.asarray(values, dtype=float)
+    if not np.isfinite(values).any():
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(values))

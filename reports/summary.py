@@ -1,0 +1,158 @@
+"""Plain-language remarks for the top of the report, generated from the result rows only."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from reports.results import METHOD_NAMES, ReportInputs
+from reports.tables import load_paper_results, miou_table
+
+#: IoU below which a reconstruction is called a failure in the remarks.
+FAIL_IOU = 0.5
+EXPECTED_CASES = ("nanocube", "nanowire", "test", "ablation")
+
+
+def _radius_nm(sample: str) -> float | None:
+    m = re.fullmatch(r"radius(\d+(?:\.\d+)?)nm", sample)
+    return float(m.group(1)) if m else None
+
+
+def _position(sample: str) -> int | None:
+    m = re.fullmatch(r"position(\d+)", sample)
+    return int(m.group(1)) if m else None
+
+
+def nanowire_remarks(rows: pd.DataFrame) -> list[str]:
+    """Smallest Cu radius from which each method keeps IoU >= FAIL_IOU (its resolution limit)."""
+    mine = rows[rows["case"] == "nanowire"]
+    remarks = []
+    for label, group in mine.groupby("label", sort=False):
+        by_radius = {}
+        for sample, iou in group.groupby("sample")["iou"].mean().items():
+            if (r := _radius_nm(sample)) is not None and np.isfinite(iou):
+                by_radius[r] = float(iou)
+        if not by_radius:
+            continue
+        radii = sorted(by_radius)
+        ok_from = None
+        for r in reversed(radii):
+            if by_radius[r] < FAIL_IOU:
+                break
+            ok_from = r
+        worst = min(radii, key=by_radius.get)
+        if ok_from == radii[0]:
+            remarks.append(f"{label} keeps IoU ≥ {FAIL_IOU} at every nanowire radius down to "
+                           f"{radii[0]:g} nm (lowest {by_radius[worst]:.3f} at {worst:g} nm).")
+        elif ok_from is None:
+            remarks.append(f"{label} stays below IoU {FAIL_IOU} even at the largest radius "
+                           f"({radii[-1]:g} nm: {by_radius[radii[-1]]:.3f}).")
+        else:
+            below = [r for r in radii if r < ok_from]
+            remarks.append(f"{label} fails below {ok_from:g} nm Cu radius: IoU < {FAIL_IOU} at "
+                           + ", ".join(f"{r:g} nm ({by_radius[r]:.3f})" for r in below) + ".")
+    return remarks
+
+
+def nanocube_remarks(rows: pd.DataFrame) -> list[str]:
+    """How each method's IoU changes from the top core position to the deepest one."""
+    mine = rows[rows["case"] == "nanocube"]
+    remarks = []
+    for label, group in mine.groupby("label", sort=False):
+        by_pos = {p: float(v) for s, v in group.groupby("sample")["iou"].mean().items()
+                  if (p := _position(s)) is not None and np.isfinite(v)}
+        if len(by_pos) < 2:
+            continue
+        first, last = min(by_pos), max(by_pos)
+        worst = min(by_pos, key=by_pos.get)
+        remarks.append(f"{label} on the nanocube: IoU {by_pos[first]:.3f} at position {first} "
+                       f"(top) and {by_pos[last]:.3f} at position {last} (deepest); worst "
+                       f"{by_pos[worst]:.3f} at position {worst}.")
+    return remarks
+
+
+def heldout_remarks(rows: pd.DataFrame, summaries: dict | None = None) -> list[str]:
+    """Best test mIoU with its interval (as in the test-split table), compared with the
+    paper's Table 2."""
+    scored = miou_table(rows, summaries).frame.dropna(subset=["mIoU"])
+    if scored.empty:
+        return []
+    scored = scored.sort_values("mIoU", ascending=False)
+    label, best = scored.index[0], scored.iloc[0]
+    interval = (f" (95% CI {best['95% CI low']:.3f}–{best['95% CI high']:.3f})"
+                if np.isfinite(best["95% CI low"]) else "")
+    text = (f"Best on the held-out test split: {label}, mIoU {best['mIoU']:.3f}{interval} over "
+            f"{int(best['samples'])} samples")
+    first = rows[(rows["case"] == "test") & (rows["label"] == label)].iloc[0]
+    paper = load_paper_results()["table2_configs"]["configs"]
+    if first["method"] == "bsevox" and str(first["config"]) in paper:
+        text += f"; the paper reports {paper[str(first['config'])]['miou']:.3f} for this config"
+    text += f"; the paper's best is {paper['moderate']['miou']:.3f} (BSE-VoxNets Moderate)."
+    remarks = [text]
+    if len(scored) > 1:
+        label2, second = scored.index[1], scored.iloc[1]
+        overlap = best["95% CI low"] <= second["95% CI high"]  # False when either is NaN
+        remarks.append(
+            f"Runner-up: {label2} with mIoU {second['mIoU']:.3f}; the intervals "
+            + ("overlap, so the ranking is not certain at this sample size." if overlap
+               else "do not overlap (or are undefined).")
+        )
+    return remarks
+
+
+def coverage_remarks(inputs: ReportInputs) -> list[str]:
+    """What was not run or not saved."""
+    rows = inputs.rows
+    remarks = []
+    present = set(rows["case"].dropna().astype(str))
+    absent_cases = [c for c in EXPECTED_CASES if c not in present]
+    if absent_cases:
+        remarks.append("Not in these results: case(s) " + ", ".join(absent_cases)
+                       + " (where the paper has numbers for them, the tables show only the "
+                       "paper's).")
+    methods = set(rows["method"].dropna().astype(str))
+    absent_methods = [METHOD_NAMES[m] for m in METHOD_NAMES if m not in methods]
+    if absent_methods:
+        remarks.append("Methods not run: " + ", ".join(absent_methods) + ".")
+    return remarks
+
+
+def context_remarks(rows: pd.DataFrame) -> list[str]:
+    """Preset scale, oracle thresholds and timing, the facts a reader needs to weigh the numbers."""
+    remarks = []
+    presets = sorted(rows["preset"].dropna().astype(str).unique())
+    if presets and presets != ["paper"]:
+        remarks.append(
+            f"Preset {', '.join(presets)}: smaller data and shorter training than the paper "
+            "(10,000 geometries, 250 epochs), so absolute numbers are not expected to match it.")
+    oracle = rows[rows["threshold_rule"].astype(str) == "oracle"]
+    if len(oracle):
+        names = ", ".join(sorted(oracle["label"].unique()))
+        remarks.append(f"{names}: scored with the paper's oracle thresholds (picked per sample "
+                       "knowing the answer) — an optimistic upper bound, as in the paper.")
+    timed = rows.dropna(subset=["seconds_per_volume"])
+    if len(timed):
+        per = timed.groupby("label")["seconds_per_volume"].median().sort_values()
+        devices = ", ".join(sorted(timed["device"].dropna().astype(str).unique())) or "unknown"
+        if len(per) == 1:
+            remarks.append(f"{per.index[0]} takes {per.iloc[0]:.3g} s per volume "
+                           f"(device: {devices}).")
+        else:
+            remarks.append(f"Fastest: {per.index[0]} at {per.iloc[0]:.3g} s per volume; slowest: "
+                           f"{per.index[-1]} at {per.iloc[-1]:.3g} s (device: {devices}).")
+    return remarks
+
+
+def summary_remarks(inputs: ReportInputs) -> list[str]:
+    """All remarks, most important first."""
+    rows = inputs.rows
+    if rows.empty:
+        return ["No result rows were found, so there is nothing to compare yet. Run "
+                "`python -m benchmark run --method all --case all` and rebuild the report."]
+    return (heldout_remarks(rows, inputs.summaries) + nanowire_remarks(rows) + nanocube_remarks(rows)
+            + context_remarks(rows) + coverage_remarks(inputs))
+
+
+__all__ = ["summary_remarks"]

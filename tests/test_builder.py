@@ -1,0 +1,256 @@
+"""Dataset builder: presets, seeding independent of workers, resume after a kill, corrupt shards.
+
+Most tests plug in a fast deterministic fake simulator through the builder's documented test
+seam (``simulator=`` / ``BSE_DATASET_SIMULATOR``): this module itself is the fake simulator
+module. One test builds a tiny dataset with the real Monte Carlo simulator.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets import builder, storage
+from datasets.geometry import random_geometry
+from datasets.presets import DATASET_PRESETS, DatasetPreset, get_preset
+from datasets.scene import COPPER, block_labels
+from datasets.stack import BseStack
+
+REPO = Path(__file__).resolve().parents[1]
+THIS_MODULE = sys.modules[__name__]
+
+# -- fake simulator (module-level API used by the builder's test seam) ---------------------------
+
+SIMULATOR_VERSION = "fake-1"
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    elastic: str = "fake"
+    stopping: str = "fake"
+
+    def describe(self) -> dict:
+        return {"elastic": self.elastic, "stopping": self.stopping, "model": "fake"}
+
+
+def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device="cpu", physics=None,
+                    cutoff_eV=50.0, progress=False, **_):
+    """Binomial counts around a yield that grows with the Cu fraction of each column."""
+    time.sleep(float(os.environ.get("FAKE_SIMULATOR_SLEEP_S", "0")))
+    geometries = np.asarray(geometries)
+    energies = np.asarray(energies_keV, dtype=np.float64)
+    copper = (geometries == COPPER).mean(axis=1)  # (N, Y, X)
+    weight = energies / energies.max()
+    mean_yield = 0.1 + 0.4 * copper[:, None] * weight[None, :, None, None]
+    counts = np.random.default_rng(seed).binomial(electrons_per_pixel, mean_yield)
+    return [BseStack(bse=c / electrons_per_pixel, energies_keV=energies, counts=c,
+                     electrons_per_pixel=electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
+
+
+TINY = dict(n_geometries=10, shard_size=3, electrons_per_pixel=20, cases=())
+
+
+def build_fake(out, **overrides):
+    settings = {**TINY, **overrides}
+    settings.setdefault("workers", 1)
+    return builder.build_dataset(out, preset="smoke", progress=False, simulator=THIS_MODULE, **settings)
+
+
+def shard_files(path) -> list[Path]:
+    return sorted((Path(path) / storage.SHARDS_DIR).glob("shard-*.h5"))
+
+
+# -- presets ------------------------------------------------------------------------------------
+
+
+def test_presets_have_the_documented_sizes():
+    paper = DATASET_PRESETS["paper"]
+    assert (paper.n_geometries, paper.electrons_per_pixel, len(paper.energies_keV)) == (10_000, 1000, 20)
+    assert paper.test_fraction == 0.02 and 0 < paper.val_fraction < 0.2
+    assert set(DATASET_PRESETS) == {"smoke", "quick", "paper"}
+    for preset in DATASET_PRESETS.values():
+        assert preset.cases == ("nanocube", "nanowire")
+    assert DATASET_PRESETS["smoke"].n_geometries < DATASET_PRESETS["quick"].n_geometries < paper.n_geometries
+
+
+def test_unknown_preset_and_bad_overrides_give_clear_errors(tmp_path):
+    with pytest.raises(KeyError, match="available presets.*paper.*quick.*smoke"):
+        builder.build_dataset(tmp_path, preset="huge")
+    with pytest.raises(TypeError, match="unknown dataset preset field.*n_geometry"):
+        get_preset("smoke", n_geometry=3)
+    with pytest.raises(ValueError, match="n_geometries"):
+        get_preset("smoke", n_geometries=0)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        DatasetPreset("x", 3, 5, energies_keV=(2.0, 1.0))
+    with pytest.raises(ValueError, match="device"):
+        builder.build_dataset(tmp_path, preset="smoke", device="tpu", simulator=THIS_MODULE)
+    assert get_preset("quick", n_geometries=None).n_geometries == DATASET_PRESETS["quick"].n_geometries
+
+
+def test_seeds_are_derived_from_dataset_seed_and_index_only():
+    assert builder.derive_seed(0, builder.STREAM_GEOMETRY, 5) == builder.derive_seed(0, builder.STREAM_GEOMETRY, 5)
+    seeds = {builder.derive_seed(s, stream, i) for s in (0, 1) for stream in (1, 2, 3) for i in range(50)}
+    assert len(seeds) == 2 * 3 * 50
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+def test_build_writes_geometries_labels_and_images_of_the_derived_seeds(tmp_path):
+    path = build_fake(tmp_path / "data")
+    dataset = storage.open_dataset(path)
+    assert len(shard_files(path)) == 4 and len(dataset) == 10
+    sample = dataset.sample("g000004")
+    geometry, params = random_geometry(builder.derive_seed(0, builder.STREAM_GEOMETRY, 4))
+    np.testing.assert_array_equal(sample["geometry"], geometry)
+    np.testing.assert_array_equal(sample["label"], block_labels(geometry))
+    assert sample["params"] == params and sample["seed"] == builder.derive_seed(0, builder.STREAM_GEOMETRY, 4)
+    # shard 1 holds samples 3..5, simulated in one batch with the shard's seed
+    shard_seed = builder.derive_seed(0, builder.STREAM_SHARD_SIMULATION, 1)
+    geometries = np.stack([random_geometry(builder.derive_seed(0, builder.STREAM_GEOMETRY, i))[0] for i in (3, 4, 5)])
+    expected = simulate_stacks(geometries, dataset.energies_keV, 20, shard_seed)[1]
+    np.testing.assert_array_equal(sample["bse"], expected.bse)
+    meta = dataset.meta
+    assert meta["simulator"] == {"module": THIS_MODULE.__name__, "version": "fake-1"}
+    assert meta["physics"]["elastic"] == "browning" and meta["device_type"] == "cpu"
+    assert meta["electrons_per_pixel"] == 20 and meta["preset"] == "smoke"
+
+
+@pytest.mark.slow
+def test_result_does_not_depend_on_worker_count(tmp_path):
+    one = storage.open_dataset(build_fake(tmp_path / "one", workers=1))
+    two = storage.open_dataset(build_fake(tmp_path / "two", workers=2))
+    assert one.hash == two.hash
+    np.testing.assert_array_equal(one.arrays("train")[0], two.arrays("train")[0])
+
+
+def test_dask_scheduler_gives_the_same_dataset(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    local = storage.open_dataset(build_fake(tmp_path / "local"))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        on_dask = storage.open_dataset(build_fake(tmp_path / "dask", scheduler=cluster.scheduler_address))
+    assert on_dask.hash == local.hash
+
+
+def test_second_build_of_a_complete_dataset_rewrites_nothing(tmp_path):
+    path = build_fake(tmp_path / "data")
+    before = {f: f.stat().st_mtime_ns for f in [*shard_files(path), path / "dataset.json", path / "splits.json"]}
+    build_fake(path)
+    assert {f: f.stat().st_mtime_ns for f in before} == before
+
+
+def test_resume_into_a_directory_with_other_settings_is_refused(tmp_path):
+    path = build_fake(tmp_path / "data")
+    with pytest.raises(ValueError, match="other settings.*electrons_per_pixel: 20 -> 30"):
+        build_fake(path, electrons_per_pixel=30)
+
+
+def test_corrupt_and_truncated_shards_are_detected_and_rebuilt(tmp_path):
+    path = build_fake(tmp_path / "data")
+    reference_hash = storage.open_dataset(path).hash
+    shards = shard_files(path)
+    untouched = {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in shards[2:]}
+    blob = bytearray(shards[0].read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # flip one byte in the middle (image data)
+    shards[0].write_bytes(bytes(blob))
+    with open(shards[1], "r+b") as fh:
+        fh.truncate(shards[1].stat().st_size // 2)
+
+    with pytest.raises(storage.DatasetError, match="shard-00001.h5 is truncated"):
+        storage.open_dataset(path)
+    build_fake(path)
+    rebuilt = storage.open_dataset(path)
+    rebuilt.verify()
+    assert rebuilt.hash == reference_hash
+    assert {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in shards[2:]} == untouched
+
+
+def test_shard_without_matching_checksum_file_is_not_used(tmp_path):
+    path = build_fake(tmp_path / "data")
+    shard = shard_files(path)[0]
+    storage.checksum_path(shard).write_text("0" * 64 + "  shard-00000.h5\n")
+    os.utime(shard, ns=(0, 0))
+    build_fake(path)
+    assert shard.stat().st_mtime_ns != 0  # replaced by a fresh, verified file
+    assert storage.read_checksum(shard) == storage.sha256_file(shard)
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_without_redoing_finished_shards(tmp_path):
+    """Kill a real build process after its first shard, resume, compare with an uninterrupted build."""
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "datasets", "build", "--preset", "smoke", "--out", str(out),
+               "--workers", "1", "--electrons-per-pixel", "20", "--quiet"]
+    env = {
+        **os.environ,
+        builder.SIMULATOR_ENV: THIS_MODULE.__name__,
+        "FAKE_SIMULATOR_SLEEP_S": "1.0",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)]),
+    }
+    process = subprocess.Popen(command, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / storage.shard_name(0)).exists():
+            assert process.poll() is None, "build process ended before writing a shard"
+            assert time.monotonic() < deadline, "build process wrote no shard in 120 s"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    finished = {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in shard_files(out)}
+    assert len(finished) == 1  # smoke: 2 shards and the cases; killed during the second shard
+    with pytest.raises(storage.DatasetError, match="incomplete"):
+        storage.open_dataset(out)
+
+    (out / "shards" / "shard-00001.h5.tmp-99999").write_bytes(b"half-written shard of a killed build")
+    build_smoke = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+    builder.build_dataset(out, **build_smoke)
+    assert {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in finished} == finished
+    assert not list(out.rglob("*.tmp-*"))
+    resumed = storage.open_dataset(out)
+    uninterrupted = storage.open_dataset(builder.build_dataset(tmp_path / "uninterrupted", **build_smoke))
+    assert resumed.hash == uninterrupted.hash
+    assert resumed.splits == uninterrupted.splits
+
+
+def test_build_command_line(tmp_path, capsys, monkeypatch):
+    from datasets.__main__ import main
+
+    monkeypatch.setenv(builder.SIMULATOR_ENV, THIS_MODULE.__name__)
+    out = tmp_path / "cli"
+    assert main(["build", "--preset", "smoke", "--out", str(out), "--workers", "1",
+                 "--n-geometries", "4", "--electrons-per-pixel", "3", "--quiet"]) == 0
+    assert "4 samples" in capsys.readouterr().out
+    dataset = storage.open_dataset(out)
+    assert dataset.electrons_per_pixel == 3 and dataset.cases() == ["nanocube", "nanowire"]
+    assert main(["build", "--preset", "smoke", "--out", str(out), "--electrons-per-pixel", "4", "--quiet"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["build", "--preset", "huge", "--out", str(tmp_path)])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_simulator_end_to_end(tmp_path):
+    """A tiny dataset with the real Monte Carlo simulator: shapes, yields, counts, labels, cases."""
+    path = builder.build_dataset(tmp_path / "real", preset="smoke", workers=1, progress=False,
+                                 n_geometries=2, shard_size=2, electrons_per_pixel=1, cases=("nanocube",))
+    dataset = storage.open_dataset(path)
+    assert dataset.meta["simulator"]["module"] == "datasets.simulate"
+    assert dataset.meta["physics"]["elastic"] == "browning"
+    bse, labels, ids = dataset.arrays("train")
+    assert bse.shape[1:] == (20, 20, 20) and labels.shape[1:] == (20, 20, 20)
+    assert np.all((bse >= 0) & (bse <= 1)) and bse.mean() > 0
+    with storage.h5py.File(path / storage.shard_name(0), "r") as h5:
+        np.testing.assert_array_equal(h5["counts"][:] / 1.0, h5["bse"][:])
+    cube = dataset.case("nanocube")
+    assert [c["id"] for c in cube] == ["position1", "position2", "position3", "position4"]
+    assert all(c["label"].sum() == 125 for c in cube)
