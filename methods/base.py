@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -102,7 +103,10 @@ class Method(ABC):
             "fitted": self.fitted,
         }
         self._save_state(directory)
-        (directory / "method.json").write_text(json.dumps(info, indent=2, default=_jsonable))
+        # method.json last and atomically: its presence marks a complete save
+        tmp = directory / "method.json.tmp"
+        tmp.write_text(json.dumps(info, indent=2, default=_jsonable))
+        os.replace(tmp, directory / "method.json")
         return directory
 
     @classmethod
@@ -116,11 +120,15 @@ class Method(ABC):
             info = json.loads(info_path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"corrupt {info_path}: {err}") from err
+        missing = [key for key in ("method", "params") if key not in info] if isinstance(info, dict) else ["method", "params"]
+        if missing:
+            raise ValueError(f"corrupt {info_path}: missing entries {missing}")
         klass = get(info["method"]) if cls is Method else cls
         if klass.name != info["method"]:
             raise ValueError(f"{directory} holds method '{info['method']}', not '{klass.name}'")
         method = klass(device=device, **info["params"])
-        method.energies_keV = None if info["energies_keV"] is None else np.asarray(info["energies_keV"])
+        energies = info.get("energies_keV")
+        method.energies_keV = None if energies is None else np.asarray(energies, dtype=float)
         method._load_state(directory)
         method.fitted = bool(info.get("fitted", True))
         return method

@@ -1,0 +1,162 @@
+"""The benchmark's cases and the data each one is scored on.
+
+- ``nanocube``, ``nanowire`` (and any other named case stored with the dataset): the paper's
+  test cases (Tables 3 and 4), simulated with the dataset's settings when it was built;
+- ``test``: the held-out split of the dataset;
+- ``ablation``: BSE-VoxNets variants of Table 1 (one module switched off), scored on ``test``;
+- a geometry file (``.npy``/``.tif``) given by path: validated with
+  ``datasets.cases.load_custom_geometry``, simulated once with the dataset's simulator
+  settings (cached under ``outputs/<preset>/cache/custom/``) and named ``custom:<file stem>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import UnknownNameError, UsageError
+from datasets.cases import CUSTOM_SUFFIXES
+
+SPLIT_CASES = {"test": "test", "ablation": "test"}
+CUSTOM_CASE_PATTERN = "PATH.npy|PATH.tif"
+CASE_DESCRIPTIONS = {
+    "nanocube": "paper III.A / Table 3: 5 nm Cu cube at 4 depths (position1..position4)",
+    "nanowire": "paper III.B / Table 4: Cu wire of radius 2..10 nm (radius2nm..radius10nm)",
+    "test": "the held-out test split of the dataset (mIoU with a 95% bootstrap interval)",
+    "ablation": "Table 1: BSE-VoxNets without SOPE / S2-MLPv2 / ConvFFN, scored on the test split",
+    CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
+                         "preset's settings; reported as case custom:<file stem>",
+}
+CUSTOM_PREFIX = "custom:"
+
+
+@dataclass
+class CaseData:
+    """The inputs and ground truth of one case: ``bse`` (N, E, H, W), ``labels`` (N, D, H, W)."""
+
+    name: str
+    ids: list[str]
+    bse: np.ndarray
+    labels: np.ndarray
+    energies_keV: np.ndarray
+    fingerprint: dict = field(default_factory=dict)  # what identifies the data beyond the dataset hash
+
+
+def named_cases(dataset_cases) -> list[str]:
+    """Case names usable with ``--case`` for a dataset storing ``dataset_cases``."""
+    return [*dataset_cases, "test", "ablation"]
+
+
+def is_custom_path(text: str) -> bool:
+    return text.startswith(CUSTOM_PREFIX) or Path(text).suffix.lower() in CUSTOM_SUFFIXES or os.sep in text
+
+
+def custom_path(text: str) -> Path:
+    return Path(text[len(CUSTOM_PREFIX):] if text.startswith(CUSTOM_PREFIX) else text)
+
+
+def resolve_case(text: str, dataset_cases) -> str:
+    """Check a ``--case`` value: a named case, or the path of a valid geometry file
+    (returned as ``custom:PATH``)."""
+    from datasets.cases import load_custom_geometry
+
+    known = named_cases(dataset_cases)
+    if text in known:
+        return text
+    if is_custom_path(text):
+        path = custom_path(text)
+        try:
+            load_custom_geometry(path)
+        except (OSError, ValueError, TypeError) as err:
+            raise UsageError(f"bad custom case: {err}") from err
+        return f"{CUSTOM_PREFIX}{path}"
+    raise UnknownNameError(
+        f"unknown case '{text}'; known cases: {', '.join(known)}, or the path of a geometry file "
+        f"({'/'.join(CUSTOM_SUFFIXES)})"
+    )
+
+
+def case_label(case: str) -> str:
+    """The ``case`` column value: ``custom:<file stem>`` for a file, the name otherwise."""
+    if case.startswith(CUSTOM_PREFIX):
+        return f"{CUSTOM_PREFIX}{custom_path(case).stem}"
+    return case
+
+
+def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = "cpu",
+              log=print) -> CaseData:
+    """The data of ``case`` (as returned by :func:`resolve_case`) from ``dataset``."""
+    energies = np.asarray(dataset.energies_keV, dtype=float)
+    if case in SPLIT_CASES:
+        bse, labels, ids = dataset.arrays(SPLIT_CASES[case])
+        if len(ids) == 0:
+            raise ValueError(f"the dataset's '{SPLIT_CASES[case]}' split is empty")
+        return CaseData(case, list(ids), bse, labels, energies, {"split": SPLIT_CASES[case]})
+    if case.startswith(CUSTOM_PREFIX):
+        return _custom_case(custom_path(case), dataset, Path(cache_dir), seed, device, log)
+    samples = dataset.case(case)
+    return CaseData(
+        case,
+        [s["id"] for s in samples],
+        np.stack([s["bse"] for s in samples]).astype(np.float32),
+        np.stack([s["label"] for s in samples]).astype(np.uint8),
+        energies,
+        {"stored_case": case},
+    )
+
+
+def _simulation_settings(dataset) -> dict:
+    settings = dataset.meta.get("settings", {})
+    return {
+        "energies_keV": [float(e) for e in dataset.energies_keV],
+        "electrons_per_pixel": int(settings.get("electrons_per_pixel", dataset.electrons_per_pixel)),
+        "cutoff_eV": float(settings.get("cutoff_eV", 50.0)),
+        "elastic": settings.get("elastic"),
+        "stopping": settings.get("stopping"),
+    }
+
+
+def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, log) -> CaseData:
+    from datasets.cases import load_custom_geometry
+    from datasets.scene import block_labels
+    from datasets.simulate import SIMULATOR_VERSION
+    from datasets.stack import BseStack
+
+    geometry = load_custom_geometry(path)
+    settings = _simulation_settings(dataset)
+    geometry_sha = hashlib.sha256(geometry.tobytes() + str(geometry.shape).encode()).hexdigest()[:16]
+    key_text = repr((geometry_sha, sorted(settings.items()), seed, SIMULATOR_VERSION, str(device)))
+    stack_key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    stack_path = cache_dir / "custom" / f"{path.stem}-{stack_key}.npz"
+    if stack_path.is_file():
+        stack = BseStack.load(stack_path)
+    else:
+        from datasets.physics import PhysicsConfig
+        from datasets.simulate import simulate_stack
+
+        log(f"simulating custom geometry {path} ({settings['electrons_per_pixel']} e/px, "
+            f"{len(settings['energies_keV'])} energies) -> {stack_path}")
+        models = {k: settings[k] for k in ("elastic", "stopping") if settings[k] is not None}
+        stack = simulate_stack(
+            geometry,
+            energies_keV=settings["energies_keV"],
+            electrons_per_pixel=settings["electrons_per_pixel"],
+            cutoff_eV=settings["cutoff_eV"],
+            physics=PhysicsConfig(**models),
+            seed=seed,
+            device=device,
+        )
+        stack.meta = {**stack.meta, "geometry_file": str(path), "geometry_sha256": geometry_sha}
+        stack.save(stack_path)  # atomic (tmp file + replace)
+    return CaseData(
+        f"{CUSTOM_PREFIX}{path.stem}",
+        [path.stem],
+        stack.bse[None].astype(np.float32),
+        block_labels(geometry)[None],
+        np.asarray(stack.energies_keV, dtype=float),
+        {"geometry_sha256": geometry_sha, "simulation": settings, "simulation_seed": seed},
+    )

@@ -1,0 +1,323 @@
+"""``python -m benchmark``: run, list, report, reconstruct, main.
+
+Messages and progress bars go to stderr; stdout carries the results (a table, or with
+``--json`` exactly one JSON document). Bad names exit with code 2 and a message listing the
+known ones; other user errors exit with code 1; an interrupted command exits with 130 and keeps
+every finished run (rerun it to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.cache import DEFAULT_OUTPUTS
+from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN
+from benchmark.errors import BenchmarkError, UsageError
+from benchmark.presets import BENCHMARK_PRESETS, get_preset
+from benchmark.runner import (
+    DEFAULT_THRESHOLD_RULE,
+    THRESHOLD_RULES,
+    Benchmark,
+    ModelSpec,
+    method_class,
+    method_names,
+    network_configs,
+)
+from methods.binarize import binarize
+
+#: columns shown by ``run`` and ``main`` in the text table
+TABLE_COLUMNS = ["method", "config", "variant", "case", "sample", "iou", "mre", "threshold",
+                 "threshold_rule", "seconds_per_volume"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p, preset_default="quick"):
+        p.add_argument("--preset", default=preset_default,
+                       help=f"benchmark preset: {', '.join(BENCHMARK_PRESETS)} (default {preset_default})")
+        p.add_argument("--results", type=Path, default=None,
+                       help="results folder (default outputs/<preset>/)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+        p.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
+        p.add_argument("--threads", type=int, default=None,
+                       help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
+
+    p = sub.add_parser("run", help="run methods on cases (cached)")
+    p.add_argument("--method", action="append", required=True,
+                   help="method name or 'all' (repeatable)")
+    p.add_argument("--case", action="append", required=True,
+                   help="nanocube, nanowire, test, ablation, a geometry file path, or 'all' (repeatable)")
+    p.add_argument("--config", default=None, help="network config (default: the preset's configs)")
+    p.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE,
+                   help=f"{', '.join(THRESHOLD_RULES)} (default {DEFAULT_THRESHOLD_RULE})")
+    p.add_argument("--json", action="store_true", help="print the result rows as one JSON list")
+    common(p)
+
+    p = sub.add_parser("list", help="methods (parameters, network sizes), cases, presets")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--preset", default="quick", help="preset whose stored cases are listed")
+
+    p = sub.add_parser("report", help="rebuild the HTML report from saved results")
+    p.add_argument("results_dir", nargs="?", type=Path, default=None,
+                   help="results folder (default outputs/<preset>/)")
+    p.add_argument("--preset", default="quick")
+
+    p = sub.add_parser("reconstruct", help="reconstruct your own BSE stack file with a trained method")
+    p.add_argument("--method", required=True)
+    p.add_argument("--config", default=None, help="network config (default: the preset's first)")
+    p.add_argument("--stack", type=Path, required=True, help="BSE stack .npz (datasets.stack.BseStack)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output VOLUME.npy (probabilities); VOLUME_binary.npy gets the Cu mask")
+    p.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE,
+                   help="validation or fixed-0.5 (default validation)")
+    common(p)
+
+    p = sub.add_parser("main", help="the main job: data, training, every method on every case, report")
+    common(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
+                "reconstruct": cmd_reconstruct, "main": cmd_main}
+    try:
+        return commands[args.command](args)
+    except BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def _benchmark(args) -> Benchmark:
+    return Benchmark(get_preset(args.preset), results_dir=args.results, device=args.device, seed=args.seed,
+                     threads=args.threads)
+
+
+# ------------------------------------------------------------------------------------------ run
+def cmd_run(args) -> int:
+    bench = _benchmark(args)
+    specs = bench.plan(args.method, args.case, config=args.config, threshold_rule=args.threshold_rule)
+    # Training and libraries may print; keep stdout for the JSON document alone.
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        rows = bench.run_all(specs)
+    if args.json:
+        print(json.dumps(rows_to_records(rows), indent=1))
+    else:
+        print_table(rows)
+        print(f"\nresults: {bench.store.results_path}")
+    return 0
+
+
+def rows_to_records(rows: pd.DataFrame) -> list[dict]:
+    """Result rows as JSON-ready dicts: NaN/NA -> null, per_depth_iou and versions as lists/objects."""
+    records = []
+    for row in rows.to_dict(orient="records"):
+        record = {key: _json_value(value) for key, value in row.items()}
+        for key in ("per_depth_iou", "versions"):
+            if isinstance(record.get(key), str):
+                record[key] = _json_value(json.loads(record[key]))
+        records.append(record)
+    return records
+
+
+def _json_value(value):
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def print_table(rows: pd.DataFrame, per_sample: bool = True) -> None:
+    """Per-sample rows (optional) and one summary line per run: mIoU, mean MRE, time."""
+    if rows.empty:
+        print("no results")
+        return
+    with pd.option_context("display.max_rows", 500, "display.width", 200,
+                           "display.float_format", "{:.4g}".format):
+        if per_sample:
+            print(rows[TABLE_COLUMNS].to_string(index=False))
+            print()
+        summary = (rows.groupby(["method", "config", "variant", "case", "threshold_rule"], sort=False)
+                   .agg(mIoU=("iou", "mean"), MRE=("mre", "mean"), n=("iou", "size"),
+                        seconds_per_volume=("seconds_per_volume", "first"))
+                   .reset_index())
+        print(summary.to_string(index=False))
+
+
+# ------------------------------------------------------------------------------------------ list
+def cmd_list(args) -> int:
+    from methods.complexity import list_network_configs
+
+    preset = get_preset(args.preset)
+    methods = []
+    for name in method_names():
+        klass = method_class(name)
+        methods.append({
+            "method": name,
+            "requires_training": bool(klass.requires_training),
+            "configs": network_configs(name),
+            "parameters": {p: {"default": _json_value(hp.default), "retrain": hp.retrain, "doc": hp.doc}
+                           for p, hp in klass.hyperparams.items()},
+        })
+    listing = {
+        "methods": methods,
+        "network_configs": [{k: _json_value(v) for k, v in row.items()} for row in list_network_configs()],
+        "cases": [{"case": name, "description": text} for name, text in _case_descriptions(preset).items()],
+        "presets": [p.describe() for p in BENCHMARK_PRESETS.values()],
+        "threshold_rules": list(THRESHOLD_RULES),
+    }
+    if args.json:
+        print(json.dumps(listing, indent=1))
+        return 0
+    print("methods:")
+    for m in methods:
+        kind = "learned" if m["requires_training"] else "classical"
+        print(f"  {m['method']} ({kind})")
+        for p, info in m["parameters"].items():
+            retrain = ", needs retraining" if info["retrain"] else ""
+            print(f"      {p} = {info['default']!r}{retrain}  {info['doc']}")
+    print("network configs:")
+    print(f"  {'method':8} {'config':9} {'parameters':>12} {'GMACs/sample':>13}")
+    for row in listing["network_configs"]:
+        print(f"  {row['method']:8} {row['config']:9} {row['parameters']:>12,} {row['macs'] / 1e9:>13.3f}")
+    print("cases:")
+    for case in listing["cases"]:
+        print(f"  {case['case']:18} {case['description']}")
+    print("presets:")
+    for p in BENCHMARK_PRESETS.values():
+        print(f"  {p.name:6} {p.description}")
+    print(f"threshold rules: {', '.join(THRESHOLD_RULES)}")
+    return 0
+
+
+def _case_descriptions(preset) -> dict[str, str]:
+    from datasets.presets import get_preset as get_dataset_preset
+
+    stored = get_dataset_preset(preset.dataset_preset).cases
+    names = [*stored, "test", "ablation", CUSTOM_CASE_PATTERN]
+    return {name: CASE_DESCRIPTIONS.get(name, "named case stored with the dataset") for name in names}
+
+
+# ------------------------------------------------------------------------------------------ report
+def cmd_report(args) -> int:
+    results_dir = args.results_dir or DEFAULT_OUTPUTS / get_preset(args.preset).name
+    print(build_report(results_dir))
+    return 0
+
+
+def build_report(results_dir: Path) -> Path:
+    """The HTML report of ``results_dir`` (``reports.build_report``, the layer above)."""
+    results_dir = Path(results_dir)
+    if not (results_dir / "results.parquet").is_file():
+        raise BenchmarkError(
+            f"no results in {results_dir} (results.parquet missing); run "
+            "`python -m benchmark main --preset quick` or `python -m benchmark run ...` first"
+        )
+    from reports import build_report as build_html_report
+
+    return Path(build_html_report(results_dir))
+
+
+# ------------------------------------------------------------------------------------------ reconstruct
+def cmd_reconstruct(args) -> int:
+    from datasets.stack import BseStack
+
+    if args.threshold_rule not in ("validation", "fixed-0.5"):
+        raise UsageError(f"threshold rule for a stack must be 'validation' or 'fixed-0.5', got "
+                         f"'{args.threshold_rule}' (oracle thresholds exist only for the paper's cases)")
+    try:
+        stack = BseStack.load(args.stack)
+    except (FileNotFoundError, ValueError) as err:
+        raise BenchmarkError(str(err)) from err
+    bench = _benchmark(args)
+    method_class(args.method)
+    configs = network_configs(args.method)
+    if configs:
+        config = args.config or bench.preset.configs_for(args.method)[0]
+        if config not in configs:
+            raise UsageError(f"unknown config '{config}' for {args.method}; known configs: {', '.join(configs)}")
+    else:
+        config = "default"
+    spec = ModelSpec(args.method, config)
+    method = bench.model(spec)
+    check_energies(stack.energies_keV, method.energies_keV, spec.tag())
+    prob = method.reconstruct(stack.bse[None], stack.energies_keV)[0]
+    threshold = 0.5 if args.threshold_rule == "fixed-0.5" else bench.validation_threshold(spec)
+    binary = binarize(prob, threshold)
+    out = args.out if args.out.suffix == ".npy" else args.out.with_name(args.out.name + ".npy")
+    binary_out = binary_path(out)
+    save_npy_atomic(out, prob.astype(np.float32))
+    save_npy_atomic(binary_out, binary)
+    print(f"{spec.tag()}: probability volume {prob.shape} [z, y, x] -> {out}")
+    print(f"Cu mask (threshold {threshold:.2f}, {args.threshold_rule}; {int(binary.sum())} Cu voxels) -> {binary_out}")
+    return 0
+
+
+def binary_path(volume_path: Path) -> Path:
+    """``VOLUME.npy`` -> ``VOLUME_binary.npy``."""
+    return volume_path.with_name(f"{volume_path.stem}_binary.npy")
+
+
+def check_energies(given_keV, trained_keV, name: str) -> None:
+    """Raise naming the energies that differ between a stack and the trained method."""
+    if trained_keV is None:
+        return
+    given = [round(float(e), 6) for e in given_keV]
+    trained = [round(float(e), 6) for e in trained_keV]
+    if given == trained:
+        return
+    missing = [e for e in trained if e not in given]
+    extra = [e for e in given if e not in trained]
+    parts = []
+    if missing:
+        parts.append(f"missing from the stack: {missing} keV")
+    if extra:
+        parts.append(f"not trained on: {extra} keV")
+    if not parts:
+        parts.append(f"same energies in another order: stack {given}, trained {trained}")
+    raise BenchmarkError(f"the stack's energies differ from those {name} was trained on ({'; '.join(parts)})")
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as handle:
+        np.save(handle, array)
+    os.replace(tmp, path)
+
+
+# ------------------------------------------------------------------------------------------ main
+def cmd_main(args) -> int:
+    bench = _benchmark(args)
+    bench.log(f"main job, preset '{bench.preset.name}': results in {bench.store.root}")
+    bench.dataset()
+    rows = bench.run_all(bench.main_plan())
+    print_table(rows, per_sample=False)
+    report = build_report(bench.store.root)
+    print(f"\nresults: {bench.store.results_path}")
+    print(f"report: {report}")
+    return 0

@@ -1,0 +1,114 @@
+"""Benchmark presets: which data, which training, which network sizes, how to time.
+
+A preset ties together a dataset preset (``datasets.presets.DATASET_PRESETS``), a training
+preset (``methods.training.TRAIN_PRESETS``), the network configs to benchmark per method, and
+the timing/statistics settings. Results of a preset live under ``outputs/<preset>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmark.errors import UnknownNameError
+
+#: the value of the ``config`` column for a method without network configs (MED-SEM)
+NO_CONFIG = "default"
+
+#: Table 1 of the paper: BSE-VoxNets with one module switched off (hyper-parameter overrides)
+ABLATION_VARIANTS: dict[str, dict[str, bool]] = {
+    "full": {},
+    "no-sope": {"sope": False},
+    "no-s2mlp": {"s2mlp": False},
+    "no-convffn": {"convffn": False},
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkPreset:
+    """One benchmark setting.
+
+    ``configs`` maps a learned method to the network configs to run (``methods`` not listed
+    there run with their defaults); ``ablation_config`` is the BSE-VoxNets config whose Table 1
+    variants are trained for the ``ablation`` case. Inference time is the median of
+    ``timing_repeats`` calls after ``timing_warmup`` untimed ones. ``batch_size`` is the
+    number of volumes reconstructed per call when scoring a case.
+    """
+
+    name: str
+    description: str
+    dataset_preset: str
+    train_preset: str
+    configs: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    ablation_config: str = "tiny"
+    timing_repeats: int = 5
+    timing_warmup: int = 1
+    batch_size: int = 8
+    bootstrap_resamples: int = 2000
+    seed: int = 0
+
+    def configs_for(self, method: str) -> tuple[str, ...]:
+        """The network configs to benchmark for ``method`` (``("default",)`` for MED-SEM)."""
+        return self.configs.get(method, (NO_CONFIG,))
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "dataset_preset": self.dataset_preset,
+            "train_preset": self.train_preset,
+            "configs": {k: list(v) for k, v in self.configs.items()},
+            "ablation_config": self.ablation_config,
+            "timing_repeats": self.timing_repeats,
+            "timing_warmup": self.timing_warmup,
+            "batch_size": self.batch_size,
+            "bootstrap_resamples": self.bootstrap_resamples,
+            "seed": self.seed,
+        }
+
+
+BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
+    "smoke": BenchmarkPreset(
+        name="smoke",
+        description="tests and CI: a handful of samples, tiny networks, a few training steps "
+                    "(seconds to a few minutes on 2 CPU cores; numbers are meaningless)",
+        dataset_preset="smoke",
+        train_preset="smoke",
+        configs={"bsevox": ("tiny",), "unet3d": ("tiny",)},
+        ablation_config="tiny",
+        timing_repeats=2,
+        timing_warmup=1,
+        bootstrap_resamples=200,
+    ),
+    "quick": BenchmarkPreset(
+        name="quick",
+        description="the CPU benchmark (nox -s benchmark): the quick dataset, tiny BSE-VoxNets "
+                    "and a small 3D U-Net trained on 2 CPU cores",
+        dataset_preset="quick",
+        train_preset="quick",
+        configs={"bsevox": ("tiny",), "unet3d": ("small",)},
+        ablation_config="tiny",
+        timing_repeats=5,
+        timing_warmup=1,
+    ),
+    "paper": BenchmarkPreset(
+        name="paper",
+        description="the paper's setting (GPU): 10,000 training geometries, BSE-VoxNets "
+                    "lite..moderate (Table 2) and the base 3D U-Net",
+        dataset_preset="paper",
+        train_preset="paper",
+        configs={"bsevox": ("lite", "small", "medium", "moderate"), "unet3d": ("base",)},
+        ablation_config="lite",
+        timing_repeats=10,
+        timing_warmup=2,
+        batch_size=16,
+    ),
+}
+
+
+def get_preset(name: str) -> BenchmarkPreset:
+    """The benchmark preset called ``name``; the error lists the known ones."""
+    if isinstance(name, BenchmarkPreset):
+        return name
+    if name not in BENCHMARK_PRESETS:
+        raise UnknownNameError(f"unknown preset '{name}'; known presets: {', '.join(BENCHMARK_PRESETS)}")
+    return BENCHMARK_PRESETS[name]

@@ -1,0 +1,122 @@
+"""Where a result came from: code version, library versions, machine, time."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: distribution names whose versions are recorded with every result
+TRACKED_PACKAGES = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pandas")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                              timeout=20, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of this checkout, ``+dirty`` appended when files differ from it
+    (tracked changes or untracked, non-ignored files); ``"unknown"`` outside a git checkout or
+    before the first commit."""
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return "unknown"
+    status = _git("status", "--porcelain")
+    return f"{commit}+dirty" if status else commit
+
+
+@functools.lru_cache(maxsize=1)
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the numerical libraries (read from package metadata, no imports)."""
+    versions = {"python": platform.python_version()}
+    for package in TRACKED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux, else ``platform.processor()``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: str) -> str:
+    """A readable name of the device a method runs on: ``"cpu (AMD EPYC, 2 threads)"`` (torch's
+    intra-op threads, which decide CPU timings), ``"cuda:0 (NVIDIA H100 ...)"``."""
+    import torch
+
+    device = str(device)
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device '{device}' requested but CUDA is not available here")
+        index = torch.device(device).index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    threads = torch.get_num_threads()
+    return f"{device} ({cpu_name()}, {threads} thread{'s' if threads != 1 else ''})"
+
+
+def utc_now() -> str:
+    """The current time, ISO 8601 in UTC, second precision."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def source_hash(*paths: Path) -> str:
+    """SHA-256 (16 hex digits) over the ``.py`` files under ``paths`` (files or folders), by
+    relative name and content: the code version a cached result depends on."""
+    digest = hashlib.sha256()
+    for root in paths:
+        root = Path(root)
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            digest.update(str(file.relative_to(REPO_ROOT) if file.is_relative_to(REPO_ROOT) else file.name).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def file_hash(*paths: Path) -> str:
+    """SHA-256 (16 hex digits) of the contents of the given files (missing files are skipped)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            continue
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def provenance(device: str) -> dict:
+    """Everything recorded with a run: git commit, library versions, device name, host, time."""
+    return {
+        "git_commit": git_commit(),
+        "versions": library_versions(),
+        "device": device_name(device),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "created_utc": utc_now(),
+    }

@@ -1,0 +1,559 @@
+"""Runs of the benchmark: one method (one config, one variant) on one case under one preset.
+
+A run obtains the dataset (building it under ``outputs/<preset>/data`` when missing), the model
+(learned methods: loaded from ``outputs/<preset>/models/<method>-<config>/`` or trained there
+first with the preset's training settings), reconstructs every sample of the case, binarises
+with a threshold rule, scores every sample (``benchmark.metrics``), times the method, and writes
+``runs/<run_key>/`` (rows, volumes, summary with provenance) in one atomic step.
+
+The run key hashes everything the result depends on: method, parameters, variant, case (and a
+custom geometry's content), preset, seed, threshold rule, device type, dataset hash, the code
+version (``code_version``: the method's sources and ``benchmark/metrics.py``) and the trained
+model's files. A run with a cached key does no work; a failed run writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from benchmark import metrics
+from benchmark.cache import DEFAULT_OUTPUTS, ResultsStore, run_key, write_json_atomic
+from benchmark.cases import (
+    CUSTOM_PREFIX,
+    case_label,
+    custom_path,
+    load_case,
+    named_cases,
+    resolve_case,
+)
+from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
+from benchmark.presets import ABLATION_VARIANTS, NO_CONFIG, BenchmarkPreset, get_preset
+from benchmark.provenance import REPO_ROOT, file_hash, provenance, source_hash
+from methods.binarize import THRESHOLD_RULES, binarize
+
+DEFAULT_THRESHOLD_RULE = "validation"
+#: methods whose ``oracle`` thresholds exist (the paper tuned them for MED-SEM only)
+ORACLE_METHODS = ("medsem",)
+#: the method whose Table 1 variants make up the ``ablation`` case
+ABLATION_METHOD = "bsevox"
+MODEL_FILES_SUFFIXES = (".pt", ".safetensors", ".npz", ".npy")
+
+
+def log_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model: a method, its network config (``"default"`` for MED-SEM) and ablation variant."""
+
+    method: str
+    config: str = NO_CONFIG
+    variant: str = "full"
+
+    def params(self) -> dict:
+        params = {} if self.config == NO_CONFIG else {"config": self.config}
+        params.update(ABLATION_VARIANTS[self.variant])
+        return params
+
+    def tag(self) -> str:
+        parts = [self.method] + ([] if self.config == NO_CONFIG else [self.config])
+        parts += [] if self.variant == "full" else [self.variant]
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a model on a case (see ``benchmark.cases``) with a threshold rule."""
+
+    model: ModelSpec
+    case: str
+    threshold_rule: str = DEFAULT_THRESHOLD_RULE
+
+    def describe(self) -> str:
+        return f"{self.model.tag()} on {case_label(self.case)} ({self.threshold_rule} threshold)"
+
+
+def method_names() -> list[str]:
+    from methods.base import available
+
+    return available()
+
+
+def method_class(name: str):
+    from methods.base import get
+
+    try:
+        return get(name)
+    except KeyError as err:
+        raise UnknownNameError(f"unknown method '{name}'; known methods: {', '.join(method_names())}") from err
+
+
+def network_configs(name: str) -> list[str]:
+    """Config names of a learned method (the ``CONFIGS`` table of its module), [] otherwise."""
+    klass = method_class(name)
+    if "config" not in klass.hyperparams:
+        return []
+    module = sys.modules[klass.__module__]
+    configs = getattr(module, "CONFIGS", None)
+    return list(configs) if configs else [klass.hyperparams["config"].default]
+
+
+def code_version(name: str) -> str:
+    """Hash of the sources a method's results depend on: the modules of its class hierarchy
+    inside ``methods`` (a whole sub-package such as ``methods/medsem/`` when the class lives in
+    one), ``methods/binarize.py`` and ``benchmark/metrics.py``. Editing another method's file
+    does not invalidate this method's cached runs."""
+    klass = method_class(name)
+    methods_dir = REPO_ROOT / "methods"
+    paths = {methods_dir / "binarize.py", Path(metrics.__file__).resolve()}
+    for cls in klass.__mro__:
+        module = sys.modules.get(cls.__module__)
+        source = Path(getattr(module, "__file__", "") or "")
+        if not source.is_file():
+            continue
+        source = source.resolve()
+        if source.parent != methods_dir and source.parent.parent == methods_dir:
+            paths.add(source.parent)  # a method package: all its files
+        else:
+            paths.add(source)
+    return source_hash(*sorted(paths))
+
+
+class Benchmark:
+    """The benchmark under one preset, with its results folder, device and seed.
+
+    ``results_dir`` defaults to ``outputs/<preset>/``; ``seed`` to the preset's seed (another
+    seed trains its own models, in ``models/<method>-<config>-seed<N>/``). ``dataset``: an
+    opened dataset to use instead of ``<results_dir>/data``. Messages go to ``log`` (stderr by
+    default), progress bars to stderr. ``threads`` sets torch's CPU threads
+    (``torch.set_num_threads``; on a busy machine 1 thread can be far faster); it is part of the
+    ``device`` column and of the run key, since it decides CPU timings.
+    """
+
+    def __init__(self, preset: str | BenchmarkPreset = "quick", results_dir=None, device: str = "cpu",
+                 seed: int | None = None, progress: bool = True, log=log_stderr, dataset=None,
+                 threads: int | None = None):
+        self.preset = get_preset(preset)
+        self.store = ResultsStore(results_dir if results_dir is not None else DEFAULT_OUTPUTS / self.preset.name)
+        self.device = check_device(device)
+        if threads is not None:
+            import torch
+
+            if int(threads) < 1:
+                raise UsageError(f"threads must be a positive integer, got {threads}")
+            torch.set_num_threads(int(threads))
+        self.seed = self.preset.seed if seed is None else int(seed)
+        self.progress = progress
+        self.log = log
+        self._dataset = dataset
+        self._models: dict[ModelSpec, object] = {}
+        self._code_versions: dict[str, str] = {}
+
+    # ---------------------------------------------------------------------------- data
+    def dataset(self):
+        """The preset's dataset, built (or its interrupted build resumed) when missing."""
+        if self._dataset is None:
+            from datasets.storage import open_dataset
+
+            data_dir = self.store.data_dir
+            try:
+                self._dataset = open_dataset(data_dir)
+            except (FileNotFoundError, ValueError):
+                from datasets.builder import build_dataset
+
+                self.log(f"building dataset preset '{self.preset.dataset_preset}' into {data_dir}")
+                build_dataset(data_dir, preset=self.preset.dataset_preset, device=self.device,
+                              progress=self.progress)
+                self._dataset = open_dataset(data_dir)
+        return self._dataset
+
+    def dataset_cases(self) -> list[str]:
+        """Named cases stored with the dataset (from the dataset preset, before it is built)."""
+        if self._dataset is not None:
+            return self._dataset.cases()
+        from datasets.presets import get_preset as get_dataset_preset
+
+        return list(get_dataset_preset(self.preset.dataset_preset).cases)
+
+    def known_cases(self) -> list[str]:
+        return named_cases(self.dataset_cases())
+
+    # ---------------------------------------------------------------------------- models
+    def model_dir(self, spec: ModelSpec) -> Path:
+        suffix = "" if self.seed == self.preset.seed else f"-seed{self.seed}"
+        return self.store.models_dir / f"{spec.tag()}{suffix}"
+
+    def _is_trained(self, directory: Path) -> bool:
+        return (directory / "method.json").is_file() and (directory / "summary.json").is_file()
+
+    def model_fingerprint(self, spec: ModelSpec) -> str:
+        """Hash of a trained model's files (``"untrained"`` before training, ``"-"`` for
+        methods without training)."""
+        if not method_class(spec.method).requires_training:
+            return "-"
+        directory = self.model_dir(spec)
+        if not self._is_trained(directory):
+            return "untrained"
+        files = [directory / "method.json"] + sorted(
+            p for p in directory.iterdir() if p.suffix in MODEL_FILES_SUFFIXES
+        )
+        return file_hash(*files)
+
+    def model(self, spec: ModelSpec):
+        """The ready-to-use method of ``spec``: created, loaded, or trained first."""
+        if spec in self._models:
+            return self._models[spec]
+        klass = method_class(spec.method)
+        if klass.requires_training:
+            method = klass.load(self.ensure_trained(spec), device=self.device)
+        else:
+            method = klass(device=self.device, **self.model_params(spec))
+        self._models[spec] = method
+        return method
+
+    def ensure_trained(self, spec: ModelSpec) -> Path | None:
+        """Train a learned model with the preset's settings unless it is trained already;
+        its directory (``None`` for methods without training)."""
+        if not method_class(spec.method).requires_training:
+            return None
+        directory = self.model_dir(spec)
+        if not self._is_trained(directory):
+            self._train(spec, directory)
+        return directory
+
+    def model_params(self, spec: ModelSpec) -> dict:
+        """Hyper-parameters of ``spec``'s method: config, ablation switches; for learned methods
+        the preset's training preset and the seed; for a method simulating its own PSFs
+        (MED-SEM) the dataset's detector cutoff and physics models when they differ from its
+        defaults."""
+        from datasets.presets import get_preset as get_dataset_preset
+
+        hyperparams = method_class(spec.method).hyperparams
+        params = spec.params()
+        if "preset" in hyperparams:
+            params["preset"] = self.preset.train_preset
+        if "seed" in hyperparams:
+            params["seed"] = self.seed
+        data = get_dataset_preset(self.preset.dataset_preset)
+        if "cutoff_eV" in hyperparams and data.cutoff_eV != hyperparams["cutoff_eV"].default:
+            params["cutoff_eV"] = data.cutoff_eV
+        physics = {k: getattr(data, k) for k in ("elastic", "stopping") if getattr(data, k) is not None}
+        if "physics" in hyperparams and physics:
+            params["physics"] = physics
+        return params
+
+    def _train(self, spec: ModelSpec, directory: Path) -> None:
+        from methods.base import create
+        from methods.training import train
+
+        method = create(spec.method, device=self.device, **self.model_params(spec))
+        resuming = (directory / "latest.pt").is_file()
+        self.log(f"{'resuming training of' if resuming else 'training'} {spec.tag()} "
+                 f"(train preset '{self.preset.train_preset}', seed {self.seed}) in {directory}")
+        train(method, self.dataset(), directory, method.train_settings(), progress=self.progress,
+              resume=True)
+        if not self._is_trained(directory):
+            raise BenchmarkError(f"training {spec.tag()} finished without a model in {directory}")
+
+    # ---------------------------------------------------------------------------- reconstruction
+    def reconstruct(self, method, bse: np.ndarray, energies_keV, desc: str = "reconstructing") -> np.ndarray:
+        """Probability volumes (N, D, H, W) of a batch of stacks, ``batch_size`` at a time."""
+        import torch
+
+        torch.manual_seed(self.seed)
+        batch = self.preset.batch_size
+        chunks = []
+        starts = range(0, len(bse), batch)
+        for start in tqdm(starts, desc=desc, unit="batch", disable=not self.progress or len(starts) < 2,
+                          file=sys.stderr, leave=False):
+            chunks.append(method.reconstruct(bse[start:start + batch], energies_keV))
+        return np.concatenate(chunks).astype(np.float32)
+
+    def validation_threshold(self, spec: ModelSpec) -> float:
+        """The threshold maximising mIoU on the validation split (``methods.binarize.choose_threshold``),
+        cached per model in ``cache/thresholds/``."""
+        from methods.binarize import choose_threshold
+
+        dataset = self.dataset()
+        key = run_key({"model": spec.tag(), "fingerprint": self.model_fingerprint(spec),
+                       "dataset_hash": dataset.hash, "code": self._code(spec.method), "seed": self.seed,
+                       "device": _device_type(self.device)})
+        path = self.store.cache_dir / "thresholds" / f"{spec.tag()}-{key}.json"
+        if path.is_file():
+            return float(json.loads(path.read_text())["threshold"])
+        bse, labels, ids = dataset.arrays("val")
+        if len(ids) == 0:
+            raise BenchmarkError("the dataset has an empty validation split: use --threshold-rule fixed-0.5")
+        prob = self.reconstruct(self.model(spec), bse, dataset.energies_keV, desc=f"{spec.tag()} on val")
+        threshold = choose_threshold(prob, labels)
+        write_json_atomic(path, {"model": spec.tag(), "threshold": threshold, "n_val": len(ids),
+                                 "dataset_hash": dataset.hash})
+        self.log(f"{spec.tag()}: threshold {threshold:.2f} chosen on {len(ids)} validation samples")
+        return threshold
+
+    def thresholds(self, spec: RunSpec, sample_ids: list[str]) -> list[float]:
+        """One threshold per sample under the run's threshold rule."""
+        if spec.threshold_rule == "fixed-0.5":
+            return [0.5] * len(sample_ids)
+        if spec.threshold_rule == "validation":
+            return [self.validation_threshold(spec.model)] * len(sample_ids)
+        if spec.threshold_rule == "oracle":
+            from methods.binarize import oracle_threshold
+
+            return [oracle_threshold(spec.case, sid) for sid in sample_ids]
+        raise UnknownNameError(f"unknown threshold rule '{spec.threshold_rule}'; known: {', '.join(THRESHOLD_RULES)}")
+
+    # ---------------------------------------------------------------------------- runs
+    def _code(self, method: str) -> str:
+        if method not in self._code_versions:
+            self._code_versions[method] = code_version(method)
+        return self._code_versions[method]
+
+    def run_key(self, spec: RunSpec) -> str:
+        fields = {
+            "method": spec.model.method,
+            "params": self.model_params(spec.model),
+            "variant": spec.model.variant,
+            "case": case_label(spec.case),
+            "threshold_rule": spec.threshold_rule,
+            "preset": self.preset.describe(),
+            "seed": self.seed,
+            "device": _device_type(self.device),
+            "threads": _cpu_threads(self.device),
+            "dataset_hash": self.dataset().hash,
+            "code": self._code(spec.model.method),
+            "model": self.model_fingerprint(spec.model),
+        }
+        if spec.case.startswith(CUSTOM_PREFIX):
+            fields["geometry"] = file_hash(custom_path(spec.case))
+        return run_key(fields)
+
+    def run(self, spec: RunSpec) -> pd.DataFrame:
+        """Rows of ``spec``: from the cache, or computed, saved and added to results.parquet."""
+        self.ensure_trained(spec.model)
+        key = self.run_key(spec)
+        rows = self.store.load_rows(key)
+        if rows is not None:
+            self.log(f"cached: {spec.describe()} -> {self.store.run_dir(key)}")
+            return rows
+        self.log(f"running: {spec.describe()}")
+        rows, volumes, summary = self._compute(spec, key)
+        self.store.save_run(key, rows, volumes, summary)
+        self.store.rebuild_results()
+        miou = summary["metrics"]["miou"]
+        self.log(f"done: {spec.describe()}: mIoU {miou['mean']:.3f} "
+                 f"[{miou['low']:.3f}, {miou['high']:.3f}] -> {self.store.run_dir(key)}")
+        return self.store.load_rows(key)
+
+    def _compute(self, spec: RunSpec, key: str):
+        dataset = self.dataset()
+        method = self.model(spec.model)
+        case = load_case(spec.case, dataset, self.store.cache_dir, seed=self.seed, device=self.device,
+                         log=self.log)
+        prob = self.reconstruct(method, case.bse, case.energies_keV, desc=spec.describe())
+        thresholds = self.thresholds(spec, case.ids)
+        binary = np.stack([binarize(p, t) for p, t in zip(prob, thresholds)])
+        timing = metrics.time_inference(
+            lambda batch: method.reconstruct(batch, case.energies_keV), case.bse[:1], device=self.device,
+            repeats=self.preset.timing_repeats, warmup=self.preset.timing_warmup,
+        )
+        info = method.describe()
+        prov = provenance(self.device)
+        rows = []
+        for sid, pred, gt, threshold in zip(case.ids, binary, case.labels, thresholds):
+            scores = metrics.score_volume(pred, gt)
+            rows.append({
+                "method": spec.model.method,
+                "config": spec.model.config,
+                "variant": spec.model.variant,
+                "case": case_label(spec.case),
+                "sample": sid,
+                "iou": scores["iou"],
+                "mre": scores["mre"],
+                "precision": scores["precision"],
+                "recall": scores["recall"],
+                "threshold": float(threshold),
+                "threshold_rule": spec.threshold_rule,
+                "per_depth_iou": metrics.per_depth_json(scores["per_depth_iou"]),
+                "seconds_per_volume": timing.seconds_per_volume,
+                "device": prov["device"],
+                "parameters": info.get("parameters"),
+                "macs": info.get("macs"),
+                "seed": self.seed,
+                "preset": self.preset.name,
+                "dataset_hash": dataset.hash,
+                "git_commit": prov["git_commit"],
+                "versions": json.dumps(prov["versions"], sort_keys=True),
+                "run_key": key,
+                "created_utc": prov["created_utc"],
+            })
+        rows = pd.DataFrame(rows)
+        volumes = {
+            "ids": np.asarray(case.ids),
+            "gt": case.labels.astype(np.uint8),
+            "prob": prob.astype(np.float16),
+            "binary": binary,
+            "bse": case.bse.astype(np.float16),
+            "energies_keV": np.asarray(case.energies_keV, dtype=float),
+        }
+        miou = metrics.bootstrap_mean_interval(rows["iou"], seed=self.seed,
+                                               n_resamples=self.preset.bootstrap_resamples)
+        summary = {
+            "run_key": key,
+            "method": spec.model.method,
+            "config": spec.model.config,
+            "variant": spec.model.variant,
+            "params": dict(method.params),
+            "case": case_label(spec.case),
+            "case_data": case.fingerprint,
+            "threshold_rule": spec.threshold_rule,
+            "thresholds": dict(zip(case.ids, map(float, thresholds))),
+            "preset": self.preset.describe(),
+            "seed": self.seed,
+            "dataset_hash": dataset.hash,
+            "dataset_path": str(dataset.path) if hasattr(dataset, "path") else None,
+            "code_version": self._code(spec.model.method),
+            "model_dir": str(self.model_dir(spec.model)) if method.requires_training else None,
+            "model_fingerprint": self.model_fingerprint(spec.model),
+            "model": info,
+            "metrics": {
+                "n_samples": len(rows),
+                "miou": miou.as_dict(),
+                "mean_mre": _nanmean(rows["mre"]),
+                "mean_precision": _nanmean(rows["precision"]),
+                "mean_recall": _nanmean(rows["recall"]),
+                "seconds_per_volume": timing.seconds_per_volume,
+                "timing": {"repeats": timing.repeats, "warmup": timing.warmup,
+                           "batch_size": timing.batch_size, "all_seconds": list(timing.all_seconds)},
+            },
+            "provenance": prov,
+        }
+        return rows, volumes, summary
+
+    # ---------------------------------------------------------------------------- planning
+    def plan(self, methods, cases, config: str | None = None,
+             threshold_rule: str = DEFAULT_THRESHOLD_RULE) -> list[RunSpec]:
+        """The runs for every (method, case) pair; ``"all"`` expands. Pairs that do not apply
+        (``ablation`` for a method other than BSE-VoxNets, ``oracle`` thresholds outside MED-SEM
+        on the paper's cases) are skipped with a note; an empty plan is an error."""
+        methods = _expand(methods, method_names())
+        cases = _expand(cases, self.known_cases())
+        for name in methods:
+            method_class(name)
+        if threshold_rule not in THRESHOLD_RULES:
+            raise UnknownNameError(f"unknown threshold rule '{threshold_rule}'; known: {', '.join(THRESHOLD_RULES)}")
+        resolved = [resolve_case(c, self.dataset_cases()) for c in cases]
+        specs, skipped = [], []
+        for case in resolved:
+            for name in methods:
+                if case == "ablation" and name != ABLATION_METHOD:
+                    skipped.append(f"{name} on ablation (Table 1 variants exist for {ABLATION_METHOD} only)")
+                    continue
+                if threshold_rule == "oracle":
+                    from methods.binarize import ORACLE_THRESHOLDS
+
+                    if name not in ORACLE_METHODS or case not in ORACLE_THRESHOLDS:
+                        skipped.append(f"{name} on {case_label(case)} (oracle thresholds exist for "
+                                       f"{'/'.join(ORACLE_METHODS)} on {'/'.join(ORACLE_THRESHOLDS)} only)")
+                        continue
+                for model in self._models_for(name, case, config):
+                    specs.append(RunSpec(model, case, threshold_rule))
+        for note in skipped:
+            self.log(f"skipped: {note}")
+        if not specs:
+            raise BenchmarkError("nothing to run: " + "; ".join(skipped))
+        return specs
+
+    def _models_for(self, name: str, case: str, config: str | None) -> list[ModelSpec]:
+        known = network_configs(name)
+        if not known:
+            if config not in (None, NO_CONFIG):
+                self.log(f"note: {name} has no network configs; --config {config} ignored for it")
+            configs = [NO_CONFIG]
+        elif config is not None:
+            if config not in known:
+                raise UnknownNameError(f"unknown config '{config}' for {name}; known configs: {', '.join(known)}")
+            configs = [config]
+        elif case == "ablation":
+            configs = [self.preset.ablation_config]
+        else:
+            configs = list(self.preset.configs_for(name))
+        variants = list(ABLATION_VARIANTS) if case == "ablation" else ["full"]
+        return [ModelSpec(name, c, v) for c in configs for v in variants]
+
+    def run_all(self, specs: list[RunSpec]) -> pd.DataFrame:
+        """Run (or fetch from the cache) every spec; all their rows in one frame."""
+        frames = [self.run(spec) for spec in specs]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def main_plan(self) -> list[RunSpec]:
+        """The main job: every method on every case with validation thresholds, plus MED-SEM with
+        the paper's oracle thresholds on nanocube and nanowire (labelled ``oracle``)."""
+        specs = self.plan(["all"], ["all"], threshold_rule="validation")
+        from methods.binarize import ORACLE_THRESHOLDS
+
+        oracle_cases = [c for c in self.dataset_cases() if c in ORACLE_THRESHOLDS]
+        oracle_methods = [m for m in ORACLE_METHODS if m in method_names()]
+        if oracle_cases and oracle_methods:
+            specs += self.plan(oracle_methods, oracle_cases, threshold_rule="oracle")
+        return specs
+
+
+def check_device(device: str) -> str:
+    """``device`` as a string after checking that torch knows it and, for CUDA, that a GPU exists."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device '{device}' requested but no CUDA GPU is available here")
+    if parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported device '{device}'; use cpu, cuda or cuda:N")
+    return str(device)
+
+
+def _expand(names, known: list[str]) -> list[str]:
+    names = [names] if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for name in names:
+        for item in (known if name == "all" else [name]):
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def _device_type(device: str) -> str:
+    return str(device).split(":")[0]
+
+
+def _cpu_threads(device: str) -> int | None:
+    import torch
+
+    return torch.get_num_threads() if _device_type(device) == "cpu" else None
+
+
+def _nanmean(values) -> float:
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else math.nan
+
+
+def run(method: str, case: str, preset: str = "quick", config: str | None = None, seed: int | None = None,
+        device: str = "cpu", threshold_rule: str = DEFAULT_THRESHOLD_RULE, results_dir=None,
+        progress: bool = True) -> pd.DataFrame:
+    """Run ``method`` (or ``"all"``) on ``case`` (or ``"all"``, or a geometry file path) under
+    ``preset``; returns the result rows (cached runs are reused)."""
+    bench = Benchmark(preset, results_dir=results_dir, device=device, seed=seed, progress=progress)
+    return bench.run_all(bench.plan(method, case, config=config, threshold_rule=threshold_rule))
+

@@ -1,0 +1,225 @@
+"""Command line of the learned methods: ``python -m methods {train,grid-search,bench,list}``.
+
+    python -m methods train --method bsevox --config lite --data outputs/quick/data --preset quick
+    python -m methods train ... --resume            # continue from <out>/latest.pt exactly
+    python -m methods grid-search --method bsevox --config tiny --data DIR --max-trials 20
+    python -m methods bench --device cpu [--json]   # inference volumes/s of every config
+    python -m methods list [--json]                 # parameters and MACs of every config
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+NETWORKS = ("bsevox", "unet3d")
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", choices=NETWORKS, required=True)
+    p.add_argument("--config", required=True, help="bsevox: tiny|lite|small|medium|moderate; "
+                   "unet3d: tiny|small|base")
+    p.add_argument("--data", required=True, help="dataset directory (datasets.build_dataset)")
+    p.add_argument("--preset", default="quick", help="training preset: smoke | quick | paper")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-sope", action="store_true", help="bsevox ablation: plain patch embedding")
+    p.add_argument("--no-s2mlp", action="store_true", help="bsevox ablation: channel-MLP blocks")
+    p.add_argument("--no-convffn", action="store_true", help="bsevox ablation: plain FFN")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest on a busy CPU)")
+
+
+def _set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
+def _method_params(args) -> dict:
+    params = {"config": args.config, "preset": args.preset, "seed": args.seed}
+    if args.method == "bsevox":
+        params.update(sope=not args.no_sope, s2mlp=not args.no_s2mlp, convffn=not args.no_convffn)
+    elif args.no_sope or args.no_s2mlp or args.no_convffn:
+        raise SystemExit("the ablation switches --no-sope/--no-s2mlp/--no-convffn are bsevox-only")
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "lam"):
+        value = getattr(args, key, None)
+        if value is not None:
+            params[key] = value
+    return params
+
+
+def _variant_suffix(params: dict) -> str:
+    off = [name for name, key in (("no-sope", "sope"), ("no-s2mlp", "s2mlp"), ("ffn", "convffn"))
+           if params.get(key) is False]
+    return "" if not off else "-" + "+".join(off)
+
+
+def cmd_train(args) -> int:
+    from datasets.storage import open_dataset
+    from methods.base import create
+    from methods.training import train
+
+    _set_threads(args)
+    dataset = open_dataset(args.data)
+    params = _method_params(args)
+    method = create(args.method, device=args.device, **params)
+    out = Path(args.out) if args.out else (
+        Path(args.data).resolve().parent / "models" / f"{args.method}-{args.config}{_variant_suffix(params)}")
+    if (out / "latest.pt").exists() and not (args.resume or args.overwrite):
+        raise SystemExit(f"{out} already holds a training run: pass --resume to continue it, "
+                         "--overwrite to start again, or choose another --out")
+    print(f"training {args.method} ({args.config}) on {args.data} -> {out}", file=sys.stderr)
+    summary = train(method, dataset, out, progress=not args.quiet, resume=args.resume)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_grid_search(args) -> int:
+    from datasets.storage import open_dataset
+    from methods.training import PAPER_GRID, TRAIN_PRESETS, grid_search
+
+    _set_threads(args)
+    dataset = open_dataset(args.data)
+    params = _method_params(args)
+    settings = TRAIN_PRESETS[args.preset]
+    overrides = {k: params[k] for k in ("epochs", "batch_size") if k in params}
+    settings = replace(settings, seed=args.seed, **overrides)
+    extra = {k: params[k] for k in ("sope", "s2mlp", "convffn") if k in params}
+    out = Path(args.out) if args.out else (
+        Path(args.data).resolve().parent / "grid-search" / f"{args.method}-{args.config}")
+    table = grid_search(args.method, args.config, dataset, grid=PAPER_GRID, settings=settings,
+                        out_dir=out, max_trials=args.max_trials, seed=args.seed,
+                        progress=not args.quiet, device=args.device, method_params=extra)
+    print(table.sort_values("best_val_miou", ascending=False).head(10).to_string(index=False))
+    print(f"results: {out / 'grid_results.csv'}; selection: {out / 'best.json'}")
+    return 0
+
+
+def benchmark_inference(device: str = "cpu", batch_size: int = 16, repeats: int = 3,
+                        configs=None, seed: int = 0) -> list[dict]:
+    """Inference throughput (volumes/s) of every network config with random weights.
+
+    Big configs are skipped when their weights plus activations would not fit the device's
+    free memory (CUDA) or when they are over 50M parameters on the CPU.
+    """
+    import torch
+
+    from methods.base import create
+    from methods.bsevoxnets import CONFIGS as BSEVOX
+    from methods.complexity import network_size
+    from methods.unet3d import CONFIGS as UNET
+
+    wanted = configs or [("bsevox", c) for c in BSEVOX] + [("unet3d", c) for c in UNET]
+    rows = []
+    for method_name, config in wanted:
+        size = network_size(method_name, config)
+        row = {**size, "device": device, "batch_size": batch_size}
+        if device == "cpu" and size["parameters"] > 50e6:
+            rows.append({**row, "volumes_per_s": None, "skipped": "over 50M parameters on CPU"})
+            continue
+        if device.startswith("cuda"):
+            free, _ = torch.cuda.mem_get_info(torch.device(device))
+            if size["parameters"] * 4 * 3 > free:
+                rows.append({**row, "volumes_per_s": None, "skipped": "not enough GPU memory"})
+                continue
+        method = create(method_name, config=config)
+        net = method.init_network(20, seed=seed).to(device).eval()
+        x = torch.rand(batch_size, 20, 20, 20, generator=torch.Generator().manual_seed(seed)).to(device)
+        autocast = torch.autocast(torch.device(device).type, dtype=torch.float16,
+                                  enabled=device.startswith("cuda"))
+        with torch.no_grad(), autocast:
+            net(x)  # warm-up
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            tic = time.perf_counter()
+            for _ in range(repeats):
+                net(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+        seconds = time.perf_counter() - tic
+        rows.append({**row, "volumes_per_s": repeats * batch_size / seconds, "skipped": None})
+        del net
+    return rows
+
+
+def cmd_bench(args) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = None
+    if args.configs:
+        configs = [tuple(item.split(":", 1)) for item in args.configs.split(",")]
+    rows = benchmark_inference(args.device, args.batch_size, args.repeats, configs)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"inference on {args.device} (torch threads {torch.get_num_threads()}, batch {args.batch_size})")
+    for r in rows:
+        speed = f"{r['volumes_per_s']:10.1f} volumes/s" if r["volumes_per_s"] else f"skipped ({r['skipped']})"
+        print(f"{r['method']:7s} {r['config']:9s} {r['parameters'] / 1e6:8.2f}M "
+              f"{r['macs'] / 1e9:6.3f} GMACs  {speed}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from methods.complexity import list_network_configs
+
+    rows = list_network_configs()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['method']:7s} {r['config']:9s} {r['parameters'] / 1e6:8.2f}M params "
+                  f"{r['macs'] / 1e9:7.3f} GMACs/sample")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m methods", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a network (resumable)")
+    _add_common(p)
+    p.add_argument("--out", help="model directory (default: <data>/../models/<method>-<config>)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/latest.pt")
+    p.add_argument("--overwrite", action="store_true", help="start again in an existing <out>")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--lam", type=float, help="WBCE lambda (eq. 1, weight of the Cu term)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("grid-search", help="lr x weight decay x lambda search on the validation split")
+    _add_common(p)
+    p.add_argument("--out", help="results directory (default: <data>/../grid-search/<method>-<config>)")
+    p.add_argument("--max-trials", type=int, help="random subset of the 252-point paper grid")
+    p.set_defaults(func=cmd_grid_search)
+
+    p = sub.add_parser("bench", help="inference throughput of every network config")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--configs", help="comma list of method:config (default: all)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("list", help="parameters and MACs of every network config")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,668 @@
+"""One training loop for both learned methods (BSE-VoxNets and the MONAI 3D U-Net).
+
+Paper section III: AdamW, cosine-annealed learning rate, weighted BCE (equation 1) and then
+Lovász-hinge fine-tuning for the last part of the epochs, validation mIoU every 5 epochs, early
+stopping. Checkpoints (``latest.pt``, ``best.pt``) hold everything needed to resume exactly:
+model, optimizer, scheduler, AMP scaler, epoch, RNG states and the run config.
+
+A trained model directory holds ``method.json``, ``best.pt``, ``latest.pt``, ``history.csv``
+(epoch, train_loss, val_miou, lr, seconds, loss), ``training_curve.png`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from methods.base import HyperParam, Method, create
+from methods.losses import PAPER_LAMBDA, lovasz_hinge, weighted_bce
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that defines a training run besides the network and the data."""
+
+    epochs: int = 250
+    batch_size: int = 32
+    lr: float = 1e-4  # initial AdamW learning rate, cosine-annealed to 0 over ``epochs``
+    weight_decay: float = 1e-4
+    lam: float = PAPER_LAMBDA  # WBCE weight of the positive (Cu) term, equation 1
+    lovasz_fraction: float = 0.2  # last fraction of the epochs trained with the Lovász hinge
+    eval_every: int = 5  # epochs between validation evaluations (the last epoch is always evaluated)
+    patience: int = 100  # early stop after this many epochs without a better validation mIoU
+    seed: int = 0  # network init and shuffling
+    device: str = "cpu"
+    amp: bool = True  # mixed precision (float16 autocast + grad scaling), CUDA only
+
+    def lovasz_start(self) -> int:
+        """First epoch (1-based) trained with the Lovász hinge."""
+        return self.epochs - int(round(self.lovasz_fraction * self.epochs)) + 1
+
+
+#: "smoke": seconds, for tests; "quick": a CPU run of the tiny configs on the quick dataset
+#: (<= 10 min on 2 cores); "paper": the paper's settings (section III).
+TRAIN_PRESETS: dict[str, TrainSettings] = {
+    "smoke": TrainSettings(epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4, eval_every=1,
+                           patience=1000, lam=0.5),
+    "quick": TrainSettings(epochs=20, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
+                           patience=10, lam=0.5),
+    "paper": TrainSettings(epochs=250, batch_size=32, lr=1e-4, weight_decay=1e-4, eval_every=5,
+                           patience=100, lam=PAPER_LAMBDA),
+}
+
+#: settings that may differ between a run and its resumption
+_RESUMABLE_DIFFERENCES = {"device", "amp"}
+
+
+# ---------------------------------------------------------------------------- metric
+def mean_iou(logits: torch.Tensor, labels: torch.Tensor, threshold: float = 0.5) -> float:
+    """Mean over samples of IoU(sigmoid(logits) > threshold, labels); an empty union counts 1."""
+    pred = torch.sigmoid(logits.float()) > threshold
+    gt = labels > 0.5
+    inter = (pred & gt).flatten(1).sum(1).double()
+    union = (pred | gt).flatten(1).sum(1).double()
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return float(iou.mean())
+
+
+# ---------------------------------------------------------------------------- data
+def stack_split(split, progress: bool = False, desc: str = "loading") -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a split (a Dataset of {"bse", "label"} dicts, or a (bse, labels) tuple of arrays) into
+    two tensors (N,E,H,W), (N,D,H,W).
+
+    The splits are small (10,000 samples of 20x20x20 floats = 32 MB), so training reads each
+    sample once; any per-sample noise of the split is drawn once here.
+    """
+    if isinstance(split, tuple):  # (bse (N,E,H,W), labels (N,D,H,W)) arrays, e.g. from ds.arrays()
+        x = torch.as_tensor(np.asarray(split[0]), dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(split[1]), dtype=torch.float32)
+    else:
+        bse, labels = [], []
+        for i in tqdm(range(len(split)), desc=desc, disable=not progress, leave=False):
+            item = split[i]
+            bse.append(torch.as_tensor(np.asarray(item["bse"]), dtype=torch.float32))
+            labels.append(torch.as_tensor(np.asarray(item["label"]), dtype=torch.float32))
+        if not bse:
+            raise ValueError("empty data split")
+        x, y = torch.stack(bse), torch.stack(labels)
+    if len(x) == 0:
+        raise ValueError("empty data split")
+    if x.ndim != 4 or y.ndim != 4 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[2:]:
+        raise ValueError(f"bad split shapes: bse {tuple(x.shape)}, label {tuple(y.shape)}")
+    if not torch.isfinite(x).all():
+        raise ValueError("BSE images contain NaN or infinite values")
+    return x, y
+
+
+def _predict_logits(net: nn.Module, x: torch.Tensor, device: str, batch_size: int,
+                    amp: bool) -> torch.Tensor:
+    net.eval()
+    out = []
+    with torch.no_grad(), _autocast(device, amp):
+        for start in range(0, len(x), batch_size):
+            out.append(net(x[start : start + batch_size].to(device)).float().cpu())
+    return torch.cat(out)
+
+
+def _autocast(device: str, amp: bool):
+    enabled = amp and torch.device(device).type == "cuda"
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.float16, enabled=enabled)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path) -> dict:
+    """``torch.load(weights_only=True)`` with a clear error for a missing or corrupt file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated / garbage files
+        raise ValueError(f"corrupt checkpoint {path}: {type(err).__name__}: {err}") from err
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise ValueError(f"corrupt checkpoint {path}: not a training checkpoint (no 'model' entry)")
+    return ckpt
+
+
+def _load_model_state(net: nn.Module, state: dict, source) -> None:
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"checkpoint {source} does not match this network: {err}") from err
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "generator": generator.get_state(),
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["generator"])
+    np_state = state["numpy"]
+    np.random.set_state({
+        "bit_generator": np_state["bit_generator"],
+        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
+        "has_gauss": np_state["has_gauss"],
+        "gauss": np_state["gauss"],
+    })
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:
+    return {
+        "method": method.name,
+        "params": {k: v for k, v in method.params.items()},
+        "settings": asdict(settings),
+        "n_train": int(n_train),
+    }
+
+
+def _config_differences(saved: dict, current: dict) -> list[str]:
+    diffs = []
+    if saved.get("method") != current["method"]:
+        diffs.append(f"method {saved.get('method')!r} != {current['method']!r}")
+    for key, value in current["params"].items():
+        if saved.get("params", {}).get(key) != value and key not in ("preset",):
+            diffs.append(f"param {key}: {saved.get('params', {}).get(key)!r} != {value!r}")
+    for key, value in current["settings"].items():
+        if key not in _RESUMABLE_DIFFERENCES and saved.get("settings", {}).get(key) != value:
+            diffs.append(f"setting {key}: {saved.get('settings', {}).get(key)!r} != {value!r}")
+    if saved.get("n_train") != current["n_train"]:
+        diffs.append(f"training samples: {saved.get('n_train')} != {current['n_train']}")
+    return diffs
+
+
+# ---------------------------------------------------------------------------- outputs
+def _write_curve(history: pd.DataFrame, path: Path, title: str) -> None:
+    """Validation mIoU vs epoch (like the paper's Fig. 4) with the training loss alongside."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    evaluated = history.dropna(subset=["val_miou"])
+    ax.plot(evaluated["epoch"], evaluated["val_miou"], "o-", color="C0", label="validation mIoU")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation mIoU (threshold 0.5)", color="C0")
+    ax.set_ylim(0, 1)
+    twin = ax.twinx()
+    twin.plot(history["epoch"], history["train_loss"], color="C1", alpha=0.7, label="train loss")
+    twin.set_ylabel("training loss (WBCE, then Lovasz hinge)", color="C1")
+    lovasz = history.loc[history["loss"] == "lovasz", "epoch"]
+    if len(lovasz):
+        ax.axvline(lovasz.min() - 0.5, color="grey", ls="--", lw=1)
+        ax.text(lovasz.min() - 0.5, 0.02, " Lovasz fine-tuning", color="grey", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- the loop
+def train_on_splits(
+    method: NetworkMethod,
+    train_split,
+    val_split,
+    out_dir,
+    settings: TrainSettings,
+    progress: bool = True,
+    resume: bool = False,
+    until_epoch: int | None = None,
+    energies_keV=None,
+) -> dict:
+    """Train ``method.network`` on ``train_split``, select on ``val_split``; returns the summary.
+
+    ``resume=True`` continues from ``out_dir/latest.pt`` exactly (same batches, learning rates
+    and random draws as an uninterrupted run). ``until_epoch`` stops after that epoch as if
+    interrupted (the run can be resumed later). On return the method holds the best weights.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = settings.device
+    started = time.perf_counter()
+    x_train, y_train = stack_split(train_split, progress, "loading train split")
+    x_val, y_val = stack_split(val_split, progress, "loading val split") if val_split is not None \
+        else (None, None)
+    if energies_keV is not None:
+        method.energies_keV = np.asarray(energies_keV, dtype=float)
+    if method.depth != y_train.shape[1]:
+        raise ValueError(f"labels have depth {y_train.shape[1]} but the method's depth is {method.depth}")
+    net = method.init_network(x_train.shape[1], seed=settings.seed).to(device)
+    run_config = _run_config(method, settings, len(x_train))
+
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    use_amp = settings.amp and torch.device(device).type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history: list[dict] = []
+    best = {"epoch": 0, "val_miou": -1.0}
+    start_epoch = 1
+
+    latest_path, best_path = out_dir / "latest.pt", out_dir / "best.pt"
+    if resume and latest_path.exists():
+        ckpt = load_checkpoint(latest_path)
+        diffs = _config_differences(ckpt.get("config", {}), run_config)
+        if diffs:
+            raise ValueError(f"checkpoint {latest_path} was made by a different run: " + "; ".join(diffs))
+        _load_model_state(net, ckpt["model"], latest_path)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"], generator)
+        history, best = list(ckpt["history"]), dict(ckpt["best"])
+        start_epoch = int(ckpt["epoch"]) + 1
+
+    def checkpoint(epoch: int) -> dict:
+        return {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "rng": _rng_state(generator),
+            "config": run_config,
+            "history": history,
+            "best": best,
+            "n_energies": int(x_train.shape[1]),
+            "energies_keV": None if method.energies_keV is None
+            else [float(e) for e in method.energies_keV],
+        }
+
+    n = len(x_train)
+    stopped_early = False
+    last_epoch = until_epoch if until_epoch is not None else settings.epochs
+    for epoch in range(start_epoch, min(last_epoch, settings.epochs) + 1):
+        if epoch - best["epoch"] > settings.patience and best["epoch"] > 0:
+            stopped_early = True
+            break
+        tic = time.perf_counter()
+        use_lovasz = epoch >= settings.lovasz_start()
+        net.train()
+        order = torch.randperm(n, generator=generator)
+        batches = [order[i : i + settings.batch_size] for i in range(0, n, settings.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm needs >1 sample per batch
+            batches[-2] = torch.cat(batches[-2:])
+            batches.pop()
+        total_loss, seen = 0.0, 0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", disable=not progress, leave=False)
+        for idx in bar:
+            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+            with _autocast(device, settings.amp):
+                logits = net(xb)
+            loss = lovasz_hinge(logits, yb) if use_lovasz else weighted_bce(logits, yb, settings.lam)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total_loss += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}",
+                            samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
+        bar.close()
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+
+        val_miou = float("nan")
+        evaluate = x_val is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs)
+        if evaluate:
+            val_miou = mean_iou(_predict_logits(net, x_val, device, 2 * settings.batch_size,
+                                                settings.amp), y_val)
+        history.append({
+            "epoch": epoch, "train_loss": total_loss / seen, "val_miou": val_miou, "lr": lr,
+            "seconds": time.perf_counter() - tic, "loss": "lovasz" if use_lovasz else "wbce",
+        })
+        if progress:
+            tqdm.write(f"epoch {epoch}: loss {total_loss / seen:.4f}"
+                       + (f", val mIoU {val_miou:.4f}" if evaluate else ""))
+        improved = evaluate and val_miou > best["val_miou"]
+        if improved or (x_val is None and epoch == settings.epochs):
+            best = {"epoch": epoch, "val_miou": val_miou}
+        state = checkpoint(epoch)
+        if improved or best["epoch"] == epoch:
+            _atomic_torch_save(state, best_path)
+        _atomic_torch_save(state, latest_path)
+        frame = pd.DataFrame(history)
+        _atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
+
+    finished_epoch = history[-1]["epoch"] if history else 0
+    if until_epoch is not None and finished_epoch < settings.epochs and not stopped_early:
+        return {"interrupted_at_epoch": finished_epoch}
+
+    # the method keeps the best weights (the latest ones when nothing was evaluated)
+    selected = best_path if best_path.exists() else latest_path
+    _load_model_state(net, load_checkpoint(selected)["model"], selected)
+    net.eval()
+    method.fitted = True
+    method._trained_dir = out_dir.resolve()
+    method.save(out_dir)
+    frame = pd.DataFrame(history)
+    _write_curve(frame, out_dir / "training_curve.png",
+                 f"{method.name} {method.params.get('config', '')}".strip())
+    seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
+    summary = {
+        "method": method.name,
+        "params": method.params,
+        "settings": asdict(settings),
+        "best_epoch": int(best["epoch"]),
+        "best_val_miou": None if best["val_miou"] < 0 else float(best["val_miou"]),
+        "epochs_run": int(finished_epoch),
+        "stopped_early": bool(stopped_early),
+        "train_seconds": seconds,
+        "wall_seconds": time.perf_counter() - started,
+        "train_samples_per_s": float(len(frame) * n / seconds) if seconds > 0 else None,
+        "n_train": int(n),
+        "n_val": 0 if x_val is None else int(len(x_val)),
+        "energies_keV": None if method.energies_keV is None else [float(e) for e in method.energies_keV],
+        **{k: method.describe()[k] for k in ("parameters", "macs")},
+    }
+    _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def train(method: NetworkMethod, dataset, out_dir, settings: TrainSettings | None = None,
+          progress: bool = True, resume: bool = False) -> dict:
+    """Train ``method`` on ``dataset.split("train")``, selecting on ``dataset.split("val")``."""
+    settings = settings or method.train_settings()
+    if hasattr(dataset, "arrays"):  # datasets.storage: read each split in one go
+        train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
+    else:
+        train_data, val_data = dataset.split("train"), dataset.split("val")
+    return train_on_splits(
+        method, train_data, val_data, out_dir, settings,
+        progress=progress, resume=resume, energies_keV=dataset.energies_keV,
+    )
+
+
+# ---------------------------------------------------------------------------- method base
+class NetworkMethod(Method):
+    """Shared machinery of the learned methods: build, train, save/load, batched inference."""
+
+    requires_training = True
+    #: training hyper-parameters common to both networks (None = take it from the preset)
+    training_hyperparams = {
+        "depth": HyperParam(20, True, "output depth layers D over the Si block"),
+        "preset": HyperParam("quick", True, "training preset: smoke | quick | paper"),
+        "epochs": HyperParam(None, True, "number of epochs (None: the preset's)"),
+        "lr": HyperParam(None, True, "initial AdamW learning rate (None: the preset's)"),
+        "weight_decay": HyperParam(None, True, "AdamW weight decay (None: the preset's)"),
+        "lam": HyperParam(None, True, "WBCE weight lambda of the Cu term, eq. 1 (None: preset's)"),
+        "batch_size": HyperParam(None, True, "training batch size (None: the preset's)"),
+        "seed": HyperParam(0, True, "seed of the weight init and the shuffling"),
+    }
+
+    def __init__(self, device: str = "cpu", **params):
+        super().__init__(device=device, **params)
+        self.network: nn.Module | None = None
+        self._n_energies: int | None = None
+        self._trained_dir: Path | None = None
+        if self.params.get("preset") not in TRAIN_PRESETS:
+            raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
+                             f"known: {', '.join(TRAIN_PRESETS)}")
+
+    # -------------------------------------------------------------- for subclasses
+    def build_network(self, n_energies: int) -> nn.Module:
+        """The network for ``n_energies`` input images; logits (B, D, H, W)."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- training
+    def train_settings(self) -> TrainSettings:
+        """The preset's settings with this method's non-None overrides and device."""
+        settings = TRAIN_PRESETS[self.params["preset"]]
+        overrides = {k: self.params[k] for k in ("epochs", "lr", "weight_decay", "lam", "batch_size")
+                     if self.params.get(k) is not None}
+        return replace(settings, **overrides, seed=int(self.params["seed"]), device=self.device)
+
+    def init_network(self, n_energies: int, seed: int = 0) -> nn.Module:
+        """(Re)build the network with weights drawn from ``seed`` (global RNG left untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.network = self.build_network(n_energies)
+        self._n_energies = n_energies
+        return self.network
+
+    def fit(self, train, val=None, out_dir=None, progress: bool = True, resume: bool = False) -> dict:
+        """Train with ``methods.training`` on torch Datasets of {"bse", "label"} dicts."""
+        energies = getattr(train, "energies_keV", None)
+        if energies is None:  # datasets.storage splits keep them on their parent dataset
+            energies = getattr(getattr(train, "dataset", None), "energies_keV", None)
+        if energies is None:
+            energies = self._default_energies(train)
+        if out_dir is None:
+            with tempfile.TemporaryDirectory(prefix=f"{self.name}-train-") as tmp:
+                summary = train_on_splits(self, train, val, tmp, self.train_settings(),
+                                          progress=progress, energies_keV=energies)
+                self._trained_dir = None
+                return summary
+        return train_on_splits(self, train, val, out_dir, self.train_settings(),
+                               progress=progress, resume=resume, energies_keV=energies)
+
+    def _default_energies(self, split):
+        from datasets.scene import DEFAULT_ENERGIES_KEV
+
+        n_energies = len(split[0]["bse"])
+        return np.asarray(DEFAULT_ENERGIES_KEV, float) if n_energies == len(DEFAULT_ENERGIES_KEV) else None
+
+    # -------------------------------------------------------------- inference
+    def _reconstruct(self, stacks: np.ndarray, energies_keV: np.ndarray) -> np.ndarray:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: no network weights; fit() or load() first")
+        if stacks.shape[1] != self._n_energies:
+            raise ValueError(f"{self.name}: network takes {self._n_energies} energies, got {stacks.shape[1]}")
+        net = self.network.to(self.device)
+        logits = _predict_logits(net, torch.from_numpy(stacks), self.device, 64, amp=True)
+        return torch.sigmoid(logits).numpy()
+
+    # -------------------------------------------------------------- persistence
+    def _save_state(self, directory: Path) -> None:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: nothing to save, the network is not built")
+        if self._trained_dir is not None and Path(directory).resolve() == self._trained_dir:
+            return  # the training directory already holds the selected weights in best.pt
+        state = {"model": self.network.state_dict(), "n_energies": int(self._n_energies)}
+        _atomic_torch_save(state, Path(directory) / "model.pt")
+
+    def _load_state(self, directory: Path) -> None:
+        directory = Path(directory)
+        path = directory / "model.pt"
+        if not path.exists():
+            path = directory / "best.pt" if (directory / "best.pt").exists() else directory / "latest.pt"
+        ckpt = load_checkpoint(path)
+        n_energies = ckpt.get("n_energies")
+        if n_energies is None:
+            n_energies = len(self.energies_keV) if self.energies_keV is not None else None
+        if n_energies is None:
+            raise ValueError(f"{path}: cannot tell the number of input energies")
+        self.init_network(int(n_energies), seed=int(self.params["seed"]))
+        _load_model_state(self.network, ckpt["model"], path)
+        self.network.to(self.device).eval()
+
+    def describe(self) -> dict:
+        """Adds ``parameters`` and ``macs`` (per sample, 20x20 images, this method's energies)."""
+        from methods.complexity import count_macs, count_parameters
+
+        info = super().describe()
+        n_energies = self._n_energies or (len(self.energies_keV) if self.energies_keV is not None else 20)
+        key = (n_energies, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+        if getattr(self, "_size_cache", (None,))[0] != key:
+            with torch.device("meta"):
+                net = self.build_network(n_energies)
+            self._size_cache = (key, count_parameters(net), count_macs(net, (1, n_energies, 20, 20)))
+        info["parameters"], info["macs"] = self._size_cache[1], self._size_cache[2]
+        return info
+
+
+# ---------------------------------------------------------------------------- grid search
+#: The paper's grids (section III).
+PAPER_GRID = {
+    "lr": [5e-3, 1e-3, 5e-4, 1e-4, 5e-5, 1e-5],
+    "weight_decay": [1e-3, 1e-4, 1e-5],
+    "lam": [1.0 / n for n in range(2, 16)],
+}
+
+
+def grid_search(
+    method_name: str,
+    config: str,
+    dataset,
+    grid: dict | None = None,
+    settings: TrainSettings | None = None,
+    out_dir="grid-search",
+    max_trials: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str = "cpu",
+    method_params: dict | None = None,
+) -> pd.DataFrame:
+    """Grid search over lr x weight_decay x lam, selected on the VALIDATION split only.
+
+    Each trial trains ``method_name`` (``config``) with ``settings`` and the trial's values, on
+    ``dataset.split("train")`` and scores the best validation mIoU (the test split is never
+    read). ``max_trials`` draws that many grid points at random (``seed``). Results go to
+    ``out_dir/grid_results.csv`` after every trial; a rerun skips finished trials and resumes an
+    interrupted one. ``out_dir/best.json`` names the selected values.
+    """
+    grid = grid or PAPER_GRID
+    for key in grid:
+        if key not in ("lr", "weight_decay", "lam"):
+            raise KeyError(f"grid over unknown setting '{key}'; allowed: lr, weight_decay, lam")
+    settings = settings or TRAIN_PRESETS["quick"]
+    settings = replace(settings, device=device)
+    keys = list(grid)
+    points = list(itertools.product(*(grid[k] for k in keys)))
+    trial_ids = list(range(len(points)))
+    if max_trials is not None and max_trials < len(points):
+        rng = np.random.default_rng(seed)
+        trial_ids = sorted(rng.choice(len(points), size=max_trials, replace=False).tolist())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table_path = out_dir / "grid_results.csv"
+    done = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame()
+    finished = set(done["trial"]) if len(done) else set()
+    rows = done.to_dict("records") if len(done) else []
+    train_split, val_split = dataset.split("train"), dataset.split("val")
+
+    for trial in tqdm(trial_ids, desc="grid search", disable=not progress):
+        if trial in finished:
+            continue
+        values = dict(zip(keys, points[trial]))
+        trial_settings = replace(settings, **values)
+        method = create(method_name, device=device, config=config, **(method_params or {}))
+        trial_dir = out_dir / f"trial-{trial:04d}"
+        summary = train_on_splits(method, train_split, val_split, trial_dir, trial_settings,
+                                  progress=False, resume=True, energies_keV=dataset.energies_keV)
+        rows.append({"trial": trial, **values, "best_val_miou": summary["best_val_miou"],
+                     "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
+                     "train_seconds": summary["train_seconds"]})
+        for name in ("latest.pt", "best.pt"):  # keep the table and curves, not every model
+            (trial_dir / name).unlink(missing_ok=True)
+        _atomic_write_text(table_path, pd.DataFrame(rows).to_csv(index=False))
+
+    table = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
+    if len(table):
+        best = table.loc[table["best_val_miou"].idxmax()].to_dict()
+        info = {"method": method_name, "config": config, "selected_on": "validation split",
+                "base_settings": asdict(settings), "best": best}
+        _atomic_write_text(out_dir / "best.json", json.dumps(info, indent=2, default=float))
+    return table
+
+
+__all__ = [
+    "TrainSettings", "TRAIN_PRESETS", "NetworkMethod", "train", "train_on_splits", "grid_search",
+    "load_checkpoint", "mean_iou", "PAPER_GRID",
+]
+
+
+# ---------------------------------------------------------------------------- toy data
+class ToySplit(torch.utils.data.Dataset):
+    """In-memory split of random Cu boxes with a toy depth-weighted BSE signal (tests, smoke runs).
+
+    Not physics: image k is ``sum_z label[z] * exp(-z / r_k)`` normalised, with a probing range
+    ``r_k`` growing with energy, so deeper Cu shows only at higher energies, as in real stacks.
+    Same dict layout as ``datasets.storage`` splits; ``energies_keV`` attribute included.
+    """
+
+    def __init__(self, n: int, seed: int = 0, depth: int = 20, size: int = 20, n_energies: int = 20):
+        rng = np.random.default_rng(seed)
+        labels = np.zeros((n, depth, size, size), np.float32)
+        shape = np.array([depth, size, size])
+        for label in labels:
+            for _ in range(rng.integers(1, 4)):
+                extent = rng.integers(shape // 5, shape * 3 // 4, endpoint=True)
+                lo = rng.integers(0, shape - extent, endpoint=True)
+                hi = lo + extent
+                label[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = 1.0
+        self.energies_keV = np.linspace(0.5, 0.5 * n_energies, n_energies)
+        ranges = 1.0 + depth * np.arange(1, n_energies + 1) / n_energies  # layers
+        weights = np.exp(-np.arange(depth)[None, :] / ranges[:, None])  # (E, D)
+        weights /= weights.sum(1, keepdims=True)
+        self.bse = (0.1 + 0.4 * np.einsum("ed,ndhw->nehw", weights, labels)).astype(np.float32)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"bse": torch.from_numpy(self.bse[i]), "label": torch.from_numpy(self.labels[i]),
+                "id": f"toy-{i:05d}"}
+
+
+class ToyDataset:
+    """``open_dataset``-like wrapper of three ``ToySplit`` s (train / val / test)."""
+
+    def __init__(self, n_train: int = 64, n_val: int = 16, n_test: int = 16, seed: int = 0):
+        self._splits = {"train": ToySplit(n_train, seed), "val": ToySplit(n_val, seed + 1),
+                        "test": ToySplit(n_test, seed + 2)}
+        self.energies_keV = self._splits["train"].energies_keV
+
+    def split(self, name: str, **_) -> ToySplit:
+        if name not in self._splits:
+            raise KeyError(f"unknown split '{name}'")
+        return self._splits[name]

@@ -1,0 +1,93 @@
+"""3D U-Net baseline (paper section III, ref. [25]): MONAI's ``UNet`` on the BSE stack as a volume.
+
+Input layout: the energy axis is used as the depth axis, i.e. the (E, H, W) stack enters as a
+one-channel volume (1, E, H, W). The beam penetrates deeper as its energy rises, so the energy
+axis is a (monotonic, blurred) proxy for depth and the U-Net's local 3D convolutions can map
+"signal change between neighbouring energies" to "Cu at the matching depth". The alternative,
+20 energy channels over a volume, would have to be broadcast along a depth axis on which the
+input is constant, leaving the convolutions nothing but the zero padding to tell depths apart.
+When E != D the stack is resampled (trilinear) along the energy axis to D layers.
+
+The volume is padded (edge replication) to a multiple of the product of the strides and the
+output cropped back, so any H, W, D work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import UNet
+from torch import nn
+
+from methods.base import HyperParam
+from methods.training import NetworkMethod
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Constructor arguments of ``monai.networks.nets.UNet`` for one size."""
+
+    channels: tuple[int, ...]
+    strides: tuple[int, ...]
+    num_res_units: int
+
+
+CONFIGS: dict[str, UNetConfig] = {
+    "tiny": UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1),
+    "small": UNetConfig(channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2),
+    "base": UNetConfig(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2),
+}
+
+
+class EnergyDepthUNet(nn.Module):
+    """(B, E, H, W) BSE stack -> (B, D, H, W) logits with a MONAI 3D U-Net, energy as depth."""
+
+    def __init__(self, depth: int = 20, config: UNetConfig | None = None):
+        super().__init__()
+        cfg = config or CONFIGS["small"]
+        self.depth = depth
+        self.multiple = math.prod(cfg.strides)
+        self.unet = UNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=1,
+            channels=cfg.channels,
+            strides=cfg.strides,
+            num_res_units=cfg.num_res_units,
+            norm="batch",  # instance norm would remove the absolute BSE level, which carries Cu signal
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, e, h, w = x.shape
+        volume = x[:, None]  # (B, 1, E, H, W): energy axis as depth
+        if e != self.depth:
+            volume = F.interpolate(volume, size=(self.depth, h, w), mode="trilinear", align_corners=True)
+        pads = [(-n) % self.multiple for n in (self.depth, h, w)]
+        volume = F.pad(volume, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
+        return self.unet(volume)[:, 0, : self.depth, :h, :w]
+
+
+class UNet3D(NetworkMethod):
+    """MONAI 3D U-Net behind the shared method interface (trained by ``methods.training``)."""
+
+    name = "unet3d"
+    hyperparams = {
+        "config": HyperParam("small", True, "tiny | small | base (MONAI UNet channels/strides)"),
+        **NetworkMethod.training_hyperparams,
+    }
+
+    def __init__(self, device: str = "cpu", **params):
+        super().__init__(device=device, **params)
+        if self.params["config"] not in CONFIGS:
+            raise KeyError(f"unknown U-Net config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+
+    def build_network(self, n_energies: int) -> nn.Module:
+        return EnergyDepthUNet(self.depth, CONFIGS[self.params["config"]])
+
+    def describe(self) -> dict:
+        info = super().describe()
+        info["architecture"] = asdict(CONFIGS[self.params["config"]])
+        return info

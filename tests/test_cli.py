@@ -1,0 +1,184 @@
+"""The ``python -m benchmark`` command line: errors, --json output, reconstruct, report, list."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_runner import FakeDataset, FakeMethod
+
+from benchmark import cli
+from benchmark.errors import BenchmarkError
+from benchmark.runner import Benchmark
+from methods import base
+
+REPO = Path(__file__).resolve().parent.parent
+REQUIRED_KEYS = {"method", "config", "case", "sample", "iou", "mre", "seconds_per_volume", "device"}
+
+
+@pytest.fixture
+def fake_setup(monkeypatch):
+    """The ``fake`` method registered and every command using the fake dataset."""
+    monkeypatch.setitem(base.REGISTRY, "fake", f"{FakeMethod.__module__}:FakeMethod")
+    monkeypatch.setattr(FakeMethod, "calls", 0)
+    monkeypatch.setattr(FakeMethod, "fail", False)
+
+    def fake_benchmark(args):
+        return Benchmark(args.preset, results_dir=args.results, device=args.device, seed=args.seed,
+                         threads=args.threads, dataset=FakeDataset(), progress=False)
+
+    monkeypatch.setattr(cli, "_benchmark", fake_benchmark)
+
+
+def test_unknown_method_exits_2_listing_known_methods(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmark", "run", "--method", "nosuch", "--case", "test",
+         "--preset", "smoke", "--results", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 2
+    assert "unknown method 'nosuch'" in done.stderr
+    assert "bsevox, medsem, unet3d" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "data").exists()  # rejected before any work
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "--method", "fake", "--case", "nosuch"],
+     "unknown case 'nosuch'; known cases: nanocube, test, ablation"),
+    (["run", "--method", "fake", "--case", "test", "--preset", "nosuch"],
+     "unknown preset 'nosuch'; known presets: smoke, quick, paper"),
+    (["run", "--method", "bsevox", "--case", "test", "--config", "huge"],
+     "unknown config 'huge' for bsevox; known configs: tiny, lite, small, medium, moderate"),
+    (["run", "--method", "fake", "--case", "test", "--threshold-rule", "best"],
+     "unknown threshold rule 'best'"),
+    (["list", "--preset", "nosuch"], "unknown preset 'nosuch'"),
+    (["run", "--method", "fake", "--case", "test", "--device", "gpu"], "unknown device 'gpu'"),
+])
+def test_unknown_names_exit_2(tmp_path, capsys, fake_setup, argv, expected):
+    if argv[0] == "run":
+        argv = [*argv, "--results", str(tmp_path)]
+        if "--preset" not in argv:
+            argv += ["--preset", "smoke"]
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert expected in captured.err and captured.out == ""
+
+
+def test_run_json_is_one_parsable_list(tmp_path, capsys, fake_setup):
+    argv = ["run", "--method", "fake", "--case", "test", "--case", "nanocube", "--preset", "smoke",
+            "--threshold-rule", "fixed-0.5", "--results", str(tmp_path), "--json"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    rows = json.loads(out, parse_constant=reject)  # strict JSON: NaN written as null
+    assert isinstance(rows, list) and len(rows) == 3
+    for row in rows:
+        assert REQUIRED_KEYS <= set(row)
+        assert isinstance(row["per_depth_iou"], list) and len(row["per_depth_iou"]) == 20
+    assert [(r["case"], r["sample"]) for r in rows] == [("test", "t0"), ("test", "t1"),
+                                                        ("nanocube", "position1")]
+    assert rows[1]["iou"] == pytest.approx(0.5)
+    assert rows[0]["config"] == "default" and rows[0]["device"].startswith("cpu (")
+    # the same command again is served from the cache
+    calls = FakeMethod.calls
+    assert cli.main(argv) == 0
+    assert json.loads(capsys.readouterr().out) == rows
+    assert FakeMethod.calls == calls
+
+
+def test_threads_option_is_recorded_with_the_device(tmp_path, capsys, fake_setup):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["run", "--method", "fake", "--case", "nanocube", "--preset", "smoke",
+                         "--results", str(tmp_path), "--threads", "1", "--json"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = json.loads(capsys.readouterr().out)
+    assert rows[0]["device"].endswith(", 1 thread)")
+    assert cli.main(["run", "--method", "fake", "--case", "test", "--threads", "0",
+                     "--preset", "smoke", "--results", str(tmp_path)]) == 2
+
+
+def test_run_text_output_and_bad_custom_file(tmp_path, capsys, fake_setup):
+    assert cli.main(["run", "--method", "fake", "--case", "nanocube", "--preset", "smoke",
+                     "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "position1" in out and "mIoU" in out and str(tmp_path / "results.parquet") in out
+    bad = tmp_path / "geometry.npy"
+    np.save(bad, np.full((26, 20, 20), 7, np.uint8))
+    assert cli.main(["run", "--method", "fake", "--case", str(bad), "--preset", "smoke",
+                     "--results", str(tmp_path)]) == 2
+    assert "unknown material ids [7]" in capsys.readouterr().err
+
+
+def test_reconstruct_writes_probability_and_binary_volumes(tmp_path, capsys, fake_setup):
+    from datasets.stack import BseStack
+
+    bse = FakeDataset().arrays("test")[0][1]  # sample t1: two bright columns
+    stack_path = BseStack(bse=bse, energies_keV=[1.0, 3.0]).save(tmp_path / "stack.npz")
+    out = tmp_path / "volume.npy"
+    assert cli.main(["reconstruct", "--method", "fake", "--stack", str(stack_path), "--out", str(out),
+                     "--threshold-rule", "fixed-0.5", "--preset", "smoke",
+                     "--results", str(tmp_path / "res")]) == 0
+    prob = np.load(out)
+    binary = np.load(tmp_path / "volume_binary.npy")
+    assert prob.shape == binary.shape == (20, 4, 4) and prob.dtype == np.float32
+    assert binary.dtype == np.uint8 and int(binary.sum()) == 2 * 20  # two bright columns
+    assert str(tmp_path / "volume_binary.npy") in capsys.readouterr().out
+    # a missing stack file is a clear error
+    assert cli.main(["reconstruct", "--method", "fake", "--stack", str(tmp_path / "none.npz"),
+                     "--out", str(out), "--preset", "smoke"]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["reconstruct", "--method", "fake", "--stack", str(stack_path), "--out", str(out),
+                     "--threshold-rule", "oracle", "--preset", "smoke"]) == 2
+
+
+def test_energy_mismatch_names_the_energies():
+    cli.check_energies([1.0, 2.0], None, "medsem")  # a method that accepts any energies
+    cli.check_energies([1.0, 2.0], np.array([1.0, 2.0]), "bsevox-tiny")
+    with pytest.raises(BenchmarkError, match=r"missing from the stack: \[2.0\] keV; not trained on: \[2.5\] keV"):
+        cli.check_energies([1.0, 2.5], [1.0, 2.0], "bsevox-tiny")
+    with pytest.raises(BenchmarkError, match=r"missing from the stack: \[3.0\] keV"):
+        cli.check_energies([1.0, 2.0], [1.0, 2.0, 3.0], "bsevox-tiny")
+
+
+def test_report_calls_reports_build_report(tmp_path, capsys, monkeypatch, fake_setup):
+    import reports
+
+    assert cli.main(["report", str(tmp_path)]) == 1
+    assert "no results in" in capsys.readouterr().err
+    assert cli.main(["run", "--method", "fake", "--case", "test", "--preset", "smoke",
+                     "--results", str(tmp_path), "--threshold-rule", "fixed-0.5"]) == 0
+    capsys.readouterr()
+    seen = []
+
+    def fake_build_report(results_dir):
+        seen.append(Path(results_dir))
+        return Path(results_dir) / "report.html"
+
+    monkeypatch.setattr(reports, "build_report", fake_build_report)
+    assert cli.main(["report", str(tmp_path)]) == 0
+    assert seen == [tmp_path]
+    assert capsys.readouterr().out.strip() == str(tmp_path / "report.html")
+
+
+@pytest.mark.slow
+def test_list_json(capsys):
+    assert cli.main(["list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {m["method"] for m in listing["methods"]} >= {"bsevox", "medsem", "unet3d"}
+    medsem = next(m for m in listing["methods"] if m["method"] == "medsem")
+    assert medsem["requires_training"] is False and medsem["configs"] == []
+    rows = {(r["method"], r["config"]): r for r in listing["network_configs"]}
+    assert {("bsevox", "tiny"), ("bsevox", "lite"), ("unet3d", "base")} <= set(rows)
+    assert all(r["parameters"] > 0 and r["macs"] > 0 for r in rows.values())
+    assert [c["case"] for c in listing["cases"]][:4] == ["nanocube", "nanowire", "test", "ablation"]
+    assert [p["name"] for p in listing["presets"]] == ["smoke", "quick", "paper"]

@@ -1,0 +1,265 @@
+"""benchmark.runner: run layout, caching, failed runs, planning, custom case, and one real
+end-to-end run on the smoke preset."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cache import ROW_COLUMNS, ResultsStore
+from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
+from benchmark.runner import Benchmark, ModelSpec, RunSpec
+from methods import base
+from methods.base import HyperParam, Method
+
+DEPTH, SIZE = 20, 4
+
+
+class FakeMethod(Method):
+    """Classical stand-in: the Cu probability of a column is the stack's first channel."""
+
+    name = "fake"
+    hyperparams = {"gain": HyperParam(1.0, doc="scale of the probability")}
+    calls = 0
+    fail = False
+
+    def _reconstruct(self, stacks, energies_keV):
+        FakeMethod.calls += 1
+        if FakeMethod.fail:
+            raise RuntimeError("fake reconstruction failed")
+        prob = np.repeat(stacks[:, :1], self.depth, axis=1) * self.params["gain"]
+        return np.clip(prob, 0, 1)
+
+
+def column_sample(columns, extra=()):
+    """Label with Cu in full-depth columns (y, x); bse channel 0 bright there (and at ``extra``)."""
+    label = np.zeros((DEPTH, SIZE, SIZE), np.uint8)
+    bse = np.full((2, SIZE, SIZE), 0.1, np.float32)
+    for y, x in columns:
+        label[:, y, x] = 1
+        bse[0, y, x] = 0.9
+    for y, x in extra:
+        bse[0, y, x] = 0.9
+    return bse, label
+
+
+class FakeDataset:
+    """What the runner reads from a ``datasets.storage.BseDataset``."""
+
+    def __init__(self, energies=(1.0, 3.0), electrons_per_pixel=2):
+        self.energies_keV = np.asarray(energies, float)
+        self.electrons_per_pixel = electrons_per_pixel
+        self.hash = "fakehash0001"
+        self.path = Path("/nonexistent/fake-dataset")
+        self.meta = {"settings": {"energies_keV": list(energies), "electrons_per_pixel": electrons_per_pixel,
+                                  "cutoff_eV": 50.0, "elastic": None, "stopping": None}}
+        self._splits = {
+            "test": [("t0", column_sample([(0, 0)])), ("t1", column_sample([(1, 1)], extra=[(2, 2)]))],
+            "val": [("v0", column_sample([(3, 3)]))],
+        }
+        self._cases = {"nanocube": [("position1", column_sample([(0, 1), (0, 2)]))]}
+
+    def arrays(self, split):
+        items = self._splits[split]
+        return (np.stack([b for _, (b, _) in items]), np.stack([lab for _, (_, lab) in items]),
+                [sid for sid, _ in items])
+
+    def cases(self):
+        return list(self._cases)
+
+    def case(self, name):
+        return [{"id": sid, "bse": b, "label": lab} for sid, (b, lab) in self._cases[name]]
+
+
+@pytest.fixture
+def fake_method(monkeypatch):
+    monkeypatch.setitem(base.REGISTRY, "fake", f"{__name__}:FakeMethod")
+    monkeypatch.setattr(FakeMethod, "calls", 0)
+    monkeypatch.setattr(FakeMethod, "fail", False)
+    return FakeMethod
+
+
+def bench(tmp_path, dataset=None, **kwargs):
+    return Benchmark("smoke", results_dir=tmp_path / "out", dataset=dataset or FakeDataset(),
+                     progress=False, log=lambda message: None, **kwargs)
+
+
+def test_run_writes_rows_volumes_summary_and_results(tmp_path, fake_method):
+    b = bench(tmp_path)
+    spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
+    rows = b.run(spec)
+    assert list(rows.columns) == ROW_COLUMNS
+    assert rows["sample"].tolist() == ["t0", "t1"]
+    # t0 perfect; t1 predicts one extra full-depth column: IoU 20/40, volume error 20/20
+    assert rows["iou"].tolist() == pytest.approx([1.0, 0.5])
+    assert rows["mre"].tolist() == pytest.approx([0.0, 1.0])
+    assert rows["precision"].tolist() == pytest.approx([1.0, 0.5])
+    assert rows["recall"].tolist() == pytest.approx([1.0, 1.0])
+    assert json.loads(rows["per_depth_iou"][1]) == pytest.approx([0.5] * DEPTH)
+    assert set(rows["threshold"]) == {0.5} and set(rows["threshold_rule"]) == {"fixed-0.5"}
+    assert set(rows["config"]) == {"default"} and set(rows["variant"]) == {"full"}
+    assert (rows["seconds_per_volume"] > 0).all()
+    assert rows["device"][0].startswith("cpu (")
+    assert rows["dataset_hash"][0] == "fakehash0001" and rows["preset"][0] == "smoke"
+    assert "numpy" in json.loads(rows["versions"][0])
+
+    key = rows["run_key"][0]
+    run_dir = b.store.run_dir(key)
+    with np.load(run_dir / "volumes.npz") as v:
+        assert v["ids"].tolist() == ["t0", "t1"]
+        assert v["gt"].dtype == np.uint8 and v["gt"].shape == (2, DEPTH, SIZE, SIZE)
+        assert v["prob"].dtype == np.float16 and v["binary"].dtype == np.uint8
+        assert v["bse"].shape == (2, 2, SIZE, SIZE) and v["energies_keV"].tolist() == [1.0, 3.0]
+        assert int(v["binary"][1].sum()) == 2 * DEPTH
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["run_key"] == key and summary["case"] == "test"
+    assert summary["metrics"]["miou"]["mean"] == pytest.approx(0.75)
+    assert summary["metrics"]["miou"]["low"] <= 0.75 <= summary["metrics"]["miou"]["high"]
+    assert {"git_commit", "versions", "device", "created_utc"} <= set(summary["provenance"])
+    results = pd.read_parquet(b.store.results_path)
+    assert len(results) == 2 and results["run_key"].unique().tolist() == [key]
+
+
+def test_second_run_does_no_work(tmp_path, fake_method):
+    spec = RunSpec(ModelSpec("fake"), "nanocube", "validation")
+    first = bench(tmp_path).run(spec)
+    calls = fake_method.calls
+    assert calls > 0
+    again = bench(tmp_path).run(spec)  # a fresh process would see the same
+    assert fake_method.calls == calls
+    pd.testing.assert_frame_equal(first, again)
+    # another threshold rule is another run
+    bench(tmp_path).run(RunSpec(ModelSpec("fake"), "nanocube", "fixed-0.5"))
+    assert fake_method.calls > calls
+    assert len(ResultsStore(tmp_path / "out").run_keys()) == 2
+
+
+def test_failed_run_is_not_cached(tmp_path, fake_method):
+    spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
+    fake_method.fail = True
+    with pytest.raises(RuntimeError, match="fake reconstruction failed"):
+        bench(tmp_path).run(spec)
+    runs = tmp_path / "out" / "runs"
+    assert not runs.exists() or list(runs.iterdir()) == []  # nothing, not even a temporary
+    fake_method.fail = False
+    rows = bench(tmp_path).run(spec)
+    assert fake_method.calls > 1 and len(rows) == 2
+
+
+def test_results_keep_the_newest_run_of_each_result(tmp_path, fake_method):
+    store = ResultsStore(tmp_path / "out")
+    rows = bench(tmp_path).run(RunSpec(ModelSpec("fake"), "test", "fixed-0.5"))
+    newer = rows.assign(run_key="0" * 16, created_utc="2999-01-01T00:00:00+00:00", iou=0.25)
+    store.save_run("0" * 16, newer, {"ids": np.array(["t0", "t1"])}, {"run_key": "0" * 16})
+    results = store.rebuild_results()
+    assert len(store.run_keys()) == 2  # both runs stay cached ...
+    assert results["run_key"].unique().tolist() == ["0" * 16]  # ... the newest is reported
+    assert results["iou"].tolist() == [0.25, 0.25]
+
+
+def test_validation_threshold_is_cached_per_model(tmp_path, fake_method):
+    b = bench(tmp_path)
+    assert b.validation_threshold(ModelSpec("fake")) == pytest.approx(0.5)  # ties: nearest 0.5
+    calls = fake_method.calls
+    assert bench(tmp_path).validation_threshold(ModelSpec("fake")) == pytest.approx(0.5)
+    assert fake_method.calls == calls
+    assert len(list((tmp_path / "out" / "cache" / "thresholds").glob("fake-*.json"))) == 1
+
+
+def test_custom_case_end_to_end(tmp_path, fake_method):
+    from datasets.scene import paper_block
+
+    copper = np.zeros((20, 20, 20), bool)
+    copper[0:4, 8:12, 8:12] = True  # a 4 nm cube at the top of the block
+    path = tmp_path / "my_cube.npy"
+    np.save(path, paper_block(copper))
+    dataset = FakeDataset(energies=(1.0, 3.0), electrons_per_pixel=2)
+    b = bench(tmp_path, dataset=dataset)
+    specs = b.plan(["fake"], [str(path)], threshold_rule="fixed-0.5")
+    rows = b.run_all(specs)
+    assert rows["case"].tolist() == ["custom:my_cube"] and rows["sample"].tolist() == ["my_cube"]
+    assert 0.0 <= rows["iou"][0] <= 1.0
+    with np.load(b.store.run_dir(rows["run_key"][0]) / "volumes.npz") as v:
+        assert int(v["gt"].sum()) == 64  # the cube's Cu voxels
+        assert v["bse"].shape == (1, 2, 20, 20)  # simulated at the dataset's two energies
+    assert len(list((tmp_path / "out" / "cache" / "custom").glob("my_cube-*.npz"))) == 1
+    calls = fake_method.calls
+    bench(tmp_path, dataset=dataset).run_all(specs)
+    assert fake_method.calls == calls
+
+
+def test_bad_custom_case_file_is_a_usage_error(tmp_path, fake_method):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((5, 5), np.uint8))
+    with pytest.raises(UsageError, match="3-D"):
+        bench(tmp_path).plan(["fake"], [str(bad)])
+    with pytest.raises(UsageError, match="not found"):
+        bench(tmp_path).plan(["fake"], [str(tmp_path / "missing.npy")])
+
+
+def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
+    b = bench(tmp_path)
+    specs = b.plan(["bsevox", "fake"], ["ablation", "test"])
+    ablation = [s for s in specs if s.case == "ablation"]
+    assert [s.model.variant for s in ablation] == ["full", "no-sope", "no-s2mlp", "no-convffn"]
+    assert {s.model.method for s in ablation} == {"bsevox"}
+    assert {s.model.config for s in ablation} == {b.preset.ablation_config}
+    assert {(s.model.method, s.model.config) for s in specs if s.case == "test"} == {
+        ("bsevox", "tiny"), ("fake", "default")}
+    # oracle thresholds only for MED-SEM on the paper's cases
+    oracle = b.plan(["all"], ["all"], threshold_rule="oracle")
+    assert {(s.model.method, s.case) for s in oracle} == {("medsem", "nanocube")}
+    with pytest.raises(BenchmarkError, match="nothing to run"):
+        b.plan(["fake"], ["ablation"])
+    # every method on every case, ablation only for bsevox
+    everything = b.plan(["all"], ["all"])
+    assert {s.case for s in everything} == {"nanocube", "test", "ablation"}
+    assert ModelSpec("bsevox", "tiny", "no-sope") in {s.model for s in everything}
+
+
+def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
+    b = bench(tmp_path)
+    with pytest.raises(UnknownNameError, match="known methods: .*bsevox.*medsem"):
+        b.plan(["nosuch"], ["test"])
+    with pytest.raises(UnknownNameError, match="known cases: nanocube, test, ablation"):
+        b.plan(["fake"], ["nosuch"])
+    with pytest.raises(UnknownNameError, match="known configs: tiny"):
+        b.plan(["bsevox"], ["test"], config="huge")
+    with pytest.raises(UnknownNameError, match="known: fixed-0.5, validation, oracle"):
+        b.plan(["fake"], ["test"], threshold_rule="best")
+    with pytest.raises(UnknownNameError, match="known presets: smoke, quick, paper"):
+        Benchmark("nosuch")
+
+
+def test_model_params_carry_training_preset_and_seed(tmp_path, fake_method):
+    b = bench(tmp_path, seed=7)
+    params = b.model_params(ModelSpec("bsevox", "tiny", "no-convffn"))
+    assert params == {"config": "tiny", "convffn": False, "preset": "smoke", "seed": 7}
+    assert b.model_dir(ModelSpec("bsevox", "tiny")).name == "bsevox-tiny-seed7"
+    assert bench(tmp_path).model_dir(ModelSpec("bsevox", "tiny", "no-sope")).name == "bsevox-tiny-no-sope"
+    assert b.model_params(ModelSpec("fake")) == {}
+
+
+@pytest.mark.slow
+def test_smoke_preset_end_to_end(tmp_path):
+    """The real pipeline: build the smoke dataset, train tiny BSE-VoxNets, reconstruct the
+    nanocube case, pick the threshold on the validation split, score, cache."""
+    b = Benchmark("smoke", results_dir=tmp_path / "smoke", progress=False)
+    rows = b.run_all(b.plan(["bsevox"], ["nanocube"]))
+    assert rows["sample"].tolist() == ["position1", "position2", "position3", "position4"]
+    assert rows["method"].unique().tolist() == ["bsevox"] and rows["config"][0] == "tiny"
+    assert rows["iou"].between(0, 1).all()
+    assert not rows["mre"].isna().any()
+    assert rows["parameters"][0] > 0 and rows["macs"][0] > 0
+    assert rows["threshold_rule"][0] == "validation"
+    model_dir = tmp_path / "smoke" / "models" / "bsevox-tiny"
+    assert (model_dir / "method.json").is_file() and (model_dir / "summary.json").is_file()
+    before = {p: p.stat().st_mtime_ns for p in model_dir.iterdir()}
+    again = Benchmark("smoke", results_dir=tmp_path / "smoke", progress=False)
+    pd.testing.assert_frame_equal(again.run_all(again.plan(["bsevox"], ["nanocube"])), rows)
+    assert {p: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before  # not retrained
+    assert again._models == {}  # nothing loaded: the cached run did no work
+    assert math.isfinite(pd.read_parquet(tmp_path / "smoke" / "results.parquet")["iou"].mean())
