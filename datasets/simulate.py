@@ -20,6 +20,7 @@ import json
 import math
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -72,12 +73,38 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
                     seed: int = 0, device="cpu", physics: PhysicsConfig | None = None,
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
                     materials: dict[int, Material] | None = None, progress: bool = False,
-                    chunk_electrons: int | None = None, stats: TransportStats | None = None) -> list[BseStack]:
+                    chunk_electrons: int | None = None, stats: TransportStats | None = None,
+                    cpu_threads: int | None = 1) -> list[BseStack]:
     """Simulate BSE stacks for a batch of geometries ``(N, Z, Y, X)`` in one vectorised run.
 
     Returns one :class:`BseStack` per geometry, ``bse`` of shape (E, Y, X). The same seed on the
-    same device (and the same ``chunk_electrons``) gives identical counts.
+    same device (and the same ``chunk_electrons``) gives identical counts. On CPU the run uses
+    ``cpu_threads`` torch threads (default 1: the transport's many small element-wise kernels
+    gain nothing from intra-op threads, and on the project's 2-core machines 2 threads ran 40x
+    slower; use processes for parallelism, as the dataset builder does). ``None`` keeps torch's
+    setting.
     """
+    with cpu_thread_limit(cpu_threads if torch.device(device).type == "cpu" else None):
+        return _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV,
+                                scene, materials, progress, chunk_electrons, stats)
+
+
+@contextmanager
+def cpu_thread_limit(threads: int | None):
+    """Temporarily set torch's intra-op CPU threads (``None``: leave unchanged)."""
+    if threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV, scene,
+                     materials, progress, chunk_electrons, stats) -> list[BseStack]:
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
     materials = materials or DEFAULT_MATERIALS
@@ -158,7 +185,8 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
         half = torch.full((n,), 0.5, device=device)
         return half, half, torch.full((n,), energy * 1e3, device=device), zeros, zeros
 
-    counts = transport.run(source, int(electrons), 1, generator, population=DEFAULT_CHUNK[device.type], stats=stats)
+    with cpu_thread_limit(1 if device.type == "cpu" else None):
+        counts = transport.run(source, int(electrons), 1, generator, population=DEFAULT_CHUNK[device.type], stats=stats)
     detected = int(counts.sum())
     eta = detected / electrons
     return eta, math.sqrt(max(eta * (1 - eta), 1e-12) / electrons)
