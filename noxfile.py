@@ -40,6 +40,7 @@ def benchmark(session: nox.Session) -> None:
     --device cuda`` the paper-scale one on a GPU.
     """
     install(session)
+    session.env.setdefault("OMP_NUM_THREADS", "1")
     session.run("python", "-m", "benchmark", "main", *(session.posargs or ["--preset", "quick"]))
 
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV
 
 #: Size of the ``quick`` preset; tuned to the measured CPU speed of the simulator (docs/datasets.md).
-QUICK_N_GEOMETRIES = 1500
-QUICK_ELECTRONS_PER_PIXEL = 30
+QUICK_N_GEOMETRIES = 1000
+QUICK_ELECTRONS_PER_PIXEL = 25
 
 
 @dataclass(frozen=True)
