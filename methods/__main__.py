@@ -56,10 +56,10 @@ def _method_params(args) -> dict:
     return params
 
 
-def _variant_suffix(params: dict) -> str:
-    off = [name for name, key in (("no-sope", "sope"), ("no-s2mlp", "s2mlp"), ("ffn", "convffn"))
-           if params.get(key) is False]
-    return "" if not off else "-" + "+".join(off)
+def _variant_suffix(method) -> str:
+    """'' for a full network, '-no-sope' etc. for a BSE-VoxNets ablation."""
+    variant = method.variant() if hasattr(method, "variant") else "full"
+    return "" if variant == "full" else f"-{variant}"
 
 
 def cmd_train(args) -> int:
@@ -72,7 +72,7 @@ def cmd_train(args) -> int:
     params = _method_params(args)
     method = create(args.method, device=args.device, **params)
     out = Path(args.out) if args.out else (
-        Path(args.data).resolve().parent / "models" / f"{args.method}-{args.config}{_variant_suffix(params)}")
+        Path(args.data).resolve().parent / "models" / f"{args.method}-{args.config}{_variant_suffix(method)}")
     if (out / "latest.pt").exists() and not (args.resume or args.overwrite):
         raise SystemExit(f"{out} already holds a training run: pass --resume to continue it, "
                          "--overwrite to start again, or choose another --out")

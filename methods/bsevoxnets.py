@@ -373,8 +373,8 @@ class BseVoxNets(NetworkMethod):
         )
 
     def variant(self) -> str:
-        """'full' or the ablation name ('no-sope', 'no-s2mlp', 'ffn'), for result rows."""
-        off = [n for n, key in (("no-sope", "sope"), ("no-s2mlp", "s2mlp"), ("ffn", "convffn"))
+        """'full' or the ablation name ('no-sope', 'no-s2mlp', 'no-convffn'), for result rows."""
+        off = [n for n, key in (("no-sope", "sope"), ("no-s2mlp", "s2mlp"), ("no-convffn", "convffn"))
                if not self.params[key]]
         return "+".join(off) or "full"
 

@@ -137,7 +137,7 @@ def test_ablation_switches_change_the_modules():
 def test_method_describe_and_variant():
     method = create("bsevox", config="lite", convffn=False)
     info = method.describe()
-    assert info["variant"] == "ffn"
+    assert info["variant"] == "no-convffn"
     assert 14e6 < info["parameters"] < 17e6 and info["macs"] > 5e8
     with pytest.raises(KeyError, match="config"):
         create("bsevox", config="huge")
