@@ -145,6 +145,10 @@ def load_custom_geometry(path, expected_shape=PAPER_SHAPE_ZYX) -> np.ndarray:
         raise ValueError(
             f"{path}: unsupported geometry file type {suffix!r}; use one of {list(CUSTOM_SUFFIXES)}"
         )
+    if suffix == ".npy":
+        with open(path, "rb") as handle:
+            if handle.read(6) != b"\x93NUMPY":
+                raise ValueError(f"{path}: not a NumPy .npy file (no .npy header); corrupt or another format")
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)

@@ -221,13 +221,10 @@ def _cmd_simulate_bulk(args) -> int:
 
 
 def _cmd_simulate(args) -> int:
+    from datasets.cases import load_custom_geometry
+
     path = Path(args.geometry)
-    if not path.exists():
-        raise FileNotFoundError(f"geometry file not found: {path}")
-    try:
-        geometry = np.load(path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 - any numpy load failure means a bad file
-        raise ValueError(f"{path} is not a readable .npy geometry file: {err}") from err
+    geometry = load_custom_geometry(path, expected_shape=None)  # any 3-D grid; errors name the problem
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
     stack = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=args.electrons_per_pixel,
                            seed=args.seed, device=args.device, physics=_physics_from_args(args),

@@ -263,3 +263,41 @@ def test_cuda_request_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=1, device="cuda")
+
+
+# --------------------------------------------------------------------------- command line
+def test_cli_simulate_writes_a_stack_and_names_bad_files(tmp_path, capsys):
+    from datasets.__main__ import main
+    from datasets.stack import BseStack
+
+    geometry = tmp_path / "g.npy"
+    np.save(geometry, paper_block())
+    out = tmp_path / "s.npz"
+    assert main(["simulate", str(geometry), "--out", str(out), "--electrons-per-pixel", "2",
+                 "--energies", "1,2", "--quiet"]) == 0
+    stack = BseStack.load(out)
+    assert stack.bse.shape == (2, 20, 20) and stack.electrons_per_pixel == 2
+    bad = tmp_path / "bad.npy"
+    bad.write_text("not an array")
+    assert main(["simulate", str(bad), "--out", str(out)]) == 2
+    assert "not a NumPy .npy file" in capsys.readouterr().err
+    assert main(["simulate-bulk", "--material", "Au", "--energy", "5"]) == 2
+    assert "unknown material 'Au'" in capsys.readouterr().err
+
+
+def test_cli_validate_prints_the_eta_table(capsys):
+    from datasets.__main__ import main
+
+    assert main(["validate", "--electrons", "2000", "--energies", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Si" in out and "Cu" in out and "[0.208, 0.255]" in out and "contrast" in out
+
+
+def test_cli_bench_reports_rates_as_json(capsys):
+    from datasets.__main__ import main
+
+    assert main(["bench", "--electrons-per-pixel", "1", "--workers", "1", "--json"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    assert result["device"] == "cpu" and result["electrons_per_s"] > 0 and result["events_per_s"] > 0
