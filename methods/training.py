@@ -56,7 +56,7 @@ class TrainSettings:
 TRAIN_PRESETS: dict[str, TrainSettings] = {
     "smoke": TrainSettings(epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4, eval_every=1,
                            patience=1000, lam=0.5),
-    "quick": TrainSettings(epochs=20, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
+    "quick": TrainSettings(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
                            patience=10, lam=0.5),
     "paper": TrainSettings(epochs=250, batch_size=32, lr=1e-4, weight_decay=1e-4, eval_every=5,
                            patience=100, lam=PAPER_LAMBDA),
