@@ -17,6 +17,7 @@ import os
 import random
 import tempfile
 import time
+from abc import abstractmethod
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -448,9 +449,9 @@ class NetworkMethod(Method):
                              f"known: {', '.join(TRAIN_PRESETS)}")
 
     # -------------------------------------------------------------- for subclasses
+    @abstractmethod
     def build_network(self, n_energies: int) -> nn.Module:
         """The network for ``n_energies`` input images; logits (B, D, H, W)."""
-        raise NotImplementedError
 
     # -------------------------------------------------------------- training
     def train_settings(self) -> TrainSettings:

@@ -12,11 +12,22 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 ENERGIES_KEV = np.round(np.arange(1, 21) * 0.5, 1)
 BLOCK = 20  # voxels per side of the Si block (1 nm each)
 # flip probability near the Cu surface: the "quality" of each synthetic method
 METHOD_NOISE = {"medsem": 0.6, "unet3d": 0.25, "bsevox": 0.1}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tests run torch on one thread: the small kernels gain nothing from more, and two threads
+    on the project's 2-core machines ran tens of times slower (see README, CPU threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _nanocube(position: int) -> np.ndarray:

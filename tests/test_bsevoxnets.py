@@ -20,15 +20,6 @@ from methods.bsevoxnets import (
 from methods.complexity import count_macs, count_parameters, list_network_configs, network_size
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def reference_shift(x: np.ndarray, axis: int, step: int) -> np.ndarray:
     """out[i] = x[i - step] along ``axis``, the vacated border keeping its value (plain loop)."""
     out = np.empty_like(x)

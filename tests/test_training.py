@@ -21,16 +21,6 @@ from methods.training import (
     train_on_splits,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny networks run faster on one thread (and do not fight other jobs for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 FAST = TrainSettings(epochs=3, batch_size=3, lr=3e-3, eval_every=1, patience=50, lam=0.5,
                      lovasz_fraction=0.34)
 

@@ -10,14 +10,6 @@ from methods.training import ToySplit
 from methods.unet3d import CONFIGS, EnergyDepthUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["tiny", "small"])
 def test_output_shape_for_sizes_the_strides_do_not_divide(name):
     torch.manual_seed(0)
