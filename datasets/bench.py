@@ -53,27 +53,29 @@ def device_name(device: torch.device) -> str:
     return f"{cpu} ({os.cpu_count()} cores)"
 
 
-def _simulate_for_bench(geoms, electrons_per_pixel, seed, device, physics, threads):
+def _simulate_for_bench(geoms, electrons_per_pixel, seed, device, physics, threads, compile=False):
     from datasets.simulate import simulate_stacks
 
     if threads:
         torch.set_num_threads(threads)
-    simulate_stacks(geoms[:1], electrons_per_pixel=1, seed=seed, device=device, physics=physics)  # warm-up
+    simulate_stacks(geoms[:1], electrons_per_pixel=1, seed=seed, device=device, physics=physics, compile=compile)  # warm-up
     stats = TransportStats()
     t0 = time.perf_counter()
-    simulate_stacks(geoms, electrons_per_pixel=electrons_per_pixel, seed=seed, device=device, physics=physics, stats=stats)
+    simulate_stacks(geoms, electrons_per_pixel=electrons_per_pixel, seed=seed, device=device, physics=physics, stats=stats,
+                    compile=compile)
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
     return stats, time.perf_counter() - t0
 
 
 def run_bench(device="cpu", electrons_per_pixel: int = 100, geometries: int = 1, physics: PhysicsConfig | None = None,
-              seed: int = 0, workers: int = 1) -> dict:
+              seed: int = 0, workers: int = 1, compile: bool = True) -> dict:
     """Throughput of full 20-energy stacks of the paper scene.
 
     On CPU with ``workers > 1`` each of ``workers`` single-threaded processes simulates its own
     ``geometries`` geometries at the same time (how the dataset builder uses a CPU); the rate is
-    all their primaries divided by the wall time of the slowest.
+    all their primaries divided by the wall time of the slowest. ``compile``: the transport fused
+    by ``torch.compile`` (what large runs use by default), compiled during the warm-up.
     """
     from datasets.simulate import resolve_device
 
@@ -81,7 +83,7 @@ def run_bench(device="cpu", electrons_per_pixel: int = 100, geometries: int = 1,
     physics = physics or PhysicsConfig()
     if device.type == "cpu" and workers > 1:
         context = multiprocessing.get_context("spawn")
-        jobs = [(bench_geometries(geometries, seed + 1000 * w), electrons_per_pixel, seed + w, "cpu", physics, 1)
+        jobs = [(bench_geometries(geometries, seed + 1000 * w), electrons_per_pixel, seed + w, "cpu", physics, 1, compile)
                 for w in range(workers)]
         with context.Pool(workers) as pool:
             t0 = time.perf_counter()
@@ -94,7 +96,7 @@ def run_bench(device="cpu", electrons_per_pixel: int = 100, geometries: int = 1,
         flights = sum(r[0].flights for r in results)
         threads_desc = f"{workers} processes x 1 thread"
     else:
-        stats, seconds = _simulate_for_bench(bench_geometries(geometries, seed), electrons_per_pixel, seed, device, physics, None)
+        stats, seconds = _simulate_for_bench(bench_geometries(geometries, seed), electrons_per_pixel, seed, device, physics, None, compile)
         primaries, events, flights = stats.primaries, stats.elastic_events, stats.flights
         threads_desc = "1 process x 1 thread" if device.type == "cpu" else "GPU"
     return {
@@ -111,6 +113,7 @@ def run_bench(device="cpu", electrons_per_pixel: int = 100, geometries: int = 1,
         "flights_per_electron": flights / primaries,
         "events_per_electron": events / primaries,
         "physics": physics.describe()["elastic"],
+        "compiled": bool(compile),
         "torch": torch.__version__,
     }
 
@@ -123,12 +126,12 @@ def _cmd_bench(args) -> int:
         geoms = args.geometries or (64 if device == "cuda" else 1)
         workers = args.workers or (os.cpu_count() or 1 if device == "cpu" else 1)
         results.append(run_bench(device, epp, geoms, PhysicsConfig(elastic=args.elastic, stopping=args.stopping), args.seed,
-                                 workers=workers))
+                                 workers=workers, compile=not args.no_compile))
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0]))
     else:
         for r in results:
-            print(f"{r['device_name']} [{r['device']}, {r['parallelism']}]: {r['electrons_per_s']:.3g} primaries/s, "
+            print(f"{r['device_name']} [{r['device']}, {r['parallelism']}, {'compiled' if r['compiled'] else 'eager'}]: {r['electrons_per_s']:.3g} primaries/s, "
                   f"{r['events_per_s']:.3g} elastic events/s  ({r['primaries']} primaries = {r['geometries']} geometries x "
                   f"{r['energies']} energies x 400 pixels x {r['electrons_per_pixel']} e-, {r['seconds']:.1f} s; "
                   f"{r['events_per_electron']:.1f} events and {r['flights_per_electron']:.1f} flights per primary)")
@@ -143,6 +146,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--geometries", type=int, default=None, help="geometries per batch (default 1 CPU, 64 CUDA)")
     parser.add_argument("--workers", type=int, default=None,
                         help="CPU: single-threaded simulation processes (default: one per core)")
+    parser.add_argument("--no-compile", action="store_true", help="eager torch instead of torch.compile")
     parser.add_argument("--json", action="store_true")
     add_physics_arguments(parser)
     parser.set_defaults(func=_cmd_bench, device=None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ from datasets.stack import BseStack
 from datasets.transport import TransportStats, VoxelTransport, material_ids_to_indices
 
 SIMULATOR_VERSION = "1.0"
+#: Runs with at least this many primaries are compiled by default (the compile pays off).
+COMPILE_MIN_PRIMARIES = int(os.environ.get("BSE_COMPILE_MIN_PRIMARIES", 5_000_000))
 #: Electrons followed at once (the population is refilled as electrons finish; ~200 bytes each).
 DEFAULT_CHUNK = {"cpu": 1 << 18, "cuda": 1 << 23}
 
@@ -74,7 +77,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
                     materials: dict[int, Material] | None = None, progress: bool = False,
                     chunk_electrons: int | None = None, stats: TransportStats | None = None,
-                    cpu_threads: int | None = 1) -> list[BseStack]:
+                    cpu_threads: int | None = 1, compile: bool | None = None) -> list[BseStack]:
     """Simulate BSE stacks for a batch of geometries ``(N, Z, Y, X)`` in one vectorised run.
 
     Returns one :class:`BseStack` per geometry, ``bse`` of shape (E, Y, X). The same seed on the
@@ -82,11 +85,12 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
     ``cpu_threads`` torch threads (default 1: the transport's many small element-wise kernels
     gain nothing from intra-op threads, and on the project's 2-core machines 2 threads ran 40x
     slower; use processes for parallelism, as the dataset builder does). ``None`` keeps torch's
-    setting.
+    setting. ``compile``: fuse the transport with ``torch.compile`` (1.6x faster on CPU after a
+    one-off compile of ~10 s); ``None`` compiles runs of at least ``COMPILE_MIN_PRIMARIES``.
     """
     with cpu_thread_limit(cpu_threads if torch.device(device).type == "cpu" else None):
         return _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV,
-                                scene, materials, progress, chunk_electrons, stats)
+                                scene, materials, progress, chunk_electrons, stats, compile)
 
 
 @contextmanager
@@ -104,7 +108,7 @@ def cpu_thread_limit(threads: int | None):
 
 
 def _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV, scene,
-                     materials, progress, chunk_electrons, stats) -> list[BseStack]:
+                     materials, progress, chunk_electrons, stats, compile) -> list[BseStack]:
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
     materials = materials or DEFAULT_MATERIALS
@@ -144,7 +148,8 @@ def _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device
 
     with tqdm(total=total, unit="e-", unit_scale=True, disable=not progress, desc="simulate", file=sys.stderr) as bar:
         counts = transport.run(source, total, n_tally, generator, population=int(chunk_electrons or DEFAULT_CHUNK[device.type]),
-                               stats=stats, progress=bar.update)
+                               stats=stats, progress=bar.update,
+                               compile=total >= COMPILE_MIN_PRIMARIES if compile is None else bool(compile))
     counts_np = counts.reshape(n_geom, n_energy, ny, nx).cpu().numpy()
     meta = {"seed": int(seed), "device": str(device), "physics": physics.describe(),
             "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__}
