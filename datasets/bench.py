@@ -1,10 +1,14 @@
-"""Simulator speed benchmark: ``python -m datasets bench [--device cpu|cuda] [--workers N] [--json]``.
+"""Simulator speed benchmark: ``python -m datasets bench [--device cpu|cuda] [--json] [--no-reference]``.
 
-Simulates full 20-energy stacks of the paper scene (random Cu-in-Si geometries) and reports
-primary electrons per second (all primaries divided by the wall time) and elastic scattering
-events per second, after a small warm-up run. On CPU one single-threaded process per core
-simulates at once (torch's intra-op threads gain little on these element-wise kernels and
-collapse when another process shares the cores); on CUDA one process runs a batch of geometries.
+Simulates full 20-energy stacks of the paper scene (random Cu-in-Si geometries of the training
+generator) with the fused kernel and, on the CPU, with the previous lock-step torch engine
+(:mod:`datasets.reference_transport`) on the same geometries in the same run, so the two rates
+form a ratio measured side by side. Reported per engine: primary electrons per second (all
+primaries over the wall time), free flights and elastic events per primary, nanoseconds of one
+thread per flight, and the peak resident memory of the processes.
+
+The kernel runs in this process with all Numba threads (``--threads``); the reference engine as
+it ran by default, one single-threaded eager process per core, each on its own geometries.
 """
 
 from __future__ import annotations
@@ -13,37 +17,29 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import time
 
 import numpy as np
-import torch
 
 from datasets.physics import PhysicsConfig
-from datasets.scene import paper_block
 from datasets.transport import TransportStats
 
 
 def bench_geometries(n: int, seed: int = 0) -> np.ndarray:
-    """Paper-scene geometries with random Cu boxes (the geometry generator when available)."""
-    try:
-        from datasets.geometry import random_geometry
+    """``n`` random paper-scene geometries of the training generator (seeds ``seed .. seed+n-1``)."""
+    from datasets.geometry import random_geometry
 
-        return np.stack([random_geometry(seed + i)[0] for i in range(n)])
-    except ImportError:  # pragma: no cover - geometry module ships with the suite
-        rng = np.random.default_rng(seed)
-        out = []
-        for _ in range(n):
-            mask = np.zeros((20, 20, 20), bool)
-            lo = rng.integers(0, 15, 3)
-            hi = lo + rng.integers(3, 8, 3)
-            mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
-            out.append(paper_block(mask))
-        return np.stack(out)
+    return np.stack([random_geometry(seed + i)[0] for i in range(n)])
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        from numba import cuda
+
+        index = int(device.split(":")[1]) if ":" in device else 0
+        name = cuda.gpus[index].name
+        return name.decode() if isinstance(name, bytes) else str(name)
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -53,100 +49,147 @@ def device_name(device: torch.device) -> str:
     return f"{cpu} ({os.cpu_count()} cores)"
 
 
-def _simulate_for_bench(geoms, electrons_per_pixel, seed, device, physics, threads, compile=False):
+def _peak_rss_mib(children: bool = False) -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_maxrss / 1024.0  # kB on Linux
+
+
+def _rates(engine: str, stats: TransportStats, seconds: float, threads: int, **extra) -> dict:
+    return {
+        "engine": engine,
+        "primaries": stats.primaries,
+        "seconds": seconds,
+        "electrons_per_s": stats.primaries / seconds,
+        "flights_per_electron": stats.flights / stats.primaries,
+        "events_per_electron": stats.elastic_events / stats.primaries,
+        "events_per_s": stats.elastic_events / seconds,
+        "ns_per_flight_thread": seconds * threads / max(stats.flights, 1) * 1e9,
+        "threads": threads,
+        **extra,
+    }
+
+
+def bench_kernel(geometries: np.ndarray, electrons_per_pixel: int, device: str, physics: PhysicsConfig,
+                 seed: int = 0, threads: int | None = None) -> dict:
+    """Time the fused kernel on ``geometries`` after a small compile/warm-up run."""
+    from datasets import kernel
     from datasets.simulate import simulate_stacks
 
-    if threads:
-        torch.set_num_threads(threads)
-    simulate_stacks(geoms[:1], electrons_per_pixel=1, seed=seed, device=device, physics=physics, compile=compile)  # warm-up
+    simulate_stacks(geometries[:1], electrons_per_pixel=1, seed=seed, device=device, physics=physics, threads=threads)
     stats = TransportStats()
     t0 = time.perf_counter()
-    simulate_stacks(geoms, electrons_per_pixel=electrons_per_pixel, seed=seed, device=device, physics=physics, stats=stats,
-                    compile=compile)
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-    return stats, time.perf_counter() - t0
+    simulate_stacks(geometries, electrons_per_pixel=electrons_per_pixel, seed=seed, device=device, physics=physics,
+                    stats=stats, threads=threads)
+    seconds = time.perf_counter() - t0
+    n_threads = kernel.set_cpu_threads(threads) if device == "cpu" else 1
+    extra = {"parallelism": f"1 process x {n_threads} Numba threads" if device == "cpu" else "CUDA, 1 thread per primary"}
+    if device.startswith("cuda"):
+        extra["device_memory_mib"] = stats.device_bytes / 2**20  # every array the run put on the GPU
+    else:
+        extra["peak_rss_mib"] = _peak_rss_mib()
+    return _rates("fused kernel (numba)", stats, seconds, n_threads, **extra)
 
 
-def run_bench(device="cpu", electrons_per_pixel: int = 100, geometries: int = 1, physics: PhysicsConfig | None = None,
-              seed: int = 0, workers: int = 1, compile: bool = True) -> dict:
-    """Throughput of full 20-energy stacks of the paper scene.
+def _reference_worker(geometries, electrons_per_pixel, seed, physics):
+    from datasets.materials import DEFAULT_MATERIALS
+    from datasets.physics import PhysicsTables
+    from datasets.reference_transport import simulate_counts
+    from datasets.scene import DEFAULT_ENERGIES_KEV
+    from datasets.simulate import _material_list
+    from datasets.transport import material_ids_to_indices
 
-    On CPU with ``workers > 1`` each of ``workers`` single-threaded processes simulates its own
-    ``geometries`` geometries at the same time (how the dataset builder uses a CPU); the rate is
-    all their primaries divided by the wall time of the slowest. ``compile``: the transport fused
-    by ``torch.compile`` (what large runs use by default), compiled during the warm-up.
-    """
+    material_list, id_to_index = _material_list(DEFAULT_MATERIALS, np.unique(geometries))
+    tables = PhysicsTables(material_list, physics)
+    grids = material_ids_to_indices(geometries, id_to_index)
+    simulate_counts(grids[:1], DEFAULT_ENERGIES_KEV, 1, seed, tables)  # warm-up
+    stats = TransportStats()
+    t0 = time.perf_counter()
+    simulate_counts(grids, DEFAULT_ENERGIES_KEV, electrons_per_pixel, seed, tables, stats=stats)
+    return stats, time.perf_counter() - t0, _peak_rss_mib()
+
+
+def bench_reference(geometries: np.ndarray, electrons_per_pixel: int, physics: PhysicsConfig, workers: int,
+                    seed: int = 0) -> dict:
+    """Time the previous torch engine: ``workers`` single-threaded processes, the geometries split among them."""
+    parts = [p for p in np.array_split(geometries, workers) if len(p)]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(len(parts)) as pool:
+        results = pool.starmap(_reference_worker, [(p, electrons_per_pixel, seed + w, physics) for w, p in enumerate(parts)])
+    stats = TransportStats()
+    for part_stats, _, _ in results:
+        stats.add(part_stats)
+    seconds = max(r[1] for r in results)
+    return _rates("lock-step torch (previous engine)", stats, seconds, len(parts),
+                  parallelism=f"{len(parts)} processes x 1 torch thread, eager",
+                  peak_rss_mib=sum(r[2] for r in results))
+
+
+def run_bench(device: str = "cpu", electrons_per_pixel: int = 100, geometries: int = 4,
+              physics: PhysicsConfig | None = None, seed: int = 0, reference: bool = True,
+              threads: int | None = None) -> dict:
+    """Both engines on the same ``geometries`` random geometries x 20 energies x 400 pixels."""
     from datasets.simulate import resolve_device
 
     device = resolve_device(device)
     physics = physics or PhysicsConfig()
-    if device.type == "cpu" and workers > 1:
-        context = multiprocessing.get_context("spawn")
-        jobs = [(bench_geometries(geometries, seed + 1000 * w), electrons_per_pixel, seed + w, "cpu", physics, 1, compile)
-                for w in range(workers)]
-        with context.Pool(workers) as pool:
-            t0 = time.perf_counter()
-            results = pool.starmap(_simulate_for_bench, jobs)
-            wall = time.perf_counter() - t0
-        seconds = max(max(r[1] for r in results), 1e-9)
-        seconds = min(seconds, wall)
-        primaries = sum(r[0].primaries for r in results)
-        events = sum(r[0].elastic_events for r in results)
-        flights = sum(r[0].flights for r in results)
-        threads_desc = f"{workers} processes x 1 thread"
-    else:
-        stats, seconds = _simulate_for_bench(bench_geometries(geometries, seed), electrons_per_pixel, seed, device, physics, None, compile)
-        primaries, events, flights = stats.primaries, stats.elastic_events, stats.flights
-        threads_desc = "1 process x 1 thread" if device.type == "cpu" else "GPU"
-    return {
-        "device": str(device),
+    geoms = bench_geometries(geometries, seed)
+    engines = [bench_kernel(geoms, electrons_per_pixel, device, physics, seed, threads)]
+    if reference and device == "cpu":
+        engines.append(bench_reference(geoms, electrons_per_pixel, physics, os.cpu_count() or 1, seed))
+    result = {
+        "device": device,
         "device_name": device_name(device),
-        "parallelism": threads_desc,
-        "geometries": geometries * (workers if device.type == "cpu" else 1),
+        "geometries": geometries,
         "energies": 20,
         "electrons_per_pixel": electrons_per_pixel,
-        "primaries": primaries,
-        "seconds": seconds,
-        "electrons_per_s": primaries / seconds,
-        "events_per_s": events / seconds,
-        "flights_per_electron": flights / primaries,
-        "events_per_electron": events / primaries,
-        "physics": physics.describe()["elastic"],
-        "compiled": bool(compile),
-        "torch": torch.__version__,
+        "physics": physics.describe()["elastic"] + "+" + physics.describe()["stopping"],
+        "engines": engines,
+        "electrons_per_s": engines[0]["electrons_per_s"],
     }
+    if len(engines) > 1:
+        result["speedup"] = engines[0]["electrons_per_s"] / engines[1]["electrons_per_s"]
+    return result
+
+
+def format_bench(r: dict) -> str:
+    lines = [f"{r['device_name']} [{r['device']}], {r['geometries']} random geometries x {r['energies']} energies x "
+             f"400 pixels x {r['electrons_per_pixel']} e-/pixel, physics {r['physics']}"]
+    for e in r["engines"]:
+        memory = (f"peak RSS {e['peak_rss_mib']:.0f} MiB" if "peak_rss_mib" in e
+                  else f"device arrays {e['device_memory_mib']:.1f} MiB")
+        lines.append(f"  {e['engine']:<36s} {e['electrons_per_s']:9.3g} primaries/s  {e['events_per_s']:9.3g} events/s  "
+                     f"{e['flights_per_electron']:5.1f} flights and {e['events_per_electron']:5.1f} events per primary  "
+                     f"{e['ns_per_flight_thread']:6.1f} ns per flight per thread  ({e['parallelism']}; {e['seconds']:.1f} s; {memory})")
+    if "speedup" in r:
+        lines.append(f"  speed-up of the fused kernel over the previous engine, same geometries, same run: {r['speedup']:.2f}x")
+    return "\n".join(lines)
 
 
 def _cmd_bench(args) -> int:
-    devices = [args.device] if args.device else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    from numba import cuda
+
+    devices = [args.device] if args.device else (["cpu", "cuda"] if cuda.is_available() else ["cpu"])
     results = []
     for device in devices:
-        epp = args.electrons_per_pixel or (1000 if device == "cuda" else 100)
-        geoms = args.geometries or (64 if device == "cuda" else 1)
-        workers = args.workers or (os.cpu_count() or 1 if device == "cpu" else 1)
-        results.append(run_bench(device, epp, geoms, PhysicsConfig(elastic=args.elastic, stopping=args.stopping), args.seed,
-                                 workers=workers, compile=not args.no_compile))
+        epp = args.electrons_per_pixel or (1000 if device.startswith("cuda") else 100)
+        geoms = args.geometries or (64 if device.startswith("cuda") else 4)
+        results.append(run_bench(device, epp, geoms, PhysicsConfig(elastic=args.elastic, stopping=args.stopping),
+                                 args.seed, reference=not args.no_reference, threads=args.threads))
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0]))
     else:
-        for r in results:
-            print(f"{r['device_name']} [{r['device']}, {r['parallelism']}, {'compiled' if r['compiled'] else 'eager'}]: {r['electrons_per_s']:.3g} primaries/s, "
-                  f"{r['events_per_s']:.3g} elastic events/s  ({r['primaries']} primaries = {r['geometries']} geometries x "
-                  f"{r['energies']} energies x 400 pixels x {r['electrons_per_pixel']} e-, {r['seconds']:.1f} s; "
-                  f"{r['events_per_electron']:.1f} events and {r['flights_per_electron']:.1f} flights per primary)")
+        print("\n".join(format_bench(r) for r in results))
     return 0
 
 
 def register_cli(subparsers) -> None:
     from datasets.simulate import add_physics_arguments
 
-    parser = subparsers.add_parser("bench", help="simulator speed: primaries/s and events/s")
+    parser = subparsers.add_parser("bench", help="simulator speed: the fused kernel and the previous engine side by side")
     parser.add_argument("--electrons-per-pixel", type=int, default=None, help="default 100 on CPU, 1000 on CUDA")
-    parser.add_argument("--geometries", type=int, default=None, help="geometries per batch (default 1 CPU, 64 CUDA)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="CPU: single-threaded simulation processes (default: one per core)")
-    parser.add_argument("--no-compile", action="store_true", help="eager torch instead of torch.compile")
+    parser.add_argument("--geometries", type=int, default=None, help="random geometries (default 4 on CPU, 64 on CUDA)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU: Numba threads of the kernel (default: all cores)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the previous torch engine")
     parser.add_argument("--json", action="store_true")
     add_physics_arguments(parser)
     parser.set_defaults(func=_cmd_bench, device=None)

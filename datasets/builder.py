@@ -191,11 +191,13 @@ def run_unit(unit: WorkUnit):
     return unit, cases
 
 
-def _init_worker(device_queue, single_thread: bool) -> None:
-    """Pool initialiser: one torch thread per worker, and one GPU per worker on CUDA."""
+def _init_worker(device_queue, cpu_threads: int) -> None:
+    """Pool initialiser: the worker's share of the CPU cores, and one GPU per worker on CUDA."""
     global _WORKER_DEVICE
-    if single_thread:
-        torch.set_num_threads(1)
+    from datasets.kernel import set_cpu_threads
+
+    torch.set_num_threads(1)
+    set_cpu_threads(cpu_threads)
     if device_queue is not None:
         _WORKER_DEVICE = device_queue.get()
 
@@ -212,7 +214,9 @@ def _local_results(units: list[WorkUnit], workers: int, device: str):
         device_queue = context.Queue()
         for gpu in range(workers):
             device_queue.put(f"cuda:{gpu % max(torch.cuda.device_count(), 1)}")
-    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(device_queue, True))
+    cpu_threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                   initargs=(device_queue, cpu_threads))
     try:
         pending = {executor.submit(run_unit, unit) for unit in units}
         while pending:
@@ -388,8 +392,8 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
     """Build (or resume, or verify) the dataset of ``preset`` in ``out_dir``; return its path.
 
     ``preset``: a name in ``DATASET_PRESETS`` or a ``DatasetPreset``; ``overrides``: preset fields
-    to replace (e.g. ``n_geometries=200``). ``workers``: local processes (default: CPU cores on
-    CPU, GPUs on CUDA; 1 runs in this process). ``scheduler``: address of a Dask distributed
+    to replace (e.g. ``n_geometries=200``). ``workers``: local processes (default: 1 on CPU,
+    which runs in this process with the kernel's threads on every core; GPUs on CUDA). ``scheduler``: address of a Dask distributed
     scheduler to run the units on instead. ``simulator``: test seam (module docstring).
     """
     preset = get_preset(preset, **overrides)
@@ -415,7 +419,8 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
             storage.atomic_write_json(out / storage.MANIFEST_NAME, manifest)
         if scheduler is None:
             if workers is None:
-                workers = torch.cuda.device_count() if device_type == "cuda" else (os.cpu_count() or 1)
+                # CPU: this process, the kernel's threads on every core; CUDA: one process per GPU
+                workers = torch.cuda.device_count() if device_type == "cuda" else 1
             if int(workers) != workers or workers < 1:
                 raise ValueError(f"workers must be a positive integer, got {workers!r}")
             workers = max(1, min(int(workers), len(todo)))
@@ -509,7 +514,7 @@ def register_cli(subparsers) -> None:
     )
     parser.add_argument("--preset", default="quick", choices=sorted(DATASET_PRESETS), help="dataset preset (default quick)")
     parser.add_argument("--out", required=True, type=Path, help="dataset directory")
-    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: CPU cores, or GPUs)")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1 on CPU, using every core; one per GPU)")
     parser.add_argument("--scheduler", default=None, help="address of a Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--n-geometries", type=int, default=None, help="override the preset's number of geometries")

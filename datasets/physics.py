@@ -30,6 +30,8 @@ Elastic models (single scattering, one event per collision):
     angle drawn from the tabulated inverse CDF of cos(theta) with stochastic interpolation
     between energy rows and linear interpolation between the 512 probability columns.
 
+The angular samplers themselves live in :mod:`datasets.kernel` (compiled for CPU and CUDA).
+
 Energy-loss models (continuous slowing down, applied along each free flight):
 
 ``joyluo``
@@ -52,8 +54,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from datasets import kernel
 from datasets.materials import Material
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -84,11 +86,16 @@ def _loglog_interp(x_new, x, y, floor=1e-30):
 
 # --------------------------------------------------------------------------- elastic models
 class ElasticModel(ABC):
-    """Elastic scattering: inverse mean free path and a sampler of the polar angle."""
+    """Elastic scattering: the inverse mean free path here, the polar-angle sampler in the kernel.
+
+    ``kernel_code`` selects the angular sampler of :mod:`datasets.kernel` (one source for CPU and
+    CUDA); :meth:`angular_table` gives the per-material table it needs, if any.
+    """
 
     name: str = ""
     version: str = "1"
     reference: str = ""
+    kernel_code: int = -1
 
     @abstractmethod
     def cross_section_cm2(self, material: Material, energy_eV: np.ndarray) -> np.ndarray:
@@ -98,24 +105,15 @@ class ElasticModel(ABC):
         """Inverse elastic mean free path n * sigma in 1/nm (sigma in cm^2 -> nm^2: x 1e14)."""
         return material.atoms_per_nm3 * self.cross_section_cm2(material, energy_eV) * 1e14
 
-    @abstractmethod
-    def angular_sampler(self, materials: list[Material | None], device) -> AngularSampler:
-        """A sampler over the material index used by the transport (index 0 = vacuum)."""
-
-
-class AngularSampler(ABC):
-    @abstractmethod
-    def __call__(self, material_index: torch.Tensor, energy_eV: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor) -> torch.Tensor:
-        """cos(theta) for each electron, from two uniform random numbers per electron."""
-
-
-def _z_tensor(materials, device):
-    return torch.tensor([0.0 if m is None else m.Z for m in materials], dtype=torch.float32, device=device)
+    def angular_table(self, materials: list[Material | None]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(icdf (M, K, J), energy grid (K,) eV)`` for tabulated samplers; ``None`` for analytic ones."""
+        return None
 
 
 class ScreenedRutherford(ElasticModel):
     name = "rutherford"
     reference = "Joy 1995, Monte Carlo Modeling for Electron Microscopy and Microanalysis, eq. 3.2-3.4"
+    kernel_code = kernel.ELASTIC_RUTHERFORD
 
     def cross_section_cm2(self, material, energy_eV):
         e_keV = np.asarray(energy_eV, dtype=np.float64) / 1e3
@@ -123,22 +121,11 @@ class ScreenedRutherford(ElasticModel):
         alpha = 3.4e-3 * z**0.67 / e_keV
         return 5.21e-21 * z**2 / e_keV**2 * 4 * math.pi / (alpha * (1 + alpha)) * ((e_keV + 511) / (e_keV + 1024)) ** 2
 
-    def angular_sampler(self, materials, device):
-        return _RutherfordSampler(3.4e-3 * _z_tensor(materials, device) ** 0.67)
-
-
-class _RutherfordSampler(AngularSampler):
-    def __init__(self, alpha_keV: torch.Tensor):
-        self.alpha_keV = alpha_keV  # alpha * E_keV per material
-
-    def __call__(self, material_index, energy_eV, u1, u2):
-        alpha = self.alpha_keV.index_select(0, material_index) * (1e3 / energy_eV)
-        return 1.0 - 2.0 * alpha * u2 / (1.0 + alpha - u2)
-
 
 class BrowningMott(ElasticModel):
     name = "browning"
     reference = "Browning et al., J. Appl. Phys. 76, 2016 (1994)"
+    kernel_code = kernel.ELASTIC_BROWNING
 
     def cross_section_cm2(self, material, energy_eV):
         e_keV = np.asarray(energy_eV, dtype=np.float64) / 1e3
@@ -146,27 +133,11 @@ class BrowningMott(ElasticModel):
         root = np.sqrt(e_keV)
         return 3.0e-18 * z17 / (e_keV + 0.005 * z17 * root + 0.0007 * material.Z**2 / root)
 
-    def angular_sampler(self, materials, device):
-        return _BrowningSampler(_z_tensor(materials, device))
-
-
-class _BrowningSampler(AngularSampler):
-    def __init__(self, z: torch.Tensor):
-        self.z = z.clamp_min(1.0)
-
-    def __call__(self, material_index, energy_eV, u1, u2):
-        z = self.z.index_select(0, material_index)
-        e_keV = energy_eV * 1e-3
-        r = 300.0 * e_keV / z + z**3 / (3.0e5 * e_keV)
-        alpha = 7.0e-3 / e_keV
-        rutherford = 1.0 - 2.0 * alpha * u2 / (1.0 + alpha - u2)
-        isotropic = 1.0 - 2.0 * u2
-        return torch.where(u1 * (1.0 + r) <= r, rutherford, isotropic)
-
 
 class TabulatedMott(ElasticModel):
     name = "mott"
     reference = "ELSEPA (Salvat et al., CPC 165, 157 (2005)) tables from Nebula's cstool 1.0.7"
+    kernel_code = kernel.ELASTIC_MOTT
 
     def _table(self, material):
         if material.mott_table is None:
@@ -180,7 +151,7 @@ class TabulatedMott(ElasticModel):
         table = self._table(material)
         return _loglog_interp(np.asarray(energy_eV, dtype=np.float64), table["energy_eV"], table["elastic_imfp_per_nm"])
 
-    def angular_sampler(self, materials, device):
+    def angular_table(self, materials):
         rows = []
         grid = None
         for material in materials:
@@ -194,28 +165,7 @@ class TabulatedMott(ElasticModel):
                 raise ValueError("Mott tables of different materials use different energy grids")
             rows.append(table["elastic_costheta_icdf"])
         shape = next(r.shape for r in rows if r is not None)
-        icdf = np.stack([np.ones(shape) if r is None else r for r in rows])
-        return _TableSampler(torch.tensor(icdf, dtype=torch.float32, device=device), grid)
-
-
-class _TableSampler(AngularSampler):
-    def __init__(self, icdf: torch.Tensor, grid_eV: np.ndarray):
-        self.icdf = icdf.reshape(-1)  # (M * K * J,)
-        self.n_materials, self.n_energies, self.n_columns = icdf.shape
-        self.log_e0 = float(np.log(grid_eV[0]))
-        self.inv_dlog = float((len(grid_eV) - 1) / (np.log(grid_eV[-1]) - np.log(grid_eV[0])))
-
-    def __call__(self, material_index, energy_eV, u1, u2):
-        k_float = ((energy_eV.log() - self.log_e0) * self.inv_dlog).clamp(0, self.n_energies - 1.000001)
-        k0 = k_float.floor()
-        row = (k0 + (u1 < (k_float - k0)).to(k0.dtype)).long()  # stochastic interpolation in energy
-        j_float = u2 * (self.n_columns - 1)
-        j0 = j_float.floor().clamp(max=self.n_columns - 2)
-        frac = j_float - j0
-        base = (material_index.long() * self.n_energies + row) * self.n_columns + j0.long()
-        lo = self.icdf.index_select(0, base)
-        hi = self.icdf.index_select(0, base + 1)
-        return lo + (hi - lo) * frac
+        return np.stack([np.ones(shape) if r is None else r for r in rows]), grid
 
 
 ELASTIC_MODELS: dict[str, type[ElasticModel]] = {
@@ -302,35 +252,43 @@ class PhysicsConfig:
 
 
 class PhysicsTables:
-    """Per-material lookup tables on the log energy grid, on one torch device.
+    """Per-material lookup tables on the log energy grid: what the transport kernel reads.
 
-    ``materials[0]`` must be ``None`` (vacuum: no scattering, no energy loss). Lookups use the
-    nearest grid point (0.3 % energy steps). ``majorant`` is the largest inverse mean free path
-    over the materials, used for delta (Woodcock) tracking.
+    ``materials[0]`` must be ``None`` (vacuum: no scattering, no energy loss). The kernel looks up
+    the nearest grid point (0.3 % energy steps). ``imfp`` (M, K) 1/nm and ``stopping`` (M, K)
+    eV/nm; ``majorant`` (K,) is the largest inverse mean free path over the materials (for delta
+    tracking); ``elastic_code``, ``z_of`` (M,) and ``icdf`` (M, K', J) feed the angular sampler.
     """
 
-    def __init__(self, materials: list[Material | None], config: PhysicsConfig, device="cpu"):
+    def __init__(self, materials: list[Material | None], config: PhysicsConfig):
         if materials[0] is not None:
             raise ValueError("material index 0 is reserved for vacuum")
         self.materials = materials
         self.config = config
         grid = energy_grid_eV()
         elastic, stopping = config.elastic_model(), config.stopping_model()
-        imfp = np.zeros((len(materials), GRID_POINTS))
-        stop = np.zeros((len(materials), GRID_POINTS))
+        self.imfp = np.zeros((len(materials), GRID_POINTS))
+        self.stopping = np.zeros((len(materials), GRID_POINTS))
         for i, material in enumerate(materials):
             if material is not None:
-                imfp[i] = elastic.inverse_mfp_per_nm(material, grid)
-                stop[i] = stopping.stopping_eV_per_nm(material, grid)
-        self.device = torch.device(device)
+                self.imfp[i] = elastic.inverse_mfp_per_nm(material, grid)
+                self.stopping[i] = stopping.stopping_eV_per_nm(material, grid)
         self.n_grid = GRID_POINTS
         self.log_e0 = math.log(GRID_E_MIN_EV)
         self.inv_dlog = (GRID_POINTS - 1) / (math.log(GRID_E_MAX_EV) - math.log(GRID_E_MIN_EV))
-        self.imfp = torch.tensor(imfp.reshape(-1), dtype=torch.float32, device=self.device)
-        self.stopping = torch.tensor(stop.reshape(-1), dtype=torch.float32, device=self.device)
-        self.majorant = torch.tensor(imfp.max(axis=0) * 1.0001 + 1e-6, dtype=torch.float32, device=self.device)
-        self.sample_cos_theta = elastic.angular_sampler(materials, self.device)
+        self.majorant = self.imfp.max(axis=0) * 1.0001 + 1e-6
+        self.elastic_code = int(elastic.kernel_code)
+        self.z_of = np.array([0.0 if m is None else m.Z for m in materials])
+        table = elastic.angular_table(materials)
+        if table is None:
+            self.icdf, self.icdf_log_e0, self.icdf_inv_dlog = np.ones((len(materials), 1, 2)), 0.0, 0.0
+        else:
+            icdf, icdf_grid = table
+            self.icdf = np.ascontiguousarray(icdf, dtype=np.float64)
+            self.icdf_log_e0 = float(np.log(icdf_grid[0]))
+            self.icdf_inv_dlog = float((len(icdf_grid) - 1) / (np.log(icdf_grid[-1]) - np.log(icdf_grid[0])))
 
-    def energy_index(self, energy_eV: torch.Tensor) -> torch.Tensor:
-        k = ((energy_eV.log() - self.log_e0) * self.inv_dlog + 0.5).long()
-        return k.clamp_(0, self.n_grid - 1)
+    def grid_index(self, energy_eV: float) -> int:
+        """The kernel's nearest grid point of an energy."""
+        k = int((math.log(energy_eV) - self.log_e0) * self.inv_dlog + 0.5)
+        return min(max(k, 0), self.n_grid - 1)

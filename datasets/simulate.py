@@ -18,27 +18,22 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
+from datasets import kernel
 from datasets.materials import DEFAULT_MATERIALS, Material, material_by_name
 from datasets.physics import PhysicsConfig, PhysicsTables
 from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV, Scene, validate_geometry
 from datasets.stack import BseStack
-from datasets.transport import TransportStats, VoxelTransport, material_ids_to_indices
+from datasets.transport import Transport, TransportStats, material_ids_to_indices
 
-SIMULATOR_VERSION = "1.0"
-#: Runs with at least this many primaries are compiled by default (the compile pays off).
-COMPILE_MIN_PRIMARIES = int(os.environ.get("BSE_COMPILE_MIN_PRIMARIES", 5_000_000))
-#: Electrons followed at once (the population is refilled as electrons finish; ~200 bytes each).
-DEFAULT_CHUNK = {"cpu": 1 << 18, "cuda": 1 << 23}
+#: 2.0: the fused Numba kernel with counter-based random numbers (1.x: the lock-step torch engine).
+SIMULATOR_VERSION = "2.0"
 
 
 def check_energies(energies_keV) -> np.ndarray:
@@ -57,11 +52,21 @@ def check_energies(energies_keV) -> np.ndarray:
     return energies
 
 
-def resolve_device(device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available")
-    return device
+def resolve_device(device) -> str:
+    """Normalise a device name (``cpu``, ``cuda``, ``cuda:N``), with a clear error when unusable."""
+    name = str(device).strip().lower()
+    if name == "cpu":
+        return "cpu"
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        from numba import cuda
+
+        if not cuda.is_available():
+            raise ValueError(f"device '{device}' requested but no CUDA GPU is available (numba.cuda finds none)")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= len(cuda.gpus):
+            raise ValueError(f"device '{device}' requested but only {len(cuda.gpus)} CUDA GPU(s) are present")
+        return f"cuda:{index}"
+    raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
 
 
 def _material_list(materials: dict[int, Material], used_ids) -> tuple[list, dict[int, int]]:
@@ -76,45 +81,22 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
                     seed: int = 0, device="cpu", physics: PhysicsConfig | None = None,
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
                     materials: dict[int, Material] | None = None, progress: bool = False,
-                    chunk_electrons: int | None = None, stats: TransportStats | None = None,
-                    cpu_threads: int | None = 1, compile: bool | None = None) -> list[BseStack]:
-    """Simulate BSE stacks for a batch of geometries ``(N, Z, Y, X)`` in one vectorised run.
+                    stats: TransportStats | None = None, threads: int | None = None) -> list[BseStack]:
+    """Simulate BSE stacks for a batch of geometries ``(N, Z, Y, X)`` in one kernel run.
 
-    Returns one :class:`BseStack` per geometry, ``bse`` of shape (E, Y, X). The same seed on the
-    same device (and the same ``chunk_electrons``) gives identical counts. On CPU the run uses
-    ``cpu_threads`` torch threads (default 1: the transport's many small element-wise kernels
-    gain nothing from intra-op threads, and on the project's 2-core machines 2 threads ran 40x
-    slower; use processes for parallelism, as the dataset builder does). ``None`` keeps torch's
-    setting. ``compile``: fuse the transport with ``torch.compile`` (1.6x faster on CPU after a
-    one-off compile of ~10 s); ``None`` compiles runs of at least ``COMPILE_MIN_PRIMARIES``.
+    Returns one :class:`BseStack` per geometry, ``bse`` of shape (E, Y, X). Primary ``n`` of
+    pixel ``p`` at energy index ``e`` of geometry ``g`` draws from its own counter-based random
+    stream keyed by ``(seed, g, e, p, n)``, so the same seed gives identical counts for any
+    number of CPU ``threads`` (default: all cores) and statistically identical ones on CUDA.
     """
-    with cpu_thread_limit(cpu_threads if torch.device(device).type == "cpu" else None):
-        return _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV,
-                                scene, materials, progress, chunk_electrons, stats, compile)
-
-
-@contextmanager
-def cpu_thread_limit(threads: int | None):
-    """Temporarily set torch's intra-op CPU threads (``None``: leave unchanged)."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device, physics, cutoff_eV, scene,
-                     materials, progress, chunk_electrons, stats, compile) -> list[BseStack]:
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
     materials = materials or DEFAULT_MATERIALS
     energies = check_energies(energies_keV)
     if int(electrons_per_pixel) != electrons_per_pixel or electrons_per_pixel < 1:
         raise ValueError(f"electrons_per_pixel must be a positive integer, got {electrons_per_pixel}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not math.isfinite(cutoff_eV) or cutoff_eV < 0:
         raise ValueError(f"cutoff_eV must be a non-negative number, got {cutoff_eV}")
     geoms = np.asarray(geometries)
@@ -128,34 +110,26 @@ def _simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device
         raise ValueError(f"the beam starts at z = {scene.beam_z_nm} nm inside material: layers above it must be vacuum")
     device = resolve_device(device)
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
-    tables = PhysicsTables(material_list, physics, device)
-    grids = material_ids_to_indices(torch.as_tensor(geoms, device=device), id_to_index)
-    transport = VoxelTransport(grids, tables, voxel_nm=scene.voxel_nm, cutoff_eV=cutoff_eV)
+    tables = PhysicsTables(material_list, physics)
+    transport = Transport(material_ids_to_indices(geoms, id_to_index), tables, voxel_nm=scene.voxel_nm,
+                          cutoff_eV=cutoff_eV)
 
     n_geom, _, ny, nx = geoms.shape
-    n_energy, n_pixel = energies.size, ny * nx
-    n_tally = n_geom * n_energy * n_pixel
-    total = n_tally * int(electrons_per_pixel)
-    generator = torch.Generator(device=device).manual_seed(int(seed))
-    energies_eV = torch.tensor(energies * 1e3, dtype=torch.float32, device=device)
-
-    def source(start: int, stop: int):
-        tally = torch.arange(start, stop, device=device) // int(electrons_per_pixel)
-        pixel = tally % n_pixel
-        x = ((pixel % nx).float() + 0.5) * scene.voxel_nm
-        y = ((pixel // nx).float() + 0.5) * scene.voxel_nm
-        return x, y, energies_eV[(tally // n_pixel) % n_energy], tally // (n_pixel * n_energy), tally
-
+    pixel = np.arange(ny * nx)
+    beam_x = (pixel % nx + 0.5) * scene.voxel_nm
+    beam_y = (pixel // nx + 0.5) * scene.voxel_nm
+    total = n_geom * energies.size * pixel.size * int(electrons_per_pixel)
+    if device == "cpu":
+        kernel.set_cpu_threads(threads)
     with tqdm(total=total, unit="e-", unit_scale=True, disable=not progress, desc="simulate", file=sys.stderr) as bar:
-        counts = transport.run(source, total, n_tally, generator, population=int(chunk_electrons or DEFAULT_CHUNK[device.type]),
-                               stats=stats, progress=bar.update,
-                               compile=total >= COMPILE_MIN_PRIMARIES if compile is None else bool(compile))
-    counts_np = counts.reshape(n_geom, n_energy, ny, nx).cpu().numpy()
-    meta = {"seed": int(seed), "device": str(device), "physics": physics.describe(),
+        counts = transport.run(beam_x, beam_y, energies * 1e3, int(electrons_per_pixel), int(seed), device,
+                               stats=stats, progress=bar.update)
+    counts = counts.reshape(n_geom, energies.size, ny, nx)
+    meta = {"seed": int(seed), "device": device, "physics": physics.describe(),
             "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__}
     return [BseStack(bse=(c / float(electrons_per_pixel)).astype(np.float32), energies_keV=energies, counts=c,
                      electrons_per_pixel=int(electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
-            for c in counts_np]
+            for c in counts]
 
 
 def simulate_stack(geometry, **kwargs) -> BseStack:
@@ -179,21 +153,18 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
     if int(electrons) != electrons or electrons < 1:
         raise ValueError(f"electrons must be a positive integer, got {electrons}")
     device = resolve_device(device)
-    tables = PhysicsTables([None, material], physics or PhysicsConfig(), device)
-    grid = torch.ones((1, 1, 1, 1), dtype=torch.uint8)
-    transport = VoxelTransport(grid, tables, voxel_nm=1.0, semi_infinite=True, cutoff_eV=cutoff_eV)
-    generator = torch.Generator(device=device).manual_seed(int(seed))
-
-    def source(start: int, stop: int):
-        n = stop - start
-        zeros = torch.zeros(n, dtype=torch.long, device=device)
-        half = torch.full((n,), 0.5, device=device)
-        return half, half, torch.full((n,), energy * 1e3, device=device), zeros, zeros
-
-    with cpu_thread_limit(1 if device.type == "cpu" else None):
-        counts = transport.run(source, int(electrons), 1, generator, population=DEFAULT_CHUNK[device.type], stats=stats)
-    detected = int(counts.sum())
-    eta = detected / electrons
+    transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), PhysicsTables([None, material], physics or PhysicsConfig()),
+                          voxel_nm=1.0, semi_infinite=True, cutoff_eV=cutoff_eV)
+    # the primaries are spread over tally bins of at most 10,000 (own random streams, parallel on CPU);
+    # when they do not divide evenly, up to n_bins - 1 more primaries are simulated than asked
+    n_bins = max(1, math.ceil(int(electrons) / 10_000))
+    per_bin = math.ceil(int(electrons) / n_bins)
+    if device == "cpu":
+        kernel.set_cpu_threads(None)
+    counts = transport.run(np.full(n_bins, 0.5), np.full(n_bins, 0.5), [energy * 1e3], per_bin, int(seed), device,
+                           stats=stats)
+    electrons = n_bins * per_bin
+    eta = int(counts.sum()) / electrons
     return eta, math.sqrt(max(eta * (1 - eta), 1e-12) / electrons)
 
 

@@ -1,65 +1,58 @@
-"""Vectorised Monte Carlo electron transport in voxel geometries (torch, CPU or CUDA).
+"""Host side of the Monte Carlo transport: geometry preparation and the CPU / CUDA launches.
 
-One population of primary electrons is followed in lock-step: every loop iteration moves all
-live electrons by one free flight. The algorithm (single elastic scattering with continuous
-slowing down, as in Joy 1995, ch. 3):
-
-1. **Free flight by delta (Woodcock) tracking.** With the majorant inverse mean free path
-   ``mu*(E) = max_m mu_m(E)`` a flight ``s = -ln(R1)/mu*`` is drawn; at its end point the
-   collision is real with probability ``mu_m(E)/mu*`` (``m`` = material of the voxel the
-   electron is in), otherwise it is a null collision and the flight simply goes on. This
-   samples the exact collision density of a piecewise-constant medium: a flight that crosses
-   from Si into Cu continues with copper's mean free path from the boundary on, without ever
-   computing the boundary (Woodcock et al. 1965; Lux & Koblinger 1991, ch. 7). Vacuum voxels
-   (mu = 0) only ever give null collisions.
-2. **Energy loss** along each flight of length ``s``: ``dE = s (S(m_start) + S(m_end)) / 2``
-   (trapezoid over the flight's end points; flights are at most a few majorant mean free
-   paths, so a boundary inside one flight costs a fraction of that flight's loss).
-3. **Planes.** Everything above the first and below the last non-vacuum layer is vacuum, so an
-   electron leaving the slab through its top plane flies straight to the detector (z = 0) and
-   is counted if its energy is above the cutoff; one leaving through the bottom plane reaches
-   the terminator (or, without one, is transmitted) and is removed. The flight is cut at the
-   plane, and energy is lost only on the part inside.
-4. **Mirror walls.** Lateral faces reflect: positions are folded back into the box and the
-   direction component flipped (a flight may cross several mirrors).
-5. **Elastic scattering** at real collisions: cos(theta) from the elastic model of the
-   material, phi uniform, direction rotated.
-
-Electrons below the cutoff energy are dropped (they can no longer be detected). Every random
-number comes from the caller's ``torch.Generator``, so a seed and a device fix the result.
+:class:`Transport` turns a batch of voxel geometries ``(G, Z, Y, X)`` of material indices and
+the :class:`~datasets.physics.PhysicsTables` into the flat arrays the fused kernel of
+:mod:`datasets.kernel` reads (material grid, safety distances, slab planes, tables), and runs
+the kernel on the CPU (Numba threads) or on a CUDA GPU (one thread per primary). The memory is
+the geometry, the tables and one counter per tally bin: nothing grows with the number of
+electrons or flights.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy import ndimage
 
+from datasets import kernel
 from datasets.physics import PhysicsTables
+
+#: Primaries per kernel launch: a progress update (and a chance to interrupt) between launches.
+CPU_ELECTRONS_PER_CALL = 4_000_000
+CUDA_ELECTRONS_PER_LAUNCH = 1 << 26
+CUDA_THREADS_PER_BLOCK = 128
+#: A history longer than this many flights is abandoned and counted as lost (never seen).
+MAX_FLIGHTS = 1_000_000
 
 
 @dataclass
 class TransportStats:
+    """Work done by a run: primaries, free flights (real + null collisions), elastic events."""
+
     primaries: int = 0
-    flights: int = 0  # all free flights (real + null collisions)
-    elastic_events: int = 0  # real elastic collisions
+    flights: int = 0
+    elastic_events: int = 0
     detected: int = 0
-    lost: int = 0  # electrons still alive after max_flights (should stay 0)
+    lost: int = 0  # histories abandoned after MAX_FLIGHTS flights (should stay 0)
+    device_bytes: int = 0  # largest set of arrays a CUDA run held on the GPU
+
+    def add(self, other: TransportStats) -> None:
+        for field in ("primaries", "flights", "elastic_events", "detected", "lost"):
+            setattr(self, field, getattr(self, field) + getattr(other, field))
+        self.device_bytes = max(self.device_bytes, other.device_bytes)
 
 
-def material_ids_to_indices(geometry: torch.Tensor, id_to_index: dict[int, int]) -> torch.Tensor:
+def material_ids_to_indices(geometry: np.ndarray, id_to_index: dict[int, int]) -> np.ndarray:
     """Map material ids of a geometry to the transport's material indices (0 = vacuum)."""
-    lut = torch.zeros(256, dtype=torch.uint8, device=geometry.device)
+    lut = np.zeros(256, dtype=np.uint8)
     for material_id, index in id_to_index.items():
         lut[material_id] = index
-    return lut[geometry.long()]
+    return lut[np.asarray(geometry, dtype=np.uint8)]
 
 
-def safety_distances(grid: np.ndarray, z_top: int, z_bot: int, cap_voxels: int = 16) -> np.ndarray:
+def safety_distances(grid: np.ndarray, z_top: int, z_bot: int, cap_voxels: int = 8) -> np.ndarray:
     """Distance (in voxels) from anywhere inside each voxel to the nearest voxel of another material.
 
     The distance between voxel boxes offset by integer steps d is ``|max(0, |d| - 1)|``, which is
@@ -67,7 +60,7 @@ def safety_distances(grid: np.ndarray, z_top: int, z_bot: int, cap_voxels: int =
     distance transform of the dilated set gives it exactly. Lateral faces are mirrors (the
     mirrored world is padded in), the layers above ``z_top`` and below ``z_bot`` count as the
     same material (the planes are handled exactly by the transport), and the result is capped at
-    ``cap_voxels``. Inside this distance a free flight cannot meet another material, so it can be
+    ``cap_voxels`` (8 voxels: larger caps cost more setup than they save flights). Inside this distance a free flight cannot meet another material, so it can be
     sampled with the local mean free path (no null collisions).
     """
     out = np.zeros(grid.shape, dtype=np.float32)
@@ -90,197 +83,119 @@ def safety_distances(grid: np.ndarray, z_top: int, z_bot: int, cap_voxels: int =
     return out
 
 
-class VoxelTransport:
-    """Follow electrons through a batch of voxel geometries ``(G, Z, Y, X)`` of material indices.
+def slab_planes(grids: np.ndarray, voxel_nm: float, semi_infinite: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First and last occupied layer of each geometry, and the planes ``(G, 2)`` (z_top, z_bot) nm."""
+    n_geom, nz = grids.shape[:2]
+    occupied = (grids != 0).reshape(n_geom, nz, -1).any(axis=2)
+    if not occupied.any(axis=1).all():
+        raise ValueError("a geometry of the batch contains no material at all")
+    first = occupied.argmax(axis=1)
+    last = nz - 1 - occupied[:, ::-1].argmax(axis=1)
+    planes = np.stack([first * voxel_nm, (last + 1) * voxel_nm], axis=1).astype(np.float64)
+    if semi_infinite:
+        planes[:, 1] = kernel.FAR_NM
+    return first, last, planes
+
+
+class Transport:
+    """A batch of voxel geometries ``(G, Z, Y, X)`` of material indices, ready for the kernel.
 
     ``voxel_nm`` is the voxel edge. With ``semi_infinite`` the last layer extends to z = +inf
     (bulk targets); otherwise electrons leaving through the bottom plane of the slab reach the
-    terminator and are removed.
-
-    Flights combine delta tracking with *safety distances* (:func:`safety_distances`): where
-    the electron is at least ``d`` nm from any other material, the flight is drawn with the local
-    inverse mean free path and stopped (without collision, the exponential being memoryless) at
-    ``d`` if longer; next to a boundary the majorant is used. Both are exact.
+    terminator and are removed. ``cutoff_eV``: electrons at or below it are dropped (they can no
+    longer be detected); one leaving the slab upwards above it is counted. ``max_events`` (tests):
+    end each history at that elastic event.
     """
 
-    def __init__(self, grids: torch.Tensor, tables: PhysicsTables, voxel_nm: float = 1.0,
-                 semi_infinite: bool = False, cutoff_eV: float = 50.0, max_flights: int = 1_000_000):
+    def __init__(self, grids: np.ndarray, tables: PhysicsTables, voxel_nm: float = 1.0,
+                 semi_infinite: bool = False, cutoff_eV: float = 50.0, max_flights: int = MAX_FLIGHTS,
+                 max_events: int | None = None):
+        grids = np.ascontiguousarray(grids, dtype=np.uint8)
         if grids.ndim != 4:
-            raise ValueError(f"grids must be (G, Z, Y, X), got {tuple(grids.shape)}")
+            raise ValueError(f"grids must be (G, Z, Y, X), got {grids.shape}")
+        if grids.max(initial=0) >= len(tables.materials):
+            raise ValueError(f"material index {int(grids.max())} has no physics table ({len(tables.materials)} materials)")
+        self.grids = grids
         self.tables = tables
-        self.device = tables.device
-        grids_np = grids.cpu().numpy()
-        self.n_geom, self.nz, self.ny, self.nx = grids_np.shape
-        occupied = (grids_np != 0).reshape(self.n_geom, self.nz, -1).any(axis=2)
-        if not occupied.any(axis=1).all():
-            raise ValueError("a geometry of the batch contains no material at all")
-        first = occupied.argmax(axis=1)
-        last = self.nz - 1 - occupied[:, ::-1].argmax(axis=1)
-        safety = np.stack([safety_distances(g, int(a), int(b) + 1) for g, a, b in zip(grids_np, first, last)])
-        self.grids = torch.as_tensor(grids_np.reshape(-1).astype(np.int64), device=self.device)
-        self.safety = torch.as_tensor(safety.reshape(-1) * float(voxel_nm), device=self.device)
-        self.voxel = float(voxel_nm)
-        self.size_x = self.nx * self.voxel
-        self.size_y = self.ny * self.voxel
-        self.cutoff_eV = float(cutoff_eV)
-        self.max_flights = int(max_flights)
-        self.z_top = torch.as_tensor(first * self.voxel, dtype=torch.float32, device=self.device)
-        z_bot = torch.as_tensor((last + 1) * self.voxel, dtype=torch.float32, device=self.device)
-        self.z_bot = torch.full_like(z_bot, math.inf) if semi_infinite else z_bot
+        self.voxel_nm = float(voxel_nm)
+        first, last, self.planes = slab_planes(grids, self.voxel_nm, semi_infinite)
+        self.safety = np.stack([safety_distances(g, int(a), int(b) + 1) for g, a, b in zip(grids, first, last)])
+        self.safety *= np.float32(voxel_nm)
+        self.params = np.zeros(kernel.N_PARAMS)
+        self.params[kernel.P_VOXEL_NM] = self.voxel_nm
+        self.params[kernel.P_LOG_E0] = tables.log_e0
+        self.params[kernel.P_INV_DLOG] = tables.inv_dlog
+        self.params[kernel.P_CUTOFF_EV] = float(cutoff_eV)
+        self.params[kernel.P_ICDF_LOG_E0] = tables.icdf_log_e0
+        self.params[kernel.P_ICDF_INV_DLOG] = tables.icdf_inv_dlog
+        self.params[kernel.P_MAX_FLIGHTS] = float(max_flights)
+        self.params[kernel.P_MAX_EVENTS] = float(max_events or max_flights + 1)
 
-    # ------------------------------------------------------------------ helpers
-    def _voxel_index(self, x, y, z, geom_offset):
-        inv = 1.0 / self.voxel
-        ix = (x * inv).long().clamp_(0, self.nx - 1)
-        iy = (y * inv).long().clamp_(0, self.ny - 1)
-        iz = (z * inv).long().clamp_(0, self.nz - 1)
-        return geom_offset + (iz * self.ny + iy) * self.nx + ix
+    def kernel_arrays(self) -> tuple:
+        """The arguments of :func:`datasets.kernel.follow_primary` after ``(key, x, y, energy, geometry)``."""
+        t = self.tables
+        return (self.grids, self.safety, self.planes, t.imfp, t.stopping, t.majorant, t.elastic_code, t.z_of,
+                t.icdf, self.params)
 
-    @staticmethod
-    def _fold(coord: torch.Tensor, direction: torch.Tensor, size: float):
-        """Mirror-fold an unfolded coordinate into [0, size), flipping the direction on odd folds."""
-        n_fold = torch.floor(coord * (1.0 / size))
-        local = coord - n_fold * size
-        odd = torch.remainder(n_fold, 2.0) == 1.0
-        coord = torch.where(odd, size - local, local).clamp_(0.0, size * (1 - 1e-7))
-        direction = torch.where(odd, -direction, direction)
-        return coord, direction
+    def run(self, beam_x_nm, beam_y_nm, energies_eV, electrons_per_pixel: int, seed: int, device: str = "cpu",
+            stats: TransportStats | None = None, progress=None) -> np.ndarray:
+        """Counts ``(G, E, P)`` of detected primaries for a beam at ``(beam_x[p], beam_y[p])``.
 
-    @staticmethod
-    def _rotate(ux, uy, uz, cos_t, phi):
-        """Rotate unit vectors (ux, uy, uz) by polar angle theta and azimuth phi."""
-        sin_t = (1.0 - cos_t * cos_t).clamp_(min=0.0).sqrt_()
-        cos_p, sin_p = torch.cos(phi), torch.sin(phi)
-        t = (1.0 - uz * uz).clamp_(min=1e-12).sqrt_()
-        a = sin_t / t
-        nx = ux * cos_t + a * (ux * uz * cos_p - uy * sin_p)
-        ny = uy * cos_t + a * (uy * uz * cos_p + ux * sin_p)
-        nz = uz * cos_t - sin_t * cos_p * t
-        polar = t < 1e-5
-        nx = torch.where(polar, sin_t * cos_p, nx)
-        ny = torch.where(polar, sin_t * sin_p, ny)
-        nz = torch.where(polar, torch.where(uz >= 0, cos_t, -cos_t), nz)
-        norm = torch.rsqrt(nx * nx + ny * ny + nz * nz)
-        return nx * norm, ny * norm, nz * norm
-
-    # ------------------------------------------------------------------ one free flight
-    def _flight(self, state: torch.Tensor, geom_offset: torch.Tensor, rand: torch.Tensor):
-        """Move every electron by one free flight; scatter those with a real collision.
-
-        ``state`` rows: x, y, z, ux, uy, uz, E (eV), z_top, z_bot; ``rand`` (6, n) uniforms.
-        Returns the new state, the mask of electrons still in flight, the mask of detected ones
-        and the mask of real (elastic) collisions.
+        Each of the G x E x P bins gets ``electrons_per_pixel`` primaries at normal incidence,
+        starting at the slab's top plane (they cross the vacuum above it unchanged). Primary
+        ``n`` of bin (g, e, p) draws from the stream ``electron_key(seed, g, e, p, n)``.
+        ``progress(n)`` is called with the number of primaries finished after each launch.
         """
-        tables = self.tables
-        n_grid = tables.n_grid
-        x, y, z, ux, uy, uz, energy, z_top, z_bot = state.unbind(0)
-        k = tables.energy_index(energy)
-        voxel = self._voxel_index(x, y, z, geom_offset)
-        m_start = self.grids.index_select(0, voxel)
-        safe = self.safety.index_select(0, voxel)
-        local = safe > 0
-        mu = torch.where(local, tables.imfp.index_select(0, m_start * n_grid + k), tables.majorant.index_select(0, k))
-        step = -torch.log1p(-rand[0]) / mu  # nm (inf where mu = 0: vacuum)
-        limit = torch.where(local, safe, torch.full_like(safe, math.inf))
-        candidate = step <= limit
-        step = torch.minimum(step, limit)
-        z_end = z + step * uz
-        leave_top = z_end < z_top
-        leave_bot = z_end >= z_bot
-        step = torch.where(leave_top, (z_top - z) / uz, step)
-        step = torch.where(leave_bot, (z_bot - z) / uz, step)
-        x, ux = self._fold(x + step * ux, ux, self.size_x)
-        y, uy = self._fold(y + step * uy, uy, self.size_y)
-        z = z + step * uz
-        left = leave_top | leave_bot
-        m_end = self.grids.index_select(0, self._voxel_index(x, y, z, geom_offset))
-        m_loss = torch.where(left, m_start, m_end)
-        energy = energy - 0.5 * step * (tables.stopping.index_select(0, m_start * n_grid + k)
-                                         + tables.stopping.index_select(0, m_loss * n_grid + k))
-        above_cutoff = energy > self.cutoff_eV
-        detected = leave_top & above_cutoff
-        alive = above_cutoff & ~left
-        real = alive & candidate & (rand[1] * mu < tables.imfp.index_select(0, m_end * n_grid + k))
-        cos_t = tables.sample_cos_theta(m_end, energy.clamp(min=self.cutoff_eV), rand[2], rand[3]).clamp(-1.0, 1.0)
-        nx, ny, nz = self._rotate(ux, uy, uz, cos_t, rand[4] * (2.0 * math.pi))
-        ux = torch.where(real, nx, ux)
-        uy = torch.where(real, ny, uy)
-        uz = torch.where(real, nz, uz)
-        return torch.stack((x, y, z, ux, uy, uz, energy, z_top, z_bot)), alive, detected, real
-
-    # ------------------------------------------------------------------ main loop
-    def run(self, source, n_primaries: int, n_tally: int, generator: torch.Generator,
-            population: int = 1 << 20, stats: TransportStats | None = None, progress=None,
-            compile: bool = False) -> torch.Tensor:
-        """Transport ``n_primaries`` primaries and return detected counts per tally bin.
-
-        ``source(start, stop)`` returns ``(x, y, energy_eV, geom_index, tally_index)`` tensors
-        for primaries ``start..stop-1`` (normal incidence along +z; they fly through the vacuum
-        above the slab and start at its top plane). At most ``population`` electrons are
-        followed at once; the population is refilled from the source as electrons finish, so
-        the loop never runs on a thin tail except at the very end. With ``compile`` the flight
-        is fused by ``torch.compile`` (about 1.6x faster on CPU after a one-off ~10 s compile;
-        falls back to eager execution with a warning when compilation is impossible, e.g. no C++
-        compiler). Compiled and eager runs agree statistically, not bit for bit.
-        """
-        dev = self.device
-        flight = compiled_flight() if compile else VoxelTransport._flight
-        stats = stats if stats is not None else TransportStats()
-        counts = torch.zeros(n_tally, dtype=torch.int64, device=dev)
-        cube = self.nz * self.ny * self.nx
-        state = torch.empty((9, 0), device=dev)  # x, y, z, ux, uy, uz, E, z_top, z_bot
-        ids = torch.empty((2, 0), dtype=torch.int64, device=dev)  # geometry offset, tally bin
-        next_primary = 0
-
-        for _ in range(self.max_flights):
-            n_alive = state.shape[1]
-            if n_alive < population // 2 and next_primary < n_primaries:
-                stop = min(n_primaries, next_primary + population - n_alive)
-                x0, y0, e0, g0, t0 = source(next_primary, stop)
-                g0 = g0.to(dev).long()
-                fresh = torch.stack((x0.float(), y0.float(), self.z_top[g0], torch.zeros_like(e0), torch.zeros_like(e0),
-                                     torch.ones_like(e0), e0.float(), self.z_top[g0], self.z_bot[g0]))
-                state = torch.cat((state, fresh), dim=1)
-                ids = torch.cat((ids, torch.stack((g0 * cube, t0.to(dev).long()))), dim=1)
-                stats.primaries += stop - next_primary
-                if progress is not None:
-                    progress(stop - next_primary)
-                next_primary = stop
-            n = state.shape[1]
-            if n == 0:
-                break
-            stats.flights += n
-            rand = torch.rand((5, n), generator=generator, device=dev)
-            try:
-                state, alive, detected, real = flight(self, state, ids[0], rand)
-            except Exception as err:  # noqa: BLE001 - any compiler failure: fall back to eager
-                if flight is VoxelTransport._flight:
-                    raise
-                warnings.warn(f"torch.compile of the transport failed ({type(err).__name__}: {err}); "
-                              "continuing without compilation", RuntimeWarning, stacklevel=2)
-                flight = VoxelTransport._flight
-                state, alive, detected, real = flight(self, state, ids[0], rand)
-            hits = ids[1].masked_select(detected)
-            if hits.numel():
-                counts.index_add_(0, hits, torch.ones_like(hits))
-            stats.elastic_events += int(real.sum())
-            keep = alive.nonzero().squeeze(1)
-            if keep.numel() < n:
-                state = state.index_select(1, keep)
-                ids = ids.index_select(1, keep)
+        beam_x = np.ascontiguousarray(beam_x_nm, dtype=np.float64)
+        beam_y = np.ascontiguousarray(beam_y_nm, dtype=np.float64)
+        energies = np.ascontiguousarray(energies_eV, dtype=np.float64)
+        n_per_bin = int(electrons_per_pixel)
+        if seed < 0 or int(seed) != seed:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        counts = np.zeros((self.grids.shape[0], energies.size, beam_x.size), dtype=np.int64)
+        device = str(device)
+        device_bytes = 0
+        if device.startswith("cuda"):
+            tallies, device_bytes = self._run_cuda(int(seed), n_per_bin, beam_x, beam_y, energies, counts, device, progress)
         else:
-            stats.lost += int(state.shape[1])
-        stats.detected += int(counts.sum())
+            tallies = self._run_cpu(int(seed), n_per_bin, beam_x, beam_y, energies, counts, progress)
+        if stats is not None:
+            stats.add(TransportStats(primaries=counts.size * n_per_bin, flights=int(tallies[..., 0].sum()),
+                                     elastic_events=int(tallies[..., 1].sum()), detected=int(counts.sum()),
+                                     lost=int(tallies[..., 2].sum()), device_bytes=device_bytes))
         return counts
 
+    def _run_cpu(self, seed, n_per_bin, beam_x, beam_y, energies, counts, progress):
+        tallies = np.zeros((*counts.shape, 3), dtype=np.int64)
+        n_bins = counts.size
+        bins_per_call = max(1, min(n_bins, math.ceil(CPU_ELECTRONS_PER_CALL / max(n_per_bin, 1))))
+        for first in range(0, n_bins, bins_per_call):
+            stop = min(n_bins, first + bins_per_call)
+            kernel.run_cpu(seed, first, stop, n_per_bin, beam_x, beam_y, energies, *self.kernel_arrays(), counts, tallies)
+            if progress is not None:
+                progress((stop - first) * n_per_bin)
+        return tallies
 
+    def _run_cuda(self, seed, n_per_bin, beam_x, beam_y, energies, counts, device, progress):
+        from numba import cuda
 
-_COMPILED_FLIGHT = None
-
-
-def compiled_flight():
-    """``VoxelTransport._flight`` compiled once per process (dynamic shapes)."""
-    global _COMPILED_FLIGHT
-    if _COMPILED_FLIGHT is None:
-        _COMPILED_FLIGHT = torch.compile(VoxelTransport._flight, dynamic=True)
-    return _COMPILED_FLIGHT
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        cuda_kernel = kernel.cuda_kernel()
+        with cuda.gpus[index]:
+            (grids, safety, planes, imfp, stopping, majorant, code, z_of, icdf, params) = self.kernel_arrays()
+            on_gpu = [cuda.to_device(a) for a in (beam_x, beam_y, energies, grids, safety, planes, imfp, stopping, majorant)]
+            d_z, d_icdf, d_params = cuda.to_device(z_of), cuda.to_device(icdf), cuda.to_device(params)
+            d_counts = cuda.to_device(counts)
+            d_tallies = cuda.to_device(np.zeros((4096, 3), dtype=np.int64))
+            total = counts.size * n_per_bin
+            for first in range(0, total, CUDA_ELECTRONS_PER_LAUNCH):
+                n = min(CUDA_ELECTRONS_PER_LAUNCH, total - first)
+                blocks = (n + CUDA_THREADS_PER_BLOCK - 1) // CUDA_THREADS_PER_BLOCK
+                cuda_kernel[blocks, CUDA_THREADS_PER_BLOCK](seed, first, n, n_per_bin, *on_gpu[:3], *on_gpu[3:9], code,
+                                                            d_z, d_icdf, d_params, d_counts, d_tallies)
+                cuda.synchronize()
+                if progress is not None:
+                    progress(n)
+            counts[...] = d_counts.copy_to_host()
+            held = [*on_gpu, d_z, d_icdf, d_params, d_counts, d_tallies]
+            return d_tallies.copy_to_host(), sum(int(a.nbytes) for a in held)

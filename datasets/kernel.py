@@ -1,0 +1,404 @@
+"""The fused Monte Carlo transport kernel: one electron's whole history per call, CPU and CUDA.
+
+The per-event physics is written once, as the small functions below, in the subset of Python
+that Numba compiles. Each is decorated with :func:`device_function`, which compiles it with
+``numba.njit`` for the CPU and records it, so :func:`cuda_kernel` can compile the *same source*
+as CUDA device functions (``numba.cuda.jit(device=True)``) bound to each other. Two drivers call
+:func:`follow_primary`:
+
+- :func:`run_cpu`: ``prange`` over tally bins (geometry, energy, pixel), each bin's primaries in
+  one thread, so the counts do not depend on the number of threads;
+- :func:`cuda_kernel`: one CUDA thread per primary, counts summed with integer atomics, so they
+  do not depend on the launch configuration.
+
+Physics of one history (single elastic scattering with continuous slowing down, Joy 1995 ch. 3),
+each step a function:
+
+1. Free flight ``s = -ln(u) / mu`` (:func:`free_path`). ``mu`` is the local inverse elastic mean
+   free path where the electron is at least its *safety distance* from any other material (the
+   flight is cut there, without collision: the exponential is memoryless); next to a boundary
+   it is the majorant ``mu* = max_m mu_m(E)`` and the collision at the flight's end is real with
+   probability ``mu_m(E) / mu*`` (delta or Woodcock tracking; Woodcock et al. 1965).
+2. Planes (:func:`follow_primary`): the slab's top plane (above it, vacuum up to the detector at
+   z = 0: an electron leaving upwards with E above the cutoff is counted) and its bottom plane
+   (the terminator, or a semi-infinite target); the flight is cut at the plane.
+3. Mirror walls: lateral coordinates are folded back into the box and the direction component
+   flipped (:func:`mirror_fold`; a flight may cross several mirrors).
+4. Energy loss ``dE = s (S(m_start) + S(m_end)) / 2`` (trapezoid over the flight's end points).
+5. Elastic scattering at real collisions: cos(theta) from the material's model
+   (:func:`elastic_cos_theta`), phi uniform, direction rotated (:func:`rotate_direction`).
+
+Random numbers are counter based (:func:`uniform`): the ``n``-th number of a history is a hash of
+``(key, n)``, and the key hashes (seed, geometry, energy index, pixel, electron index)
+(:func:`electron_key`). No generator state is shared between electrons, so a stack is the same
+for any number of threads, processes or GPU blocks. The hash is SplitMix64's finaliser (Steele,
+Lea and Flood, OOPSLA 2014) applied to a Weyl sequence, i.e. a counter-based SplitMix64 stream
+per electron; each 64-bit output gives two 32-bit uniforms (:func:`uniform_pair`) and each
+flight owns ``HASHES_PER_FLIGHT`` consecutive counters.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+#: The Numba options of every CPU function: cached on disk; fast math without the 'no NaN / no
+#: infinity' assumptions (the physics never produces them, but they must not be assumed).
+_FASTMATH = {"contract", "afn", "arcp", "nsz", "reassoc"}
+_CPU_OPTIONS = {"cache": True, "fastmath": _FASTMATH, "error_model": "numpy"}
+
+_DEVICE_FUNCTIONS: list = []
+
+
+def device_function(fn):
+    """Compile ``fn`` for the CPU (``njit``) and record its source for the CUDA build."""
+    _DEVICE_FUNCTIONS.append(fn)
+    return njit(inline="always", **_CPU_OPTIONS)(fn)
+
+
+# --------------------------------------------------------------------------- parameter layout
+#: Indices into the float64 ``params`` vector shared by both drivers.
+(P_VOXEL_NM, P_LOG_E0, P_INV_DLOG, P_CUTOFF_EV, P_ICDF_LOG_E0, P_ICDF_INV_DLOG, P_MAX_FLIGHTS,
+ P_MAX_EVENTS) = range(8)
+N_PARAMS = 8
+#: Elastic models known to the kernel (``ElasticModel.kernel_code``).
+ELASTIC_BROWNING, ELASTIC_RUTHERFORD, ELASTIC_MOTT = 0, 1, 2
+#: Outcome of a history (STOPPED: ended on purpose after ``params[P_MAX_EVENTS]`` elastic events).
+ABSORBED, DETECTED, LOST, STOPPED = 0, 1, 2, 3
+AZIMUTH_TRIES = 12
+HASHES_PER_FLIGHT = 2 + AZIMUTH_TRIES  # 64-bit hashes, two 32-bit uniforms each
+#: "No limit" for a flight (finite: fast math must not meet infinities).
+FAR_NM = 1.0e30
+
+# --------------------------------------------------------------------------- random numbers
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: SplitMix64's Weyl increment
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_SHIFT30, _SHIFT27, _SHIFT31, _SHIFT32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
+_ONE = np.uint64(1)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_INV_2_32 = 1.0 / 4294967296.0  # 2^-32
+
+
+@device_function
+def mix64(z):
+    """SplitMix64 finaliser: a bijective 64-bit hash with full avalanche."""
+    z = (z ^ (z >> _SHIFT30)) * _MIX1
+    z = (z ^ (z >> _SHIFT27)) * _MIX2
+    return z ^ (z >> _SHIFT31)
+
+
+@device_function
+def electron_key(seed, geometry, energy_index, pixel, electron):
+    """The random-stream key of one primary: a hash of its five integer coordinates."""
+    key = mix64(np.uint64(seed) + _GOLDEN)
+    key = mix64(key + np.uint64(geometry + 1) * _GOLDEN)
+    key = mix64(key + np.uint64(energy_index + 1) * _GOLDEN)
+    key = mix64(key + np.uint64(pixel + 1) * _GOLDEN)
+    return mix64(key + np.uint64(electron + 1) * _GOLDEN)
+
+
+@device_function
+def uniform_pair(key, counter):
+    """Two uniform numbers in (0, 1] (32 random bits each) from the ``counter``-th hash of ``key``."""
+    bits = mix64(key + np.uint64(counter) * _GOLDEN)
+    return float((bits >> _SHIFT32) + _ONE) * _INV_2_32, float((bits & _LOW32) + _ONE) * _INV_2_32
+
+
+# --------------------------------------------------------------------------- lookups
+@device_function
+def energy_index(energy_eV, log_e0, inv_dlog, n_grid):
+    """Nearest point of the log-spaced energy grid: ``k = round((ln E - ln E0) / d ln E)``."""
+    k = int((math.log(energy_eV) - log_e0) * inv_dlog + 0.5)
+    return min(max(k, 0), n_grid - 1)
+
+
+@device_function
+def voxel_of(coordinate_nm, inv_voxel_nm, n_voxels):
+    """Index of the voxel holding a coordinate (>= 0 inside the box), clamped to the grid."""
+    i = int(coordinate_nm * inv_voxel_nm)
+    return min(max(i, 0), n_voxels - 1)
+
+
+# --------------------------------------------------------------------------- geometry steps
+@device_function
+def free_path(u, inverse_mfp_per_nm):
+    """Exponential free path ``s = -ln(u) / mu`` in nm (``u`` in (0, 1])."""
+    return -math.log(u) / max(inverse_mfp_per_nm, 1.0e-30)
+
+
+@device_function
+def mirror_fold(coordinate, direction, size):
+    """Fold an unfolded coordinate into [0, size) between two mirrors, flipping the direction
+    cosine on an odd number of reflections. Returns ``(coordinate, direction)``."""
+    if 0.0 <= coordinate < size:  # no mirror crossed (most flights)
+        return coordinate, direction
+    n_fold = math.floor(coordinate / size)
+    local = coordinate - n_fold * size
+    if n_fold - 2.0 * math.floor(0.5 * n_fold) == 1.0:  # odd
+        local = size - local
+        direction = -direction
+    return min(max(local, 0.0), size * (1.0 - 1.0e-7)), direction
+
+
+@device_function
+def azimuth_cos_sin(key, counter):
+    """(cos phi, sin phi) of a uniform azimuth without trigonometry (von Neumann's method).
+
+    A point (a, b) uniform in the square [-1, 1]^2 is accepted inside the unit disc (probability
+    pi/4); then ``cos phi = (a^2 - b^2) / r^2`` and ``sin phi = 2ab / r^2`` for ``phi`` = twice its
+    polar angle, which is uniform. Tries use the hashes ``counter, counter + 1, ...``
+    (``AZIMUTH_TRIES`` of them; the last falls back to cos/sin).
+    """
+    for attempt in range(AZIMUTH_TRIES):
+        u, v = uniform_pair(key, counter + attempt)
+        a = 2.0 * u - 1.0
+        b = 2.0 * v - 1.0
+        r2 = a * a + b * b
+        if 0.0 < r2 <= 1.0:
+            inv = 1.0 / r2
+            return (a * a - b * b) * inv, 2.0 * a * b * inv
+    phi = 2.0 * math.pi * u
+    return math.cos(phi), math.sin(phi)
+
+
+@device_function
+def rotate_direction(ux, uy, uz, cos_theta, cos_phi, sin_phi):
+    """Rotate the unit vector (ux, uy, uz) by the polar angle theta and the azimuth phi.
+
+    The standard Monte Carlo rotation (e.g. Salvat et al., PENELOPE manual, eq. 1.131), with the
+    polar-axis case handled apart. Returns the renormalised new direction.
+    """
+    sin_theta = math.sqrt(max(1.0 - cos_theta * cos_theta, 0.0))
+    t = math.sqrt(max(1.0 - uz * uz, 1.0e-12))
+    if t < 1.0e-5:
+        nx = sin_theta * cos_phi
+        ny = sin_theta * sin_phi
+        nz = cos_theta if uz >= 0.0 else -cos_theta
+    else:
+        a = sin_theta / t
+        nx = ux * cos_theta + a * (ux * uz * cos_phi - uy * sin_phi)
+        ny = uy * cos_theta + a * (uy * uz * cos_phi + ux * sin_phi)
+        nz = uz * cos_theta - sin_theta * cos_phi * t
+    norm = 1.0 / math.sqrt(nx * nx + ny * ny + nz * nz)
+    return nx * norm, ny * norm, nz * norm
+
+
+# --------------------------------------------------------------------------- elastic angles
+@device_function
+def screened_rutherford_cos_theta(alpha, u):
+    """Screened Rutherford polar angle: ``cos(theta) = 1 - 2 alpha u / (1 + alpha - u)`` (Joy 1995, eq. 3.4)."""
+    return 1.0 - 2.0 * alpha * u / (1.0 + alpha - u)
+
+
+@device_function
+def browning_cos_theta(z, energy_eV, u1, u2):
+    """Browning et al. (1994): with probability ``r / (1 + r)``, ``r = 300 E/Z + Z^3/(3e5 E)``
+    (E in keV), a screened Rutherford angle with ``alpha = 7e-3 / E``; otherwise isotropic."""
+    z = max(z, 1.0)
+    e_keV = energy_eV * 1.0e-3
+    inv_e_keV = 1.0 / e_keV
+    r = (300.0 / z) * e_keV + (z * z * z / 3.0e5) * inv_e_keV
+    if u1 * (1.0 + r) <= r:
+        return screened_rutherford_cos_theta(7.0e-3 * inv_e_keV, u2)
+    return 1.0 - 2.0 * u2
+
+
+@device_function
+def mott_cos_theta(icdf, material, energy_eV, log_e0, inv_dlog, u1, u2):
+    """Tabulated Mott (ELSEPA) angle: the inverse CDF row chosen by stochastic interpolation in
+    log energy (with ``u1``), linear interpolation between the probability columns (``u2``)."""
+    n_energies = icdf.shape[1]
+    n_columns = icdf.shape[2]
+    k_float = min(max((math.log(energy_eV) - log_e0) * inv_dlog, 0.0), n_energies - 1.000001)
+    row = int(math.floor(k_float))
+    if u1 < k_float - row:
+        row += 1
+    j_float = u2 * (n_columns - 1)
+    j0 = min(int(math.floor(j_float)), n_columns - 2)
+    frac = j_float - j0
+    lo = icdf[material, row, j0]
+    return lo + (icdf[material, row, j0 + 1] - lo) * frac
+
+
+@device_function
+def elastic_cos_theta(model, material, energy_eV, z_of, icdf, params, u1, u2):
+    """cos(theta) of an elastic collision in ``material`` for the selected model, in [-1, 1]."""
+    if model == ELASTIC_MOTT:
+        c = mott_cos_theta(icdf, material, energy_eV, params[P_ICDF_LOG_E0], params[P_ICDF_INV_DLOG], u1, u2)
+    elif model == ELASTIC_RUTHERFORD:
+        alpha = 3.4e-3 * z_of[material] ** 0.67 * 1.0e3 / energy_eV
+        c = screened_rutherford_cos_theta(alpha, u2)
+    else:
+        c = browning_cos_theta(z_of[material], energy_eV, u1, u2)
+    return min(max(c, -1.0), 1.0)
+
+
+# --------------------------------------------------------------------------- one history
+@device_function
+def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, stopping, majorant,
+                   model, z_of, icdf, params):
+    """Follow one primary from the slab's top plane at (x, y), moving along +z, to its end.
+
+    ``grid[g, z, y, x]``: material indices (0 vacuum); ``safety[g, z, y, x]``: distance (nm) from
+    the voxel to any other material; ``planes[g] = (z_top, z_bot)`` nm (``z_bot`` = 1e30 for a
+    semi-infinite target); ``imfp[m, k]`` (1/nm) and ``stopping[m, k]`` (eV/nm) on the energy
+    grid; ``majorant[k] >= max_m imfp[m, k]``. Returns ``(outcome, flights, elastic events, z)``
+    with ``z`` (nm) where the history ended.
+    """
+    voxel_nm = params[P_VOXEL_NM]
+    inv_voxel = 1.0 / voxel_nm
+    cutoff = params[P_CUTOFF_EV]
+    n_grid = majorant.shape[0]
+    nz, ny, nx = grid.shape[1], grid.shape[2], grid.shape[3]
+    size_x, size_y = nx * voxel_nm, ny * voxel_nm
+    z_top, z_bot = planes[geometry, 0], planes[geometry, 1]
+    z = z_top
+    ux, uy, uz = 0.0, 0.0, 1.0
+    events = 0
+    max_flights = int(params[P_MAX_FLIGHTS])
+    max_events = int(params[P_MAX_EVENTS])
+    for flight in range(max_flights):
+        counter = flight * HASHES_PER_FLIGHT
+        k = energy_index(energy, params[P_LOG_E0], params[P_INV_DLOG], n_grid)
+        ix, iy, iz = voxel_of(x, inv_voxel, nx), voxel_of(y, inv_voxel, ny), voxel_of(z, inv_voxel, nz)
+        m_start = grid[geometry, iz, iy, ix]
+        safe = safety[geometry, iz, iy, ix]
+        if safe > 0.0:  # far from other materials: local mean free path, flight cut at the safety distance
+            mu = imfp[m_start, k]
+            limit = safe
+        else:  # near a boundary: delta tracking with the majorant
+            mu = majorant[k]
+            limit = FAR_NM
+        u_path, u_real = uniform_pair(key, counter)
+        step = free_path(u_path, mu)
+        candidate = step <= limit
+        step = min(step, limit)
+        z_end = z + step * uz
+        leave_top = z_end < z_top
+        leave_bottom = z_end >= z_bot
+        if leave_top or leave_bottom:
+            step = (z_top - z) / uz if leave_top else (z_bot - z) / uz
+        x, ux = mirror_fold(x + step * ux, ux, size_x)
+        y, uy = mirror_fold(y + step * uy, uy, size_y)
+        z = z + step * uz
+        if leave_top or leave_bottom:
+            energy -= step * stopping[m_start, k]
+            if leave_top and energy > cutoff:
+                return DETECTED, flight + 1, events, z
+            return ABSORBED, flight + 1, events, z
+        if safe > 0.0:  # stayed inside its own material
+            m_end = m_start
+            energy -= step * stopping[m_start, k]
+            real = candidate
+        else:
+            m_end = grid[geometry, voxel_of(z, inv_voxel, nz), voxel_of(y, inv_voxel, ny), voxel_of(x, inv_voxel, nx)]
+            energy -= 0.5 * step * (stopping[m_start, k] + stopping[m_end, k])
+            real = candidate and u_real * mu < imfp[m_end, k]  # a real, not a null, collision
+        if energy <= cutoff:
+            return ABSORBED, flight + 1, events, z
+        if real:
+            events += 1
+            if events >= max_events:
+                return STOPPED, flight + 1, events, z
+            u_model, u_angle = uniform_pair(key, counter + 1)
+            cos_theta = elastic_cos_theta(model, m_end, energy, z_of, icdf, params, u_model, u_angle)
+            cos_phi, sin_phi = azimuth_cos_sin(key, counter + 2)
+            ux, uy, uz = rotate_direction(ux, uy, uz, cos_theta, cos_phi, sin_phi)
+    return LOST, max_flights, events, z
+
+
+# --------------------------------------------------------------------------- CPU driver
+@njit(parallel=True, **_CPU_OPTIONS)
+def run_cpu(seed, first_bin, stop_bin, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
+            imfp, stopping, majorant, model, z_of, icdf, params, counts, tallies):
+    """Simulate tally bins ``first_bin..stop_bin-1`` of the ``(G, E, P)`` bin grid.
+
+    ``beam_x/beam_y`` (P,) nm, ``beam_energy`` (E,) eV. Bins are visited energy-fastest, so every
+    thread's share mixes all energies (their costs differ 20x). ``counts[g, e, p]`` receives the
+    detected primaries; ``tallies[g, e, p]`` = (flights, elastic events, lost primaries).
+    """
+    n_geometries, n_energies, n_pixels = counts.shape
+    for i in prange(first_bin, stop_bin):
+        e = i % n_energies
+        g = (i // n_energies) % n_geometries
+        p = i // (n_energies * n_geometries)
+        detected = 0
+        flights = 0
+        events = 0
+        lost = 0
+        for n in range(electrons_per_bin):
+            key = electron_key(seed, g, e, p, n)
+            outcome, f, v, _ = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety, planes,
+                                              imfp, stopping, majorant, model, z_of, icdf, params)
+            flights += f
+            events += v
+            if outcome == DETECTED:
+                detected += 1
+            elif outcome == LOST:
+                lost += 1
+        counts[g, e, p] = detected
+        tallies[g, e, p, 0] = flights
+        tallies[g, e, p, 1] = events
+        tallies[g, e, p, 2] = lost
+
+
+# --------------------------------------------------------------------------- CUDA driver
+def _cuda_transport(seed, first, n_threads, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
+                    imfp, stopping, majorant, model, z_of, icdf, params, counts, tallies):
+    """One CUDA thread per primary ``j = first + thread``: bin ``j // N``, electron ``j % N``."""
+    thread = cuda.grid(1)  # noqa: F821 - bound in the CUDA namespace
+    if thread >= n_threads:
+        return
+    j = first + thread
+    b = j // electrons_per_bin
+    n = j - b * electrons_per_bin
+    n_energies, n_pixels = counts.shape[1], counts.shape[2]
+    p = b % n_pixels
+    e = (b // n_pixels) % n_energies
+    g = b // (n_pixels * n_energies)
+    key = electron_key(seed, g, e, p, n)
+    outcome, f, v, _ = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety, planes,
+                                      imfp, stopping, majorant, model, z_of, icdf, params)
+    if outcome == DETECTED:
+        cuda.atomic.add(counts, (g, e, p), 1)  # noqa: F821
+    slot = thread % tallies.shape[0]  # spread the statistics' atomics over many addresses
+    cuda.atomic.add(tallies, (slot, 0), f)  # noqa: F821
+    cuda.atomic.add(tallies, (slot, 1), v)  # noqa: F821
+    if outcome == LOST:
+        cuda.atomic.add(tallies, (slot, 2), 1)  # noqa: F821
+
+
+_CUDA_KERNEL = None
+
+
+def cuda_kernel():
+    """The CUDA kernel, compiled once per process from the same device-function sources.
+
+    Each recorded function is re-bound in a namespace where its callees are the CUDA versions,
+    then compiled with ``numba.cuda.jit(device=True)``; under ``NUMBA_ENABLE_CUDASIM=1`` this runs
+    in Numba's CUDA simulator (how the tests exercise it without a GPU).
+    """
+    global _CUDA_KERNEL
+    if _CUDA_KERNEL is None:
+        from numba import cuda
+
+        namespace = dict(globals())
+        namespace["cuda"] = cuda
+        for fn in _DEVICE_FUNCTIONS:
+            rebound = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+            namespace[fn.__name__] = cuda.jit(device=True)(rebound)
+        kernel = types.FunctionType(_cuda_transport.__code__, namespace, "cuda_transport")
+        _CUDA_KERNEL = cuda.jit(fastmath=True)(kernel)
+    return _CUDA_KERNEL
+
+
+def set_cpu_threads(threads: int | None) -> int:
+    """Set Numba's CPU threads (``None``: all cores) and return the number in use."""
+    limit = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(limit if threads is None else max(1, min(int(threads), limit)))
+    return numba.get_num_threads()
