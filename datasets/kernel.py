@@ -40,11 +40,17 @@ flight owns ``HASHES_PER_FLIGHT`` consecutive counters.
 from __future__ import annotations
 
 import math
+import os
 import types
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+# Numba's OpenMP threading layer shares libgomp with torch's CPU build and changes torch's thread
+# count (1 -> all cores) when it starts; its own work-queue layer leaves torch alone.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 #: The Numba options of every CPU function: cached on disk; fast math without the 'no NaN / no
 #: infinity' assumptions (the physics never produces them, but they must not be assumed).

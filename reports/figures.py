@@ -14,6 +14,9 @@ import re
 import matplotlib
 
 matplotlib.use("Agg")
+# Case names, file names and labels are user input: draw them as plain text, never as mathtext
+# (a name like "$\frac{1}{0$" would otherwise fail to render and lose the figure).
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402

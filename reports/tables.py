@@ -88,7 +88,9 @@ def render_table(key: str, frame: pd.DataFrame, best: pd.DataFrame,
     """HTML of ``frame`` with best cells given the CSS class ``best`` (bold in the template)."""
     classes = best.replace({True: "best", False: ""}).astype(str)
     styler = (
-        frame.style.format(formatters, na_rep=na_rep)
+        frame.style.format(formatters, na_rep=na_rep, escape="html")  # names are user input: escape
+        .format_index(escape="html", axis=0)
+        .format_index(escape="html", axis=1)
         .set_td_classes(classes)
         .set_uuid(key)
         .set_table_attributes(f'class="results" data-table="{key}"')

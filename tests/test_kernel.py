@@ -172,3 +172,15 @@ def test_work_statistics_match_the_previous_engine():
     assert new_stats.elastic_events / new_stats.primaries == pytest.approx(old_stats.elastic_events / old_stats.primaries, rel=0.03)
     assert new_stats.flights / new_stats.primaries == pytest.approx(old_stats.flights / old_stats.primaries, rel=0.05)
     assert new_stats.lost == 0
+
+
+def test_simulating_leaves_torch_thread_count_alone():
+    """Numba's OpenMP layer would reset torch's (shared libgomp) threads; the kernel uses the work queue."""
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "from datasets.simulate import simulate_stack\nfrom datasets.scene import paper_block\n"
+              "simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=1, threads=2)\n"
+              "print(torch.get_num_threads())")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "1"
