@@ -1,6 +1,6 @@
 """The results folder of a preset and the run cache.
 
-Layout (docs/CONTRACTS.md)::
+Layout (docs/architecture.md)::
 
     outputs/<preset>/data/                       the dataset
     outputs/<preset>/models/<method>-<config>/   trained models
@@ -90,10 +90,16 @@ def normalise_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 class ResultsStore:
-    """The results folder of one preset (``outputs/<preset>/`` by default)."""
+    """The results folder of one preset (``outputs/<preset>/`` by default).
 
-    def __init__(self, root):
+    A run folder that cannot be read (a truncated parquet, a corrupt summary) is set aside as
+    ``runs/.unreadable-<key>-<n>`` with a warning, so the run is recomputed and one bad folder
+    never breaks the results table or later runs.
+    """
+
+    def __init__(self, root, log=None):
         self.root = Path(root)
+        self.log = log or _warn
 
     data_dir = property(lambda self: self.root / "data")
     models_dir = property(lambda self: self.root / "models")
@@ -109,11 +115,45 @@ class ResultsStore:
         run_dir = self.run_dir(key)
         return all((run_dir / name).is_file() for name in RUN_FILES)
 
+    def check_run(self, key: str) -> pd.DataFrame:
+        """Read and check a finished run's files; raise ``ValueError`` naming the bad file."""
+        run_dir = self.run_dir(key)
+        for name in RUN_FILES:
+            if not (run_dir / name).is_file():
+                raise ValueError(f"{run_dir / name} is missing")
+        try:
+            rows = normalise_rows(pd.read_parquet(run_dir / "rows.parquet"))
+        except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a bad file
+            raise ValueError(f"{run_dir / 'rows.parquet'} is unreadable ({type(err).__name__}: {err})") from err
+        try:
+            json.loads((run_dir / "summary.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{run_dir / 'summary.json'} is unreadable ({err})") from err
+        try:
+            with np.load(run_dir / "volumes.npz", allow_pickle=False) as volumes:
+                volumes.files  # noqa: B018 - reads the zip directory
+        except Exception as err:  # noqa: BLE001 - zipfile/numpy raise several types
+            raise ValueError(f"{run_dir / 'volumes.npz'} is unreadable ({type(err).__name__}: {err})") from err
+        return rows
+
+    def set_aside(self, key: str, reason: str) -> Path:
+        """Move an unreadable run folder out of the way (kept for inspection) and warn."""
+        n = 0
+        while (target := self.runs_dir / f".unreadable-{key}-{n}").exists():
+            n += 1
+        os.replace(self.run_dir(key), target)
+        self.log(f"warning: set aside unreadable run {key} ({reason}) as {target}; it will be recomputed")
+        return target
+
     def load_rows(self, key: str) -> pd.DataFrame | None:
-        """The rows of a finished run, or ``None`` when the run is not cached."""
-        if not self.is_complete(key):
+        """The rows of a finished run, or ``None`` when the run is not cached (or was unreadable)."""
+        if not self.run_dir(key).exists():
             return None
-        return pd.read_parquet(self.run_dir(key) / "rows.parquet")
+        try:
+            return self.check_run(key)
+        except ValueError as err:
+            self.set_aside(key, str(err))
+            return None
 
     def load_summary(self, key: str) -> dict:
         return json.loads((self.run_dir(key) / "summary.json").read_text())
@@ -130,7 +170,7 @@ class ResultsStore:
             normalise_rows(rows).to_parquet(tmp / "rows.parquet", index=False)
             np.savez_compressed(tmp / "volumes.npz", **volumes)
             (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
-            if final.exists():  # an incomplete leftover (cannot happen through this class) or a twin run
+            if final.exists():  # an unreadable leftover, or a twin run that finished first
                 shutil.rmtree(final)
             os.replace(tmp, final)
         finally:
@@ -138,17 +178,16 @@ class ResultsStore:
         return final
 
     def run_keys(self) -> list[str]:
-        """Keys of all finished runs."""
+        """Keys of all run folders (complete or not; :meth:`load_rows` checks them)."""
         if not self.runs_dir.is_dir():
             return []
-        return sorted(p.name for p in self.runs_dir.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and self.is_complete(p.name))
+        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
     def rebuild_results(self) -> pd.DataFrame:
-        """Write ``results.parquet`` (atomically): the rows of every finished run, the newest
-        one per ``RESULT_IDENTITY`` when a thing was run more than once."""
-        frames = [pd.read_parquet(self.run_dir(key) / "rows.parquet") for key in self.run_keys()]
-        frames = [normalise_rows(f) for f in frames if len(f)]
+        """Write ``results.parquet`` (atomically): the rows of every readable run, the newest
+        one per ``RESULT_IDENTITY`` when a thing was run more than once. Unreadable run folders
+        are set aside (:meth:`set_aside`), never a reason to fail."""
+        frames = [rows for key in self.run_keys() if (rows := self.load_rows(key)) is not None and len(rows)]
         if frames:
             results = pd.concat(frames, ignore_index=True)
             results = (results.sort_values(["created_utc", "run_key"], kind="stable")
@@ -160,3 +199,9 @@ class ResultsStore:
             results = normalise_rows(pd.DataFrame({c: [] for c in ROW_COLUMNS}))
         write_parquet_atomic(results, self.results_path)
         return results
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(message, file=sys.stderr, flush=True)

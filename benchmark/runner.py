@@ -143,7 +143,8 @@ class Benchmark:
                  seed: int | None = None, progress: bool = True, log=log_stderr, dataset=None,
                  threads: int | None = None):
         self.preset = get_preset(preset)
-        self.store = ResultsStore(results_dir if results_dir is not None else DEFAULT_OUTPUTS / self.preset.name)
+        self.store = ResultsStore(results_dir if results_dir is not None else DEFAULT_OUTPUTS / self.preset.name,
+                                  log=log)
         self.device = check_device(device)
         if threads is not None:
             import torch

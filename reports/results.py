@@ -123,7 +123,7 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     else:
         missing.append("results.parquet is missing; used runs/*/rows.parquet")
     if not frames:
-        for path in sorted(results_dir.glob("runs/*/rows.parquet")):
+        for path in sorted(p for p in results_dir.glob("runs/*/rows.parquet") if not p.parent.name.startswith(".")):
             try:
                 frames.append(pd.read_parquet(path))
             except Exception as err:
@@ -160,7 +160,7 @@ def _run_identity(run_key: str, rows: pd.DataFrame, summary: dict) -> tuple[str,
 def load_runs(results_dir: Path, rows: pd.DataFrame, missing: list[str]):
     """Volumes and summaries of every run folder."""
     runs, summaries = [], {}
-    run_dirs = sorted(p for p in results_dir.glob("runs/*") if p.is_dir())
+    run_dirs = sorted(p for p in results_dir.glob("runs/*") if p.is_dir() and not p.name.startswith("."))  # not set aside
     if not run_dirs:
         missing.append("no runs/*/ folders: 3D renders, error views and the BSE strip need them")
     for run_dir in run_dirs:

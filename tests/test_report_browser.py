@@ -120,3 +120,53 @@ def test_report_renders_tables_and_images_in_chromium(synthetic_results, tmp_pat
     assert pixels.shape[:2] == (3000, 1280)
     assert screenshot.stat().st_size > 50_000
     assert float(np.std(pixels[..., :3])) > 0.05  # not a blank page
+
+
+HOSTILE_CASE = "custom:<img src=x onerror=document.title=1337>"
+HOSTILE_SAMPLE = "$\\frac{1}{0$"
+
+
+def _add_hostile_case(results):
+    """Copy the nanocube runs under a script-injecting case name and a mathtext-breaking sample name."""
+    import pandas as pd
+
+    all_rows = pd.read_parquet(results / "results.parquet")
+    for run_dir in sorted((results / "runs").glob("*-nanocube-*")):
+        rows = pd.read_parquet(run_dir / "rows.parquet")
+        key = run_dir.name.replace("nanocube", "hostile")
+        rows = rows.assign(case=HOSTILE_CASE, run_key=key,
+                           sample=[HOSTILE_SAMPLE] + [f"<b>{s}</b>" for s in rows["sample"].iloc[1:]])
+        target = results / "runs" / key
+        shutil.copytree(run_dir, target)
+        rows.to_parquet(target / "rows.parquet")
+        with np.load(run_dir / "volumes.npz") as v:
+            volumes = {k: v[k] for k in v.files}
+        volumes["ids"] = np.array(rows["sample"].tolist())
+        np.savez_compressed(target / "volumes.npz", **volumes)
+        all_rows = pd.concat([all_rows, rows], ignore_index=True)
+    all_rows.to_parquet(results / "results.parquet")
+
+
+def test_hostile_names_are_shown_as_text_and_never_run(synthetic_results, tmp_path):
+    """Issue 13.1: names from users (case files, samples) are escaped in tables, captions and
+    figures; nothing injected runs; mathtext-looking names do not make figures vanish."""
+    binary = chromium_binary()
+    results = synthetic_results(tmp_path / "results")
+    clean = DomSummary()
+    clean.feed(build_report(results).read_text())
+    clean_images = len(clean.images)
+    _add_hostile_case(results)
+    report = build_report(results)
+    html_text = report.read_text()
+    assert "<img src=x" not in html_text  # escaped in the file itself
+    assert "&lt;img src=x onerror=document.title=1337&gt;" in html_text
+    assert "could not be drawn" not in html_text  # no figure lost to mathtext
+    dom = run_chromium(binary, ["--virtual-time-budget=15000", "--dump-dom", report.resolve().as_uri()],
+                       tmp_path, "hostile")
+    page = DomSummary()
+    page.feed(dom)
+    assert not [img for img in page.images if img.get("src") == "x" or "onerror" in img]
+    assert "<title>1337</title>" not in dom and "BSE reconstruction benchmark" in dom.split("</title>")[0]
+    assert "&lt;img src=x onerror=document.title=1337&gt;" in dom  # the literal text, as text
+    assert len(page.images) > clean_images  # the hostile case got its own figures
+    assert page.body.get("data-images-decoded") == str(len(page.images))

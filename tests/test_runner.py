@@ -83,8 +83,9 @@ def fake_method(monkeypatch):
 
 
 def bench(tmp_path, dataset=None, **kwargs):
+    log = kwargs.pop("log", lambda message: None)
     return Benchmark("smoke", results_dir=tmp_path / "out", dataset=dataset or FakeDataset(),
-                     progress=False, log=lambda message: None, **kwargs)
+                     progress=False, log=log, **kwargs)
 
 
 def test_run_writes_rows_volumes_summary_and_results(tmp_path, fake_method):
@@ -147,6 +148,27 @@ def test_failed_run_is_not_cached(tmp_path, fake_method):
     fake_method.fail = False
     rows = bench(tmp_path).run(spec)
     assert fake_method.calls > 1 and len(rows) == 2
+
+
+def test_corrupt_cached_run_is_set_aside_and_recomputed(tmp_path, fake_method):
+    """A truncated rows.parquet must not poison later runs: it is set aside, warned about and
+    recomputed, and rebuilding results.parquet never fails because of it."""
+    spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
+    other = RunSpec(ModelSpec("fake"), "nanocube", "fixed-0.5")
+    b = bench(tmp_path)
+    b.run(spec)
+    key = b.run_key(spec)
+    rows_file = tmp_path / "out" / "runs" / key / "rows.parquet"
+    rows_file.write_bytes(rows_file.read_bytes()[:40])  # truncated
+    calls = fake_method.calls
+    messages = []
+    rows = bench(tmp_path, log=messages.append).run(other)  # a new run rebuilds results.parquet over the bad folder
+    assert len(rows) and any("set aside unreadable run" in m for m in messages)
+    assert (tmp_path / "out" / "runs" / f".unreadable-{key}-0").is_dir()
+    again = bench(tmp_path).run(spec)  # ... and the bad run is recomputed
+    assert fake_method.calls > calls and len(again) == 2
+    results = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    assert set(results["case"]) == {"test", "nanocube"}
 
 
 def test_results_keep_the_newest_run_of_each_result(tmp_path, fake_method):
