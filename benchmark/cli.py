@@ -79,8 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stack", type=Path, required=True, help="BSE stack .npz (datasets.stack.BseStack)")
     p.add_argument("--out", type=Path, required=True,
                    help="output VOLUME.npy (probabilities); VOLUME_binary.npy gets the Cu mask")
-    p.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE,
-                   help="validation or fixed-0.5 (default validation)")
+    p.add_argument("--threshold-rule", default="saved",
+                   help="saved (the validation threshold saved with the model, else 0.5; default), "
+                        "validation (choose it now on the validation split: builds the data if missing) "
+                        "or fixed-0.5")
+    p.add_argument("--electrons-per-pixel", type=int, default=None,
+                   help="the stack's bse holds raw counts of this many primaries per pixel (divided here)")
     common(p)
 
     p = sub.add_parser("main", help="the main job: data, training, every method on every case, report")
@@ -244,17 +248,31 @@ def build_report(results_dir: Path) -> Path:
 
 # ------------------------------------------------------------------------------------------ reconstruct
 def cmd_reconstruct(args) -> int:
-    from datasets.stack import BseStack
+    """Reconstruct one stack: no data are built and nothing is trained unless asked."""
+    from datasets.stack import BseStack, check_yields
 
-    if args.threshold_rule not in ("validation", "fixed-0.5"):
-        raise UsageError(f"threshold rule for a stack must be 'validation' or 'fixed-0.5', got "
+    if args.threshold_rule not in ("saved", "validation", "fixed-0.5"):
+        raise UsageError(f"threshold rule for a stack must be 'saved', 'validation' or 'fixed-0.5', got "
                          f"'{args.threshold_rule}' (oracle thresholds exist only for the paper's cases)")
+    out = args.out if args.out.suffix == ".npy" else args.out.with_name(args.out.name + ".npy")
+    for target in (out, binary_path(out)):  # fail before the work, not after it
+        if target.is_dir():
+            raise UsageError(f"--out {target} is a directory; give a file name such as {target / 'volume.npy'}")
     try:
         stack = BseStack.load(args.stack)
     except (FileNotFoundError, ValueError) as err:
         raise BenchmarkError(str(err)) from err
+    bse = stack.bse
+    if args.electrons_per_pixel is not None:
+        if args.electrons_per_pixel < 1:
+            raise UsageError(f"--electrons-per-pixel must be a positive integer, got {args.electrons_per_pixel}")
+        bse = bse / float(args.electrons_per_pixel)
+    try:
+        check_yields(bse, str(args.stack))
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from err
     bench = _benchmark(args)
-    method_class(args.method)
+    klass = method_class(args.method)
     configs = network_configs(args.method)
     if configs:
         config = args.config or bench.preset.configs_for(args.method)[0]
@@ -263,18 +281,42 @@ def cmd_reconstruct(args) -> int:
     else:
         config = "default"
     spec = ModelSpec(args.method, config)
+    if klass.requires_training and not bench.is_trained(spec):
+        raise BenchmarkError(
+            f"{spec.tag()} is not trained in {bench.model_dir(spec)}; train it first with "
+            f"`python -m benchmark run --method {args.method} --case test --preset {bench.preset.name}`")
     method = bench.model(spec)
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
-    prob = method.reconstruct(stack.bse[None], stack.energies_keV)[0]
-    threshold = 0.5 if args.threshold_rule == "fixed-0.5" else bench.validation_threshold(spec)
+    threshold, why = _stack_threshold(bench, spec, args.threshold_rule, stack.energies_keV)
+    try:
+        prob = method.reconstruct(bse[None], stack.energies_keV)[0]
+    except ValueError as err:
+        raise BenchmarkError(str(err)) from err
     binary = binarize(prob, threshold)
-    out = args.out if args.out.suffix == ".npy" else args.out.with_name(args.out.name + ".npy")
     binary_out = binary_path(out)
     save_npy_atomic(out, prob.astype(np.float32))
     save_npy_atomic(binary_out, binary)
     print(f"{spec.tag()}: probability volume {prob.shape} [z, y, x] -> {out}")
-    print(f"Cu mask (threshold {threshold:.2f}, {args.threshold_rule}; {int(binary.sum())} Cu voxels) -> {binary_out}")
+    print(f"Cu mask (threshold {threshold:.2f}: {why}; {int(binary.sum())} Cu voxels) -> {binary_out}")
     return 0
+
+
+def _stack_threshold(bench: Benchmark, spec: ModelSpec, rule: str, energies_keV) -> tuple[float, str]:
+    """The threshold for one stack and the reason it was chosen."""
+    if rule == "fixed-0.5":
+        return 0.5, "fixed-0.5, as asked"
+    if rule == "validation":
+        return bench.validation_threshold(spec), "chosen now on the validation split"
+    saved = bench.saved_threshold(spec)
+    if saved is None:
+        return 0.5, (f"default 0.5: no validation threshold saved for {spec.tag()} in {bench.store.root}; "
+                     "--threshold-rule validation chooses one")
+    threshold, info = saved
+    trained = info.get("energies_keV")
+    if trained is not None and [round(float(e), 6) for e in trained] != [round(float(e), 6) for e in energies_keV]:
+        return 0.5, (f"default 0.5: the saved threshold {threshold:.2f} was chosen on stacks of other energies "
+                     f"({trained[0]:g}-{trained[-1]:g} keV, {len(trained)} energies)")
+    return threshold, f"saved validation threshold ({info.get('n_val', '?')} validation samples)"
 
 
 def binary_path(volume_path: Path) -> Path:
@@ -303,11 +345,15 @@ def check_energies(given_keV, trained_keV, name: str) -> None:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` via a temporary file that is removed on any failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as handle:
-        np.save(handle, array)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as handle:
+            np.save(handle, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------------ main

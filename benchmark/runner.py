@@ -196,6 +196,10 @@ class Benchmark:
     def _is_trained(self, directory: Path) -> bool:
         return (directory / "method.json").is_file() and (directory / "summary.json").is_file()
 
+    def is_trained(self, spec: ModelSpec) -> bool:
+        """Whether ``spec``'s model is trained (always true for methods without training)."""
+        return not method_class(spec.method).requires_training or self._is_trained(self.model_dir(spec))
+
     def model_fingerprint(self, spec: ModelSpec) -> str:
         """Hash of a trained model's files (``"untrained"`` before training, ``"-"`` for
         methods without training)."""
@@ -279,27 +283,52 @@ class Benchmark:
             chunks.append(method.reconstruct(bse[start:start + batch], energies_keV))
         return np.concatenate(chunks).astype(np.float32)
 
+    def _threshold_dir(self) -> Path:
+        return self.store.cache_dir / "thresholds"
+
     def validation_threshold(self, spec: ModelSpec) -> float:
         """The threshold maximising mIoU on the validation split (``methods.binarize.choose_threshold``),
         cached per model in ``cache/thresholds/``."""
         from methods.binarize import choose_threshold
 
         dataset = self.dataset()
-        key = run_key({"model": spec.tag(), "fingerprint": self.model_fingerprint(spec),
+        fingerprint = self.model_fingerprint(spec)
+        key = run_key({"model": spec.tag(), "fingerprint": fingerprint,
                        "dataset_hash": dataset.hash, "code": self._code(spec.method), "seed": self.seed,
                        "device": _device_type(self.device)})
-        path = self.store.cache_dir / "thresholds" / f"{spec.tag()}-{key}.json"
+        path = self._threshold_dir() / f"{spec.tag()}-{key}.json"
         if path.is_file():
-            return float(json.loads(path.read_text())["threshold"])
+            try:
+                return float(json.loads(path.read_text())["threshold"])
+            except (OSError, ValueError, KeyError, TypeError):
+                self.log(f"warning: unreadable threshold file {path}; choosing the threshold again")
         bse, labels, ids = dataset.arrays("val")
         if len(ids) == 0:
             raise BenchmarkError("the dataset has an empty validation split: use --threshold-rule fixed-0.5")
         prob = self.reconstruct(self.model(spec), bse, dataset.energies_keV, desc=f"{spec.tag()} on val")
         threshold = choose_threshold(prob, labels)
         write_json_atomic(path, {"model": spec.tag(), "threshold": threshold, "n_val": len(ids),
-                                 "dataset_hash": dataset.hash})
+                                 "dataset_hash": dataset.hash, "model_fingerprint": fingerprint,
+                                 "seed": self.seed, "energies_keV": [float(e) for e in dataset.energies_keV]})
         self.log(f"{spec.tag()}: threshold {threshold:.2f} chosen on {len(ids)} validation samples")
         return threshold
+
+    def saved_threshold(self, spec: ModelSpec) -> tuple[float, dict] | None:
+        """The newest validation threshold saved for this very model (same files, same seed),
+        without opening the dataset; ``None`` when there is none."""
+        fingerprint = self.model_fingerprint(spec)
+        candidates = sorted(self._threshold_dir().glob(f"{spec.tag()}-*.json"), key=lambda p: p.stat().st_mtime,
+                            reverse=True) if self._threshold_dir().is_dir() else []
+        for path in candidates:
+            try:
+                info = json.loads(path.read_text())
+                threshold = float(info["threshold"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if info.get("model") == spec.tag() and info.get("model_fingerprint") == fingerprint \
+                    and info.get("seed", self.seed) == self.seed:
+                return threshold, info
+        return None
 
     def thresholds(self, spec: RunSpec, sample_ids: list[str]) -> list[float]:
         """One threshold per sample under the run's threshold rule."""

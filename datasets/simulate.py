@@ -200,13 +200,16 @@ def _cmd_simulate(args) -> int:
     from datasets.cases import load_custom_geometry
 
     path = Path(args.geometry)
+    out = Path(args.out)
+    if out.is_dir():  # before the simulation, not after it
+        raise ValueError(f"--out {out} is a directory; give a file name such as {out / 'stack.npz'}")
     geometry = load_custom_geometry(path, expected_shape=None)  # any 3-D grid; errors name the problem
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
     stack = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=args.electrons_per_pixel,
                            seed=args.seed, device=args.device, physics=_physics_from_args(args),
                            cutoff_eV=args.cutoff_eV, progress=not args.quiet)
     stack.meta["geometry_file"] = str(path)
-    out = stack.save(args.out)
+    out = stack.save(out)
     print(f"wrote {out}: bse {stack.bse.shape}, energies {stack.energies_keV[0]:g}-{stack.energies_keV[-1]:g} keV, "
           f"mean yield {stack.bse.mean():.4f}")
     return 0

@@ -14,6 +14,7 @@ A stack measured on a microscope can be brought in the same format (only ``bse``
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,9 +54,14 @@ class BseStack:
             arrays["cutoff_eV"] = np.float64(self.cutoff_eV)
         if self.meta:
             arrays["meta_json"] = np.array(json.dumps(self.meta, default=str))
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory; give a file name such as {path / 'stack.npz'}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez_compressed(tmp, **arrays)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod
@@ -63,6 +69,15 @@ class BseStack:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"BSE stack file not found: {path}")
+        if path.is_dir():
+            raise ValueError(f"{path} is a directory, not a BSE stack .npz file")
+        with path.open("rb") as handle:
+            magic = handle.read(6)
+        if magic.startswith(b"\x93NUMPY"):
+            raise ValueError(f"{path} is a single NumPy array (.npy), not a BSE stack: save one with "
+                             "np.savez(path, bse=(E, H, W) yields, energies_keV=(E,) keV)")
+        if not magic.startswith(b"PK"):
+            raise ValueError(f"{path} is not a .npz (zip) file; a BSE stack is an .npz holding 'bse' and 'energies_keV'")
         try:
             with np.load(path, allow_pickle=False) as data:
                 files = set(data.files)
@@ -80,6 +95,23 @@ class BseStack:
                 )
         except (zipfile.BadZipFile, EOFError, OSError) as err:
             raise ValueError(f"{path} is corrupt or not a .npz BSE stack file: {err}") from err
+        except ValueError as err:
+            if "pickle" in str(err):
+                raise ValueError(f"{path} holds pickled objects, which are never loaded; a BSE stack holds "
+                                 "plain arrays 'bse' and 'energies_keV'") from err
+            raise
+
+
+def check_yields(bse: np.ndarray, source: str = "the stack") -> None:
+    """Raise ``ValueError`` when ``bse`` cannot be backscatter yields (fractions in [0, 1])."""
+    low, high = float(np.min(bse)), float(np.max(bse))
+    if low < 0:
+        raise ValueError(f"{source}: bse holds negative values (min {low:.4g}); yields are fractions of the "
+                         "primaries detected, in [0, 1]")
+    if high > 1:
+        raise ValueError(f"{source}: bse holds values above 1 (max {high:.4g}); yields are fractions of the "
+                         "primaries detected, in [0, 1]. If these are raw counts, divide them by the electrons "
+                         "per pixel, or pass --electrons-per-pixel N")
 
 
 def check_stack_arrays(bse: np.ndarray, energies_keV: np.ndarray) -> None:

@@ -63,6 +63,8 @@ class Method(ABC):
         self.device = str(device)
         #: energies (keV) the method was fitted/calibrated for; None = accepts any.
         self.energies_keV: np.ndarray | None = None
+        #: lateral image size (H, W) a learned method was trained on; None = accepts any.
+        self.image_shape: tuple[int, int] | None = None
         self.depth: int = int(self.params.get("depth", 20))
         self.fitted = not self.requires_training
 
@@ -101,6 +103,7 @@ class Method(ABC):
             "energies_keV": None if self.energies_keV is None else [float(e) for e in self.energies_keV],
             "depth": self.depth,
             "fitted": self.fitted,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }
         self._save_state(directory)
         # method.json last and atomically: its presence marks a complete save
@@ -129,6 +132,8 @@ class Method(ABC):
         method = klass(device=device, **info["params"])
         energies = info.get("energies_keV")
         method.energies_keV = None if energies is None else np.asarray(energies, dtype=float)
+        shape = info.get("image_shape")
+        method.image_shape = None if shape is None else tuple(int(n) for n in shape)
         method._load_state(directory)
         method.fitted = bool(info.get("fitted", True))
         return method
@@ -166,6 +171,11 @@ class Method(ABC):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{self.name}: input contains NaN or infinite values")
         n_energies = arr.shape[1]
+        if self.image_shape is not None and tuple(arr.shape[2:]) != tuple(self.image_shape):
+            raise ValueError(
+                f"{self.name}: trained on {self.image_shape[0]} x {self.image_shape[1]} images, got "
+                f"{arr.shape[2]} x {arr.shape[3]}; simulate or crop the stack to the trained size"
+            )
         if energies_keV is not None:
             energies_keV = np.asarray(energies_keV, dtype=float)
             if energies_keV.shape != (n_energies,):

@@ -271,6 +271,7 @@ def train_on_splits(
         else (None, None)
     if energies_keV is not None:
         method.energies_keV = np.asarray(energies_keV, dtype=float)
+    method.image_shape = tuple(int(n) for n in x_train.shape[2:])  # lateral size the network learns
     if method.depth != y_train.shape[1]:
         raise ValueError(f"labels have depth {y_train.shape[1]} but the method's depth is {method.depth}")
     net = method.init_network(x_train.shape[1], seed=settings.seed).to(device)

@@ -1,6 +1,7 @@
 """The ``python -m benchmark`` command line: errors, --json output, reconstruct, report, list."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,81 @@ def test_list_json(capsys):
     assert all(r["parameters"] > 0 and r["macs"] > 0 for r in rows.values())
     assert [c["case"] for c in listing["cases"]][:4] == ["nanocube", "nanowire", "test", "ablation"]
     assert [p["name"] for p in listing["presets"]] == ["smoke", "quick", "paper"]
+
+
+# --------------------------------------------------------------------------- issue 13: reconstruct
+def _stack(tmp_path, bse, name="stack.npz"):
+    np.savez(tmp_path / name, bse=np.asarray(bse, np.float32), energies_keV=np.array([1.0, 3.0]))
+    return tmp_path / name
+
+
+def _reconstruct(tmp_path, stack, *extra, out=None):
+    out = out or tmp_path / "volume.npy"
+    return cli.main(["reconstruct", "--method", "fake", "--stack", str(stack), "--out", str(out),
+                     "--preset", "smoke", "--results", str(tmp_path / "res"), *extra])
+
+
+@pytest.mark.parametrize("values, message", [
+    (-0.2, r"negative values \(min -0.2\)"),
+    (3.7, r"values above 1 \(max 3.7\)"),
+    (57.0, "raw counts, divide them by the electrons per pixel, or pass --electrons-per-pixel N"),
+])
+def test_reconstruct_refuses_what_cannot_be_a_yield(tmp_path, capsys, fake_setup, values, message):
+    bse = np.full((2, 4, 4), 0.1)
+    bse[0, 1, 1] = values
+    assert _reconstruct(tmp_path, _stack(tmp_path, bse)) == 1
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "volume.npy").exists()
+
+
+def test_reconstruct_accepts_counts_when_told_the_dose(tmp_path, capsys, fake_setup):
+    counts = np.full((2, 4, 4), 10.0)
+    counts[0, 2, 2] = 90.0
+    assert _reconstruct(tmp_path, _stack(tmp_path, counts), "--electrons-per-pixel", "100") == 0
+    assert np.load(tmp_path / "volume_binary.npy")[:, 2, 2].all()
+
+
+def test_reconstruct_uses_no_data_and_says_which_threshold(tmp_path, capsys, monkeypatch):
+    """No dataset build to reconstruct one stack: the saved threshold, else a stated 0.5."""
+    monkeypatch.setitem(base.REGISTRY, "fake", f"{FakeMethod.__module__}:FakeMethod")
+    stack = _stack(tmp_path, np.full((2, 4, 4), 0.1))
+    assert _reconstruct(tmp_path, stack) == 0
+    out = capsys.readouterr().out
+    assert "threshold 0.50: default 0.5: no validation threshold saved for fake" in out
+    assert not (tmp_path / "res" / "data").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("npy", "is a single NumPy array (.npy), not a BSE stack"),
+    ("text", "is not a .npz (zip) file"),
+])
+def test_reconstruct_names_a_file_that_is_not_a_stack(tmp_path, capsys, fake_setup, content, message):
+    path = tmp_path / "plain.npz"
+    if content == "npy":
+        with path.open("wb") as handle:
+            np.save(handle, np.zeros((2, 4, 4)))
+    else:
+        path.write_text("this is a text file renamed .npz\n")
+    assert _reconstruct(tmp_path, path) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "pickle" not in err
+
+
+def test_reconstruct_checks_the_output_before_the_work(tmp_path, capsys, fake_setup):
+    (tmp_path / "outdir.npy").mkdir()
+    calls = FakeMethod.calls
+    assert _reconstruct(tmp_path, _stack(tmp_path, np.full((2, 4, 4), 0.1)), out=tmp_path / "outdir.npy") == 2
+    assert "is a directory" in capsys.readouterr().err
+    assert FakeMethod.calls == calls  # nothing was reconstructed
+    assert not list(tmp_path.glob("**/*.tmp*"))
+
+
+def test_learned_method_refuses_another_lateral_size(tmp_path):
+    class Sized(FakeMethod):
+        pass
+
+    method = Sized()
+    method.image_shape = (4, 4)
+    method.reconstruct(np.full((2, 4, 4), 0.1, np.float32), [1.0, 3.0])
+    with pytest.raises(ValueError, match="trained on 4 x 4 images, got 4 x 5"):
+        method.reconstruct(np.full((2, 4, 5), 0.1, np.float32), [1.0, 3.0])
