@@ -14,17 +14,16 @@ CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "da
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0])
+    from datasets.cli_errors import run_cli, split_debug
+
+    argv, debug = split_debug(argv)
+    parser = argparse.ArgumentParser(prog="python -m datasets", description=__doc__.splitlines()[0],
+                                     epilog="--debug anywhere on the line shows tracebacks of errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in CLI_MODULES:
         importlib.import_module(module_name).register_cli(subparsers)
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    return run_cli(args.func, args, debug)
 
 
 if __name__ == "__main__":

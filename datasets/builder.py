@@ -33,8 +33,10 @@ import json
 import multiprocessing
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -191,11 +193,39 @@ def run_unit(unit: WorkUnit):
     return unit, cases
 
 
-def _init_worker(device_queue, cpu_threads: int) -> None:
-    """Pool initialiser: the worker's share of the CPU cores, and one GPU per worker on CUDA."""
+def exit_with_parent(parent_pid: int, poll_seconds: float = 0.5) -> None:
+    """End this process when ``parent_pid`` dies (SIGKILL of a build must not leave orphans).
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``); a
+    daemon thread that watches the parent id covers other systems and the race at start-up.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+    def watch():
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+            time.sleep(poll_seconds)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(device_queue, cpu_threads: int, parent_pid: int) -> None:
+    """Pool initialiser: the worker's share of the CPU cores, and one GPU per worker on CUDA.
+
+    Workers ignore Ctrl-C (the parent stops them and keeps what was written) and exit when the
+    parent dies."""
     global _WORKER_DEVICE
     from datasets.kernel import set_cpu_threads
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent(parent_pid)
     torch.set_num_threads(1)
     set_cpu_threads(cpu_threads)
     if device_queue is not None:
@@ -216,15 +246,21 @@ def _local_results(units: list[WorkUnit], workers: int, device: str):
             device_queue.put(f"cuda:{gpu % max(torch.cuda.device_count(), 1)}")
     cpu_threads = max(1, (os.cpu_count() or 1) // workers)
     executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                   initargs=(device_queue, cpu_threads))
+                                   initargs=(device_queue, cpu_threads, os.getpid()))
+    stopped = False
     try:
         pending = {executor.submit(run_unit, unit) for unit in units}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
                 yield future.result()
+    except BaseException:  # Ctrl-C or an error: stop the workers now, keep what was written
+        stopped = True
+        for process in list(getattr(executor, "_processes", {}).values()):
+            process.terminate()
+        raise
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        executor.shutdown(wait=not stopped, cancel_futures=True)
 
 
 def _dask_results(units: list[WorkUnit], scheduler: str):

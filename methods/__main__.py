@@ -44,11 +44,28 @@ def _set_threads(args) -> None:
 
 
 def _method_params(args) -> dict:
+    from datasets.cli_errors import UsageError, check_positive, check_torch_device
+
+    check_torch_device(args.device)
+    check_positive("--epochs", args.epochs)
+    check_positive("--batch-size", args.batch_size)
+    if not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such dataset directory (build one with "
+                         "`python -m datasets build --preset quick --out DIR`)")
+    from methods.bsevoxnets import CONFIGS as BSEVOX_CONFIGS
+    from methods.training import TRAIN_PRESETS
+    from methods.unet3d import CONFIGS as UNET_CONFIGS
+
+    known = {"bsevox": BSEVOX_CONFIGS, "unet3d": UNET_CONFIGS}[args.method]
+    if args.config not in known:
+        raise KeyError(f"unknown config '{args.config}' for {args.method}; known configs: {', '.join(known)}")
+    if args.preset not in TRAIN_PRESETS:
+        raise KeyError(f"unknown training preset '{args.preset}'; known: {', '.join(TRAIN_PRESETS)}")
     params = {"config": args.config, "preset": args.preset, "seed": args.seed}
     if args.method == "bsevox":
         params.update(sope=not args.no_sope, s2mlp=not args.no_s2mlp, convffn=not args.no_convffn)
     elif args.no_sope or args.no_s2mlp or args.no_convffn:
-        raise SystemExit("the ablation switches --no-sope/--no-s2mlp/--no-convffn are bsevox-only")
+        raise UsageError("the ablation switches --no-sope/--no-s2mlp/--no-convffn are bsevox-only")
     for key in ("epochs", "batch_size", "lr", "weight_decay", "lam"):
         value = getattr(args, key, None)
         if value is not None:
@@ -63,18 +80,19 @@ def _variant_suffix(method) -> str:
 
 
 def cmd_train(args) -> int:
+    from datasets.cli_errors import UsageError
     from datasets.storage import open_dataset
     from methods.base import create
     from methods.training import train
 
     _set_threads(args)
-    dataset = open_dataset(args.data)
     params = _method_params(args)
+    dataset = open_dataset(args.data)
     method = create(args.method, device=args.device, **params)
     out = Path(args.out) if args.out else (
         Path(args.data).resolve().parent / "models" / f"{args.method}-{args.config}{_variant_suffix(method)}")
     if (out / "latest.pt").exists() and not (args.resume or args.overwrite):
-        raise SystemExit(f"{out} already holds a training run: pass --resume to continue it, "
+        raise UsageError(f"{out} already holds a training run: pass --resume to continue it, "
                          "--overwrite to start again, or choose another --out")
     print(f"training {args.method} ({args.config}) on {args.data} -> {out}", file=sys.stderr)
     summary = train(method, dataset, out, progress=not args.quiet, resume=args.resume)
@@ -87,8 +105,8 @@ def cmd_grid_search(args) -> int:
     from methods.training import PAPER_GRID, TRAIN_PRESETS, grid_search
 
     _set_threads(args)
-    dataset = open_dataset(args.data)
     params = _method_params(args)
+    dataset = open_dataset(args.data)
     settings = TRAIN_PRESETS[args.preset]
     overrides = {k: params[k] for k in ("epochs", "batch_size") if k in params}
     settings = replace(settings, seed=args.seed, **overrides)
@@ -184,8 +202,12 @@ def cmd_list(args) -> int:
 
 
 def main(argv=None) -> int:
+    from datasets.cli_errors import run_cli, split_debug
+
+    argv, debug = split_debug(argv)
     parser = argparse.ArgumentParser(prog="python -m methods", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="--debug anywhere on the line shows tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a network (resumable)")
@@ -218,7 +240,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_list)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_cli(args.func, args, debug)
 
 
 if __name__ == "__main__":

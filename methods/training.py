@@ -143,7 +143,9 @@ def load_checkpoint(path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated / garbage files
-        raise ValueError(f"corrupt checkpoint {path}: {type(err).__name__}: {err}") from err
+        # torch's own message may advise weights_only=False: never to be followed for others' files
+        raise ValueError(f"corrupt checkpoint {path} ({type(err).__name__}): it cannot be loaded as plain "
+                         "tensors; delete it (and best.pt) to train again") from err
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise ValueError(f"corrupt checkpoint {path}: not a training checkpoint (no 'model' entry)")
     return ckpt

@@ -231,8 +231,8 @@ def test_build_command_line(tmp_path, capsys, monkeypatch):
     assert "4 samples" in capsys.readouterr().out
     dataset = storage.open_dataset(out)
     assert dataset.electrons_per_pixel == 3 and dataset.cases() == ["nanocube", "nanowire"]
-    assert main(["build", "--preset", "smoke", "--out", str(out), "--electrons-per-pixel", "4", "--quiet"]) == 2
-    assert "other settings" in capsys.readouterr().err
+    assert main(["build", "--preset", "smoke", "--out", str(out), "--electrons-per-pixel", "4", "--quiet"]) == 1
+    assert "other settings" in capsys.readouterr().err  # a data problem: exit 1 (datasets.cli_errors)
     with pytest.raises(SystemExit):
         main(["build", "--preset", "huge", "--out", str(tmp_path)])
     assert "invalid choice: 'huge'" in capsys.readouterr().err
@@ -254,3 +254,86 @@ def test_real_simulator_end_to_end(tmp_path):
     cube = dataset.case("nanocube")
     assert [c["id"] for c in cube] == ["position1", "position2", "position3", "position4"]
     assert all(c["label"].sum() == 125 for c in cube)
+
+
+def _worker_pids(parent_pid: int) -> list[int]:
+    """Pids of the processes whose parent is ``parent_pid`` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent_pid:
+                children.append(int(entry.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _slow_build(out: Path, *extra) -> subprocess.Popen:
+    command = [sys.executable, "-m", "datasets", "build", "--preset", "smoke", "--out", str(out),
+               "--workers", "2", "--electrons-per-pixel", "20", "--quiet", *extra]
+    env = {**os.environ, builder.SIMULATOR_ENV: THIS_MODULE.__name__, "FAKE_SIMULATOR_SLEEP_S": "30",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)])}
+    return subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_workers(process, n: int) -> list[int]:
+    deadline = time.monotonic() + 120
+    while True:
+        assert process.poll() is None, f"build ended early: {process.stderr.read()[-2000:]}"
+        spawned = []
+        for pid in _worker_pids(process.pid):  # the pool's workers, not its resource tracker
+            try:
+                if b"spawn_main" in (Path("/proc") / str(pid) / "cmdline").read_bytes():
+                    spawned.append(pid)
+            except OSError:
+                continue
+        if len(spawned) >= n:
+            return spawned
+        assert time.monotonic() < deadline, "no worker processes started in 120 s"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_workers_exit_when_the_build_parent_is_killed(tmp_path):
+    """Issue 13.7: SIGKILL of the parent must not leave ~350 MB workers running under init."""
+    process = _slow_build(tmp_path / "orphans")
+    try:
+        workers = _wait_for_workers(process, 2)
+        time.sleep(1.0)  # let them start simulating
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived their killed parent"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_build_with_one_line_and_code_130(tmp_path):
+    process = _slow_build(tmp_path / "interrupted")
+    try:
+        workers = _wait_for_workers(process, 2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "interrupted: finished work is kept; rerun the same command to resume" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    deadline = time.monotonic() + 15
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)]

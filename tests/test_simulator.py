@@ -327,7 +327,7 @@ def test_cli_simulate_writes_a_stack_and_names_bad_files(tmp_path, capsys):
     assert stack.bse.shape == (2, 20, 20) and stack.electrons_per_pixel == 2
     bad = tmp_path / "bad.npy"
     bad.write_text("not an array")
-    assert main(["simulate", str(bad), "--out", str(out)]) == 2
+    assert main(["simulate", str(bad), "--out", str(out)]) == 1  # a bad file: exit 1
     assert "not a NumPy .npy file" in capsys.readouterr().err
     assert main(["simulate-bulk", "--material", "Au", "--energy", "5"]) == 2
     assert "unknown material 'Au'" in capsys.readouterr().err
