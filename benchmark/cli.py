@@ -1,9 +1,10 @@
 """``python -m benchmark``: run, list, report, reconstruct, main.
 
 Messages and progress bars go to stderr; stdout carries the results (a table, or with
-``--json`` exactly one JSON document). Bad names exit with code 2 and a message listing the
-known ones; other user errors exit with code 1; an interrupted command exits with 130 and keeps
-every finished run (rerun it to resume).
+``--json`` exactly one JSON document). Exit codes (``datasets.cli_errors``): bad names and
+values 2, with a message listing the known ones; other errors 1, in one line (``--debug`` shows
+the traceback); an interrupted command exits with 130 and keeps every finished run (rerun it to
+resume).
 """
 
 from __future__ import annotations
@@ -93,20 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from datasets.cli_errors import run_cli, split_debug
+
+    argv, debug = split_debug(argv)
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
                 "reconstruct": cmd_reconstruct, "main": cmd_main}
-    try:
-        return commands[args.command](args)
-    except BenchmarkError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: finished runs are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+    return run_cli(commands[args.command], args, debug)
 
 
 def _benchmark(args) -> Benchmark:

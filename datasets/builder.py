@@ -336,11 +336,20 @@ def _differences(old: dict, new: dict, prefix="") -> list[str]:
 def _start_manifest(out: Path, preset: DatasetPreset, content: dict) -> dict:
     """Load the manifest of an earlier (possibly interrupted) build, or write a new one."""
     path = out / storage.MANIFEST_NAME
+    manifest, recovered = None, False
     if path.is_file():
         try:
             manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise storage.DatasetError(f"{path} is corrupt ({err}); delete {out} and build again") from err
+            if not isinstance(manifest, dict):
+                raise ValueError("not a JSON object")
+        except (UnicodeDecodeError, ValueError) as err:
+            # the shards carry their own checksums and settings: keep the good ones, rebuild the manifest
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            os.replace(path, aside)
+            print(f"{path} is corrupt ({err}); kept as {aside.name}, rebuilding the manifest from the "
+                  "verified shards (shards of other settings are rebuilt)", file=sys.stderr)
+            manifest, recovered = None, True
+    if manifest is not None:
         old = {key: manifest.get(key) for key in content}
         differences = _differences(old, content)
         if differences:
@@ -358,6 +367,8 @@ def _start_manifest(out: Path, preset: DatasetPreset, content: dict) -> dict:
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     storage.atomic_write_json(path, manifest)
+    if recovered:
+        manifest["rebuilt_manifest"] = True  # in memory only: check every file's settings strictly
     return manifest
 
 
@@ -377,10 +388,50 @@ def _ensure_splits(out: Path, preset: DatasetPreset) -> tuple[dict, str]:
     return splits, storage.sha256_file(path)
 
 
-def _finished_entry(out: Path, unit: WorkUnit) -> dict | None:
-    """Manifest entry of a unit whose file verifies against its checksum; else delete its leftovers."""
+def _unit_attrs(unit: WorkUnit, content: dict) -> dict:
+    """The HDF5 attributes that tie a unit's file to the settings that made it."""
+    preset = unit.preset
+    attrs = {
+        "energies_keV": np.asarray(preset.energies_keV, dtype=np.float64),
+        "electrons_per_pixel": preset.electrons_per_pixel,
+        "cutoff_eV": preset.cutoff_eV,
+        "content_json": json.dumps(content, sort_keys=True, default=str),
+    }
+    if unit.kind == "shard":
+        attrs.update(shard_index=unit.index, first_index=unit.first_index, simulation_seed=np.uint64(unit.simulation_seed))
+    return attrs
+
+
+def _attrs_mismatch(path: Path, expected: dict, strict: bool) -> str | None:
+    """Why the file's attributes differ from ``expected`` (``None`` when they agree). Files of
+    builds before ``content_json`` existed pass unless ``strict`` (no intact manifest vouches for them)."""
+    try:
+        with h5py.File(path, "r") as h5:
+            for key, value in expected.items():
+                if key not in h5.attrs:
+                    if key == "content_json" and not strict:
+                        continue
+                    return f"{path} has no '{key}' attribute"
+                stored = h5.attrs[key]
+                stored = stored.decode() if isinstance(stored, bytes) else stored
+                if isinstance(value, str) or isinstance(stored, str):
+                    same = str(stored) == str(value)
+                else:
+                    same = np.array_equal(np.asarray(stored), np.asarray(value))
+                if not same:
+                    return f"{path} was built with other settings ('{key}' differs)"
+    except OSError as err:
+        return f"{path} is unreadable ({err})"
+    return None
+
+
+def _finished_entry(out: Path, unit: WorkUnit, content: dict, strict: bool = False) -> dict | None:
+    """Manifest entry of a unit whose file verifies against its checksum and was made with these
+    settings; else delete its leftovers."""
     path = out / unit.file
     verdict = storage.verify_file(path, storage.read_checksum(path))
+    if verdict is None:
+        verdict = _attrs_mismatch(path, _unit_attrs(unit, content), strict)
     if verdict is None:
         return {"file": unit.file, "sha256": storage.read_checksum(path), "bytes": path.stat().st_size}
     if path.exists() or storage.checksum_path(path).exists():
@@ -390,16 +441,10 @@ def _finished_entry(out: Path, unit: WorkUnit) -> dict | None:
     return None
 
 
-def _write_unit(out: Path, unit: WorkUnit, payload) -> dict:
+def _write_unit(out: Path, unit: WorkUnit, payload, content: dict) -> dict:
     path = out / unit.file
-    preset = unit.preset
-    attrs = {
-        "energies_keV": np.asarray(preset.energies_keV, dtype=np.float64),
-        "electrons_per_pixel": preset.electrons_per_pixel,
-        "cutoff_eV": preset.cutoff_eV,
-    }
+    attrs = _unit_attrs(unit, content)
     if unit.kind == "shard":
-        attrs.update(shard_index=unit.index, first_index=unit.first_index, simulation_seed=np.uint64(unit.simulation_seed))
         checksum = storage.write_shard(path, payload, attrs)
     else:
         checksum = storage.write_cases(path, payload, attrs)
@@ -446,7 +491,8 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
         splits, splits_sha256 = _ensure_splits(out, preset)
 
         units = plan_units(preset, device, simulator_module.__name__)
-        entries = {unit.file: _finished_entry(out, unit) for unit in units}
+        strict = bool(manifest.pop("rebuilt_manifest", False))
+        entries = {unit.file: _finished_entry(out, unit, content, strict) for unit in units}
         todo = [unit for unit in units if entries[unit.file] is None]
         if not todo and manifest.get("complete"):
             return out
@@ -469,7 +515,7 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
         electrons = 0
         with bar:
             for unit, payload in results:
-                entries[unit.file] = _write_unit(out, unit, payload)
+                entries[unit.file] = _write_unit(out, unit, payload, content)
                 electrons += unit.electrons
                 bar.set_postfix_str(f"{electrons / (time.perf_counter() - start):.3g} e-/s")
                 bar.update(1)

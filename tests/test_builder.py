@@ -337,3 +337,23 @@ def test_ctrl_c_stops_a_build_with_one_line_and_code_130(tmp_path):
     while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if _alive(pid)]
+
+
+def test_corrupt_manifest_is_rebuilt_from_the_verified_shards(tmp_path, capsys):
+    """Issue 13.6: a corrupt dataset.json must not cost the good shards."""
+    out = tmp_path / "data"
+    build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+    builder.build_dataset(out, **build)
+    before = storage.open_dataset(out).hash
+    shards = {f: f.stat().st_mtime_ns for f in shard_files(out)}
+    (out / storage.MANIFEST_NAME).write_text('{"truncated": ')
+    builder.build_dataset(out, **build)
+    assert "rebuilding the manifest from the verified shards" in capsys.readouterr().err
+    assert {f: f.stat().st_mtime_ns for f in shard_files(out)} == shards  # nothing re-simulated
+    assert storage.open_dataset(out).hash == before
+    assert list(out.glob(f"{storage.MANIFEST_NAME}.corrupt-*"))
+    # a shard of other settings is not taken on trust when no manifest vouches for it
+    (out / storage.MANIFEST_NAME).write_text("not json")
+    builder.build_dataset(out, **{**build, "electrons_per_pixel": 21})
+    assert all(f.stat().st_mtime_ns != shards[f] for f in shard_files(out))
+    assert storage.open_dataset(out).electrons_per_pixel == 21
