@@ -6,7 +6,8 @@
 - ``ablation``: BSE-VoxNets variants of Table 1 (one module switched off), scored on ``test``;
 - a geometry file (``.npy``/``.tif``) given by path: validated with
   ``datasets.cases.load_custom_geometry``, simulated once with the dataset's simulator
-  settings (cached under ``outputs/<preset>/cache/custom/``) and named ``custom:<file stem>``.
+  settings (cached under ``outputs/<preset>/cache/custom/``) and named
+  ``custom:<file stem>-<content hash>``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ CASE_DESCRIPTIONS = {
     "test": "the held-out test split of the dataset (mIoU with a 95% bootstrap interval)",
     "ablation": "Table 1: BSE-VoxNets without SOPE / S2-MLPv2 / ConvFFN, scored on the test split",
     CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
-                         "preset's settings; reported as case custom:<file stem>",
+                         "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
 CUSTOM_PREFIX = "custom:"
 
@@ -81,10 +82,22 @@ def resolve_case(text: str, dataset_cases) -> str:
 
 
 def case_label(case: str) -> str:
-    """The ``case`` column value: ``custom:<file stem>`` for a file, the name otherwise."""
+    """The ``case`` column value: ``custom:<file stem>-<8 hex of its content's sha256>`` for a
+    file (so ``a/cube.npy`` and ``b/cube.npy`` never share a name unless they hold the same
+    geometry), the name otherwise."""
     if case.startswith(CUSTOM_PREFIX):
-        return f"{CUSTOM_PREFIX}{custom_path(case).stem}"
+        path = custom_path(case)
+        return f"{CUSTOM_PREFIX}{path.stem}-{content_tag(path)}"
     return case
+
+
+def content_tag(path: Path) -> str:
+    """First 8 hex digits of the sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:8]
 
 
 def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = "cpu",
@@ -153,7 +166,7 @@ def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, l
         stack.meta = {**stack.meta, "geometry_file": str(path), "geometry_sha256": geometry_sha}
         stack.save(stack_path)  # atomic (tmp file + replace)
     return CaseData(
-        f"{CUSTOM_PREFIX}{path.stem}",
+        case_label(f"{CUSTOM_PREFIX}{path}"),
         [path.stem],
         stack.bse[None].astype(np.float32),
         block_labels(geometry)[None],

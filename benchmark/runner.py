@@ -173,7 +173,7 @@ class Benchmark:
 
                 self.log(f"building dataset preset '{self.preset.dataset_preset}' into {data_dir}")
                 build_dataset(data_dir, preset=self.preset.dataset_preset, device=self.device,
-                              progress=self.progress)
+                              progress=self.progress, wait_for_lock=True)  # a concurrent run's build: reuse it
                 self._dataset = open_dataset(data_dir)
         return self._dataset
 

@@ -452,13 +452,20 @@ def _write_unit(out: Path, unit: WorkUnit, payload, content: dict) -> dict:
 
 
 @contextlib.contextmanager
-def _build_lock(out: Path):
-    """Hold an exclusive lock on ``out`` so that two builds never write the same directory."""
+def _build_lock(out: Path, wait: bool = False):
+    """Hold an exclusive lock on ``out`` so that two builds never write the same directory.
+
+    ``wait``: wait (with a message) for another build to finish instead of failing; the data it
+    wrote are then reused."""
     with open(out / LOCK_NAME, "w") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            raise storage.DatasetError(f"another build is writing {out}; wait for it to finish") from err
+            if not wait:
+                raise storage.DatasetError(f"another build is writing {out}; wait for it to finish") from err
+            print(f"another build is writing {out}: waiting for it to finish, then reusing its data",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
         yield
 
 
@@ -469,13 +476,15 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler: str | None = None,
-                  device: str = "cpu", progress: bool = True, simulator=None, **overrides) -> Path:
+                  device: str = "cpu", progress: bool = True, simulator=None, wait_for_lock: bool = False,
+                  **overrides) -> Path:
     """Build (or resume, or verify) the dataset of ``preset`` in ``out_dir``; return its path.
 
     ``preset``: a name in ``DATASET_PRESETS`` or a ``DatasetPreset``; ``overrides``: preset fields
     to replace (e.g. ``n_geometries=200``). ``workers``: local processes (default: 1 on CPU,
     which runs in this process with the kernel's threads on every core; GPUs on CUDA). ``scheduler``: address of a Dask distributed
     scheduler to run the units on instead. ``simulator``: test seam (module docstring).
+    ``wait_for_lock``: when another build holds ``out_dir``, wait for it instead of failing.
     """
     preset = get_preset(preset, **overrides)
     device_type = _check_device(device)
@@ -484,7 +493,7 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
     out.mkdir(parents=True, exist_ok=True)
     (out / storage.SHARDS_DIR).mkdir(exist_ok=True)
     start = time.perf_counter()
-    with _build_lock(out):
+    with _build_lock(out, wait=wait_for_lock):
         _remove_stale_temporaries(out)
         content = _content_fields(preset, simulator_module, device_type)
         manifest = _start_manifest(out, preset, content)

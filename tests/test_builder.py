@@ -357,3 +357,26 @@ def test_corrupt_manifest_is_rebuilt_from_the_verified_shards(tmp_path, capsys):
     builder.build_dataset(out, **{**build, "electrons_per_pixel": 21})
     assert all(f.stat().st_mtime_ns != shards[f] for f in shard_files(out))
     assert storage.open_dataset(out).electrons_per_pixel == 21
+
+
+def test_a_second_build_waits_for_the_first_and_reuses_its_data(tmp_path, capsys):
+    """Issue 13.8: two `benchmark run`s on an empty folder: the second waits for the lock."""
+    out = tmp_path / "data"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, sys, time\n"
+        f"fh = open({str(out / builder.LOCK_NAME)!r}, 'w'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True); time.sleep(2)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+        with pytest.raises(storage.DatasetError, match="another build is writing"):
+            builder.build_dataset(out, **build)  # the datasets CLI still refuses
+        started = time.monotonic()
+        builder.build_dataset(out, wait_for_lock=True, **build)
+        assert time.monotonic() - started > 0.5
+        assert "waiting for it to finish, then reusing its data" in capsys.readouterr().err
+        assert storage.open_dataset(out).electrons_per_pixel == 20
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,5 +1,6 @@
 """MED-SEM: forward operator, PSF estimation and cache, calibration, and recovery of a cube."""
 
+import os
 import warnings
 
 import numpy as np
@@ -251,3 +252,17 @@ def test_fit_warns_when_the_psf_physics_differs_from_the_data():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert matching.fit(split, progress=False) == {"calibrated": False}
+
+
+def test_psf_cache_temporaries_are_private_to_a_process_and_thread(tmp_path):
+    """Issue 13.8: concurrent first runs must not write the same temporary PSF file."""
+    import threading
+
+    from methods.medsem.psf import _temporary_name
+
+    names = []
+    thread = threading.Thread(target=lambda: names.append(_temporary_name(tmp_path / "psf.npz")))
+    thread.start()
+    thread.join()
+    names.append(_temporary_name(tmp_path / "psf.npz"))
+    assert names[0] != names[1] and all(str(os.getpid()) in n.name for n in names)

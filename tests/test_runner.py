@@ -202,7 +202,9 @@ def test_custom_case_end_to_end(tmp_path, fake_method):
     b = bench(tmp_path, dataset=dataset)
     specs = b.plan(["fake"], [str(path)], threshold_rule="fixed-0.5")
     rows = b.run_all(specs)
-    assert rows["case"].tolist() == ["custom:my_cube"] and rows["sample"].tolist() == ["my_cube"]
+    from benchmark.cases import content_tag
+
+    assert rows["case"].tolist() == [f"custom:my_cube-{content_tag(path)}"] and rows["sample"].tolist() == ["my_cube"]
     assert 0.0 <= rows["iou"][0] <= 1.0
     with np.load(b.store.run_dir(rows["run_key"][0]) / "volumes.npz") as v:
         assert int(v["gt"].sum()) == 64  # the cube's Cu voxels
@@ -211,6 +213,25 @@ def test_custom_case_end_to_end(tmp_path, fake_method):
     calls = fake_method.calls
     bench(tmp_path, dataset=dataset).run_all(specs)
     assert fake_method.calls == calls
+
+
+def test_custom_cases_of_the_same_file_name_stay_apart(tmp_path, fake_method):
+    """Issue 13.8: a/cube.npy and b/cube.npy are two cases, both in results.parquet."""
+    from datasets.scene import paper_block
+
+    paths = []
+    for folder, depth in (("a", 0), ("b", 10)):
+        copper = np.zeros((20, 20, 20), bool)
+        copper[depth:depth + 4, 8:12, 8:12] = True
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "cube.npy")
+        np.save(paths[-1], paper_block(copper))
+    dataset = FakeDataset(energies=(1.0, 3.0), electrons_per_pixel=2)
+    b = bench(tmp_path, dataset=dataset)
+    b.run_all(b.plan(["fake"], [str(p) for p in paths], threshold_rule="fixed-0.5"))
+    results = pd.read_parquet(tmp_path / "out" / "results.parquet")
+    cases = sorted(results["case"].unique())
+    assert len(cases) == 2 and all(c.startswith("custom:cube-") for c in cases)
 
 
 def test_bad_custom_case_file_is_a_usage_error(tmp_path, fake_method):
