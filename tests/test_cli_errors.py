@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 import test_builder
+
 from datasets import builder
 from datasets.cli_errors import error_message, run_cli
 from methods.__main__ import main as methods_main
