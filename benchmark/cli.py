@@ -1,4 +1,4 @@
-"""``python -m benchmark``: run, list, report, reconstruct, main.
+"""``python -m benchmark``: run, list, report, reconstruct, doctor, main.
 
 Messages and progress bars go to stderr; stdout carries the results (a table, or with
 ``--json`` exactly one JSON document). Exit codes (``datasets.cli_errors``): bad names and
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the stack's bse holds raw counts of this many primaries per pixel (divided here)")
     common(p)
 
+    p = sub.add_parser("doctor", help="check a results folder and its dataset; say what would be rebuilt")
+    p.add_argument("--results", type=Path, default=None, help="results folder (default outputs/<preset>/)")
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON list")
+
     p = sub.add_parser("main", help="the main job: data, training, every method on every case, report")
     common(p)
     return parser
@@ -99,7 +104,7 @@ def main(argv=None) -> int:
     argv, debug = split_debug(argv)
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
-                "reconstruct": cmd_reconstruct, "main": cmd_main}
+                "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor}
     return run_cli(commands[args.command], args, debug)
 
 
@@ -348,6 +353,19 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------ doctor
+def cmd_doctor(args) -> int:
+    """Exit 0 when everything checks out, 1 when something would be rebuilt or must be fixed."""
+    from benchmark.doctor import diagnose, report
+
+    results_dir = args.results or DEFAULT_OUTPUTS / get_preset(args.preset).name
+    if not Path(results_dir).is_dir():
+        raise BenchmarkError(f"no results folder at {results_dir}")
+    findings = diagnose(results_dir)
+    print(report(findings, as_json=args.json))
+    return 0 if all(f.ok for f in findings) else 1
 
 
 # ------------------------------------------------------------------------------------------ main

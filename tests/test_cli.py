@@ -261,3 +261,33 @@ def test_learned_method_refuses_another_lateral_size(tmp_path):
     method.reconstruct(np.full((2, 4, 4), 0.1, np.float32), [1.0, 3.0])
     with pytest.raises(ValueError, match="trained on 4 x 4 images, got 4 x 5"):
         method.reconstruct(np.full((2, 4, 5), 0.1, np.float32), [1.0, 3.0])
+
+
+def test_doctor_names_every_problem_and_what_would_be_rebuilt(tmp_path, capsys, monkeypatch):
+    """Issue 13: `benchmark doctor` checks dataset checksums, runs, models, thresholds; changes nothing."""
+    import test_builder
+
+    from datasets import builder
+
+    monkeypatch.setitem(base.REGISTRY, "fake", f"{FakeMethod.__module__}:FakeMethod")
+    results = tmp_path / "res"
+    builder.build_dataset(results / "data", preset="smoke", workers=1, progress=False, simulator=test_builder)
+    bench = Benchmark("smoke", results_dir=results, progress=False, log=lambda m: None)
+    bench.run_all(bench.plan(["fake"], ["test"], threshold_rule="fixed-0.5"))
+    assert cli.main(["doctor", "--results", str(results)]) == 0
+    assert "0 with problems" in capsys.readouterr().out
+
+    shard = results / "data" / "shards" / "shard-00000.h5"
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    [run] = list((results / "runs").iterdir())
+    (run / "rows.parquet").write_bytes(b"PAR1 truncated")
+    (results / "models" / "fake-broken").mkdir(parents=True)
+    (results / "models" / "fake-broken" / "method.json").write_text("{not json")
+    before = sorted(p.name for p in results.rglob("*"))
+    assert cli.main(["doctor", "--results", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "3 with problems" in out
+    assert "shard-00000.h5 fails its sha256 checksum" in out and "deletes and rebuilds this file" in out
+    assert "rows.parquet is unreadable" in out and "sets it aside and recomputes it" in out
+    assert "fake-broken" in out and "to retrain it" in out
+    assert sorted(p.name for p in results.rglob("*")) == before  # nothing changed
