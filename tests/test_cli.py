@@ -291,3 +291,16 @@ def test_doctor_names_every_problem_and_what_would_be_rebuilt(tmp_path, capsys, 
     assert "rows.parquet is unreadable" in out and "sets it aside and recomputes it" in out
     assert "fake-broken" in out and "to retrain it" in out
     assert sorted(p.name for p in results.rglob("*")) == before  # nothing changed
+
+
+def test_reconstruct_uses_the_saved_threshold_and_says_when_energies_differ(tmp_path, capsys, fake_setup):
+    from benchmark.runner import ModelSpec
+
+    bench = cli._benchmark(cli.build_parser().parse_args(["run", "--method", "fake", "--case", "test",
+                                                         "--preset", "smoke", "--results", str(tmp_path / "res")]))
+    threshold = bench.validation_threshold(ModelSpec("fake"))  # saved with the FakeDataset's energies 1, 3 keV
+    assert _reconstruct(tmp_path, _stack(tmp_path, np.full((2, 4, 4), 0.1))) == 0
+    assert f"threshold {threshold:.2f}: saved validation threshold" in capsys.readouterr().out
+    np.savez(tmp_path / "other.npz", bse=np.full((2, 4, 4), 0.1, np.float32), energies_keV=np.array([1.0, 2.0]))
+    assert _reconstruct(tmp_path, tmp_path / "other.npz") == 0
+    assert "chosen on stacks of other energies (1-3 keV, 2 energies)" in capsys.readouterr().out
