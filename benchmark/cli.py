@@ -286,6 +286,7 @@ def cmd_reconstruct(args) -> int:
             f"`python -m benchmark run --method {args.method} --case test --preset {bench.preset.name}`")
     method = bench.model(spec)
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
+    _check_lateral_size(method, spec, bse.shape[1:])
     threshold, why = _stack_threshold(bench, spec, args.threshold_rule, stack.energies_keV)
     try:
         prob = method.reconstruct(bse[None], stack.energies_keV)[0]
@@ -298,6 +299,22 @@ def cmd_reconstruct(args) -> int:
     print(f"{spec.tag()}: probability volume {prob.shape} [z, y, x] -> {out}")
     print(f"Cu mask (threshold {threshold:.2f}: {why}; {int(binary.sum())} Cu voxels) -> {binary_out}")
     return 0
+
+
+def _check_lateral_size(method, spec: ModelSpec, shape) -> None:
+    """Refuse a lateral size a learned method was not trained on; say when a classical method
+    reconstructs a size other than the paper scene's (on purpose: its operator works on any size)."""
+    from datasets.scene import PAPER_SHAPE_ZYX
+
+    shape = tuple(int(n) for n in shape)
+    scene = tuple(PAPER_SHAPE_ZYX[1:])
+    trained = method.image_shape or (scene if method.requires_training else None)
+    if trained is not None and shape != tuple(trained):
+        raise BenchmarkError(f"{spec.tag()} was trained on {trained[0]} x {trained[1]} images; the stack is "
+                             f"{shape[0]} x {shape[1]}: simulate or crop it to the trained size")
+    if trained is None and shape != scene:
+        print(f"note: {spec.tag()} reconstructs the {shape[0]} x {shape[1]} stack as given (its operator works "
+              f"on any lateral size; its PSFs come from the {scene[0]} x {scene[1]} nm paper scene)", file=sys.stderr)
 
 
 def _stack_threshold(bench: Benchmark, spec: ModelSpec, rule: str, energies_keV) -> tuple[float, str]:

@@ -5,7 +5,7 @@ generator) with the fused kernel and, on the CPU, with the previous lock-step to
 (:mod:`datasets.reference_transport`) on the same geometries in the same run, so the two rates
 form a ratio measured side by side. Reported per engine: primary electrons per second (all
 primaries over the wall time), free flights and elastic events per primary, nanoseconds of one
-thread per flight, and the peak resident memory of the processes.
+thread per flight and per elastic event, and the peak resident memory of the processes.
 
 The kernel runs in this process with all Numba threads (``--threads``); the reference engine as
 it ran by default, one single-threaded eager process per core, each on its own geometries.
@@ -64,6 +64,7 @@ def _rates(engine: str, stats: TransportStats, seconds: float, threads: int, **e
         "events_per_electron": stats.elastic_events / stats.primaries,
         "events_per_s": stats.elastic_events / seconds,
         "ns_per_flight_thread": seconds * threads / max(stats.flights, 1) * 1e9,
+        "ns_per_event_thread": seconds * threads / max(stats.elastic_events, 1) * 1e9,
         "threads": threads,
         **extra,
     }
@@ -159,7 +160,7 @@ def format_bench(r: dict) -> str:
                   else f"device arrays {e['device_memory_mib']:.1f} MiB")
         lines.append(f"  {e['engine']:<36s} {e['electrons_per_s']:9.3g} primaries/s  {e['events_per_s']:9.3g} events/s  "
                      f"{e['flights_per_electron']:5.1f} flights and {e['events_per_electron']:5.1f} events per primary  "
-                     f"{e['ns_per_flight_thread']:6.1f} ns per flight per thread  ({e['parallelism']}; {e['seconds']:.1f} s; {memory})")
+                     f"{e['ns_per_flight_thread']:6.1f} ns per flight and {e['ns_per_event_thread']:6.1f} per event per thread  ({e['parallelism']}; {e['seconds']:.1f} s; {memory})")
     if "speedup" in r:
         lines.append(f"  speed-up of the fused kernel over the previous engine, same geometries, same run: {r['speedup']:.2f}x")
     return "\n".join(lines)

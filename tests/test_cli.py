@@ -304,3 +304,18 @@ def test_reconstruct_uses_the_saved_threshold_and_says_when_energies_differ(tmp_
     np.savez(tmp_path / "other.npz", bse=np.full((2, 4, 4), 0.1, np.float32), energies_keV=np.array([1.0, 2.0]))
     assert _reconstruct(tmp_path, tmp_path / "other.npz") == 0
     assert "chosen on stacks of other energies (1-3 keV, 2 energies)" in capsys.readouterr().out
+
+
+def test_reconstruct_of_another_lateral_size_is_refused_or_announced(tmp_path, capsys, fake_setup):
+    class Learned(FakeMethod):
+        requires_training = True
+
+    stack = tmp_path / "wide.npz"
+    np.savez(stack, bse=np.full((2, 20, 21), 0.1, np.float32), energies_keV=np.array([1.0, 3.0]))
+    from benchmark.runner import ModelSpec
+
+    with pytest.raises(BenchmarkError, match="trained on 20 x 20 images; the stack is 20 x 21"):
+        cli._check_lateral_size(Learned(), ModelSpec("fake"), (20, 21))  # old models: the paper scene's size
+    assert _reconstruct(tmp_path, stack) == 0  # a classical method: reconstructed on purpose, and said so
+    assert "reconstructs the 20 x 21 stack as given" in capsys.readouterr().err
+    assert np.load(tmp_path / "volume.npy").shape == (20, 20, 21)
