@@ -20,7 +20,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ class ReferenceStack:
     electrons_per_pixel: int
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_reference(name: str) -> ReferenceStack:
     path = REFERENCE_DIR / f"{name}.npz"
     if not path.is_file():
