@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.cache import DEFAULT_OUTPUTS
-from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN
+from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN, NEBULA_CASE
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
 from benchmark.runner import (
@@ -221,7 +221,7 @@ def _case_descriptions(preset) -> dict[str, str]:
     from datasets.presets import get_preset as get_dataset_preset
 
     stored = get_dataset_preset(preset.dataset_preset).cases
-    names = [*stored, "test", "ablation", CUSTOM_CASE_PATTERN]
+    names = [*stored, "test", "ablation", NEBULA_CASE, CUSTOM_CASE_PATTERN]
     return {name: CASE_DESCRIPTIONS.get(name, "named case stored with the dataset") for name in names}
 
 

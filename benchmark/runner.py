@@ -28,6 +28,7 @@ from benchmark import metrics
 from benchmark.cache import DEFAULT_OUTPUTS, ResultsStore, run_key, write_json_atomic
 from benchmark.cases import (
     CUSTOM_PREFIX,
+    NEBULA_CASE,
     case_label,
     custom_path,
     load_case,
@@ -483,6 +484,9 @@ class Benchmark:
             raise UnknownNameError(f"unknown threshold rule '{threshold_rule}'; known: {', '.join(THRESHOLD_RULES)}")
         resolved = [resolve_case(c, self.dataset_cases()) for c in cases]
         specs, skipped = [], []
+        if NEBULA_CASE in resolved and not self._nebula_applies():
+            resolved.remove(NEBULA_CASE)
+            skipped.append(f"the {NEBULA_CASE} case (the dataset's energies are not Nebula's 0.5-10 keV)")
         for case in resolved:
             for name in methods:
                 if case == "ablation" and name != ABLATION_METHOD:
@@ -502,6 +506,13 @@ class Benchmark:
         if not specs:
             raise BenchmarkError("nothing to run: " + "; ".join(skipped))
         return specs
+
+    def _nebula_applies(self) -> bool:
+        from datasets.nebula_reference import SI_ONLY, load_reference
+
+        ours = np.asarray(self.dataset().energies_keV, dtype=float)
+        theirs = load_reference(SI_ONLY).energies_keV
+        return ours.shape == theirs.shape and bool(np.allclose(ours, theirs))
 
     def _models_for(self, name: str, case: str, config: str | None) -> list[ModelSpec]:
         known = network_configs(name)

@@ -84,6 +84,8 @@ def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.
         tables.ablation_table(rows),
         tables.config_table(rows),
     ]
+    if len(rows) and (rows["case"] == "nebula").any():
+        paper_style += [tables.nebula_table(rows), tables.per_sample_table(rows, "nebula")]
     paper_style += [tables.per_sample_table(rows, case) for case in cases
                     if case.startswith("custom:")]
     return summary, paper_style

@@ -161,3 +161,25 @@ def test_export_case_cli_with_nebula_files(tmp_path, capsys):
         [f"nanocube_position{k}.{ext}" for k in range(1, 5) for ext in ("npy", "tri")]
     )
     assert "nanocube_position1.npy" in capsys.readouterr().out
+
+
+def test_nebula_case_holds_nebulas_stacks_thinned_to_the_dataset_dose():
+    from types import SimpleNamespace
+
+    from benchmark.cases import nebula_case
+    from benchmark.errors import UsageError
+    from datasets.nebula_reference import load_reference
+    from datasets.scene import DEFAULT_ENERGIES_KEV
+
+    dataset = SimpleNamespace(energies_keV=np.array(DEFAULT_ENERGIES_KEV), electrons_per_pixel=60)
+    case = nebula_case(dataset, seed=1)
+    assert case.ids[:4] == ["position1", "position2", "position3", "position4"] and len(case.ids) == 9
+    assert case.bse.shape == (9, 20, 20, 20) and case.labels.shape == (9, 20, 20, 20)
+    full = load_reference("nanowire_r10").bse
+    thinned = case.bse[case.ids.index("radius10nm")]
+    assert np.allclose(thinned * 60, np.round(thinned * 60))  # counts of 60 primaries
+    assert thinned.mean() == pytest.approx(full.mean(), rel=0.02)  # the same mean yield
+    assert thinned.std() > full.std()  # more shot noise
+    np.testing.assert_array_equal(nebula_case(dataset, seed=1).bse, case.bse)  # seeded
+    with pytest.raises(UsageError, match="needs a dataset at Nebula's energies"):
+        nebula_case(SimpleNamespace(energies_keV=np.array([1.0, 2.0]), electrons_per_pixel=60))

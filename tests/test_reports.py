@@ -229,3 +229,23 @@ def test_reports_never_imports_benchmark():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module.split(".")[0])
     assert "reports" in imported and "benchmark" not in imported
+
+
+def test_nebula_table_puts_our_simulator_beside_nebulas_and_the_drop():
+    import pandas as pd
+
+    from reports.tables import nebula_table
+
+    rows = []
+    for method, ours, theirs in (("unet3d", 0.8, 0.5), ("bsevox", 0.7, 0.6)):
+        for case, samples in (("nanocube", ["position1", "position2"]), ("nanowire", ["radius2nm", "radius10nm"])):
+            for s in samples:
+                rows.append({"method": method, "config": "tiny", "variant": "full", "label": method, "case": case,
+                             "sample": s, "iou": ours})
+                rows.append({"method": method, "config": "tiny", "variant": "full", "label": method, "case": "nebula",
+                             "sample": s, "iou": theirs})
+    table = nebula_table(pd.DataFrame(rows))
+    assert table.frame.loc["unet3d", ("all 9", "drop")] == pytest.approx(0.3)
+    assert table.frame.loc["bsevox", ("nanowire", "Nebula")] == pytest.approx(0.6)
+    assert table.best.loc["bsevox", ("all 9", "Nebula")] and not table.best.loc["bsevox", ("all 9", "ours")]
+    assert 'data-table="nebula"' in table.html
