@@ -1,4 +1,4 @@
-"""Read a benchmark results folder (layout in docs/CONTRACTS.md, "Benchmark results").
+"""Read a benchmark results folder (layout: benchmark/cache.py and docs/architecture.md).
 
 Only saved files are read; no method is ever run here. Every part is optional: what is absent
 or unreadable is listed in ``ReportInputs.missing`` so the report can say so.
@@ -18,7 +18,7 @@ import pandas as pd
 #: Display names of the registered methods (the paper's spelling).
 METHOD_NAMES = {"medsem": "MED-SEM", "unet3d": "3D U-Net", "bsevox": "BSE-VoxNets"}
 
-#: Columns of a result row (docs/CONTRACTS.md); absent ones are added empty.
+#: Columns of a result row (benchmark.cache.ROW_COLUMNS); absent ones are added empty.
 ROW_COLUMNS = (
     "method", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
     "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device",

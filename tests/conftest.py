@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
 ``synthetic_results``: a factory writing a small benchmark results folder in the layout of
-docs/CONTRACTS.md ("Benchmark results"), with made-up but self-consistent volumes and scores,
+docs/architecture.md and benchmark/cache.py, with made-up but self-consistent volumes and scores,
 for the report tests (no simulation, no training).
 """
 
