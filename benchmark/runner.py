@@ -551,17 +551,13 @@ class Benchmark:
 
 def check_device(device: str) -> str:
     """``device`` as a string after checking that torch knows it and, for CUDA, that a GPU exists."""
-    import torch
+    from datasets.cli_errors import UsageError as DeviceError
+    from datasets.cli_errors import check_torch_device
 
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device '{device}' requested but no CUDA GPU is available here")
-    if parsed.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported device '{device}'; use cpu, cuda or cuda:N")
-    return str(device)
+        return check_torch_device(device)
+    except DeviceError as err:
+        raise UsageError(str(err)) from err
 
 
 def _expand(names, known: list[str]) -> list[str]:
