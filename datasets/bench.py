@@ -49,9 +49,9 @@ def device_name(device: str) -> str:
     return f"{cpu} ({os.cpu_count()} cores)"
 
 
-def _peak_rss_mib(children: bool = False) -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
-    return usage.ru_maxrss / 1024.0  # kB on Linux
+def _peak_rss_mib() -> float:
+    """Peak resident memory of this process (MiB; ru_maxrss is in kB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _rates(engine: str, stats: TransportStats, seconds: float, threads: int, **extra) -> dict:
