@@ -21,6 +21,7 @@ import numpy as np
 
 from benchmark.errors import UnknownNameError, UsageError
 from datasets.cases import CUSTOM_SUFFIXES
+from datasets.physics import PhysicsConfig
 
 SPLIT_CASES = {"test": "test", "ablation": "test"}
 #: the paper's simulator's stacks of the named cases (``datasets.nebula_reference``)
@@ -165,8 +166,7 @@ def _simulation_settings(dataset) -> dict:
         "energies_keV": [float(e) for e in dataset.energies_keV],
         "electrons_per_pixel": int(settings.get("electrons_per_pixel", dataset.electrons_per_pixel)),
         "cutoff_eV": float(settings.get("cutoff_eV", 50.0)),
-        "elastic": settings.get("elastic"),
-        "stopping": settings.get("stopping"),
+        "physics": PhysicsConfig.from_record(dataset.meta.get("physics")).names(),
     }
 
 
@@ -185,18 +185,16 @@ def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, l
     if stack_path.is_file():
         stack = BseStack.load(stack_path)
     else:
-        from datasets.physics import PhysicsConfig
         from datasets.simulate import simulate_stack
 
         log(f"simulating custom geometry {path} ({settings['electrons_per_pixel']} e/px, "
             f"{len(settings['energies_keV'])} energies) -> {stack_path}")
-        models = {k: settings[k] for k in ("elastic", "stopping") if settings[k] is not None}
         stack = simulate_stack(
             geometry,
             energies_keV=settings["energies_keV"],
             electrons_per_pixel=settings["electrons_per_pixel"],
             cutoff_eV=settings["cutoff_eV"],
-            physics=PhysicsConfig(**models),
+            physics=PhysicsConfig(**settings["physics"]),
             seed=seed,
             device=device,
         )

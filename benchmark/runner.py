@@ -38,6 +38,7 @@ from benchmark.cases import (
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
 from benchmark.presets import ABLATION_VARIANTS, NO_CONFIG, BenchmarkPreset, get_preset
 from benchmark.provenance import REPO_ROOT, file_hash, provenance, source_hash
+from datasets.presets import dataset_physics
 from methods.binarize import THRESHOLD_RULES, binarize
 
 DEFAULT_THRESHOLD_RULE = "validation"
@@ -252,9 +253,8 @@ class Benchmark:
         data = get_dataset_preset(self.preset.dataset_preset)
         if "cutoff_eV" in hyperparams and data.cutoff_eV != hyperparams["cutoff_eV"].default:
             params["cutoff_eV"] = data.cutoff_eV
-        physics = {k: getattr(data, k) for k in ("elastic", "stopping") if getattr(data, k) is not None}
-        if "physics" in hyperparams and physics:
-            params["physics"] = physics
+        if "physics" in hyperparams:
+            params["physics"] = dataset_physics(data).names()
         return params
 
     def _train(self, spec: ModelSpec, directory: Path) -> None:

@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from datasets.physics import PhysicsConfig
+from datasets.simulate import physics_from_args
 from datasets.transport import TransportStats
 
 
@@ -133,22 +134,29 @@ def run_bench(device: str = "cpu", electrons_per_pixel: int = 100, geometries: i
 
     device = resolve_device(device)
     physics = physics or PhysicsConfig()
+    csda = PhysicsConfig.preset("csda", elastic=physics.elastic, stopping=physics.stopping)
     geoms = bench_geometries(geometries, seed)
     engines = [bench_kernel(geoms, electrons_per_pixel, device, physics, seed, threads)]
-    if reference and device == "cpu":
-        engines.append(bench_reference(geoms, electrons_per_pixel, physics, os.cpu_count() or 1, seed))
+    engines[0]["engine"] += f", {physics.label()}"
+    if csda != physics:  # the cost of the inelastic physics: the same kernel without it
+        engines.append(bench_kernel(geoms, electrons_per_pixel, device, csda, seed, threads))
+        engines[-1]["engine"] += f", {csda.label()}"
+    if reference and device == "cpu":  # the previous engine knows elastic scattering + CSDA only
+        engines.append(bench_reference(geoms, electrons_per_pixel, csda, os.cpu_count() or 1, seed))
     result = {
         "device": device,
         "device_name": device_name(device),
         "geometries": geometries,
         "energies": 20,
         "electrons_per_pixel": electrons_per_pixel,
-        "physics": physics.describe()["elastic"] + "+" + physics.describe()["stopping"],
+        "physics": physics.label(),
         "engines": engines,
         "electrons_per_s": engines[0]["electrons_per_s"],
     }
-    if len(engines) > 1:
-        result["speedup"] = engines[0]["electrons_per_s"] / engines[1]["electrons_per_s"]
+    if csda != physics:
+        result["physics_cost"] = engines[1]["electrons_per_s"] / engines[0]["electrons_per_s"]
+    if reference and device == "cpu":  # like for like: the kernel and the previous engine, both CSDA
+        result["speedup"] = engines[-2]["electrons_per_s"] / engines[-1]["electrons_per_s"]
     return result
 
 
@@ -161,8 +169,12 @@ def format_bench(r: dict) -> str:
         lines.append(f"  {e['engine']:<36s} {e['electrons_per_s']:9.3g} primaries/s  {e['events_per_s']:9.3g} events/s  "
                      f"{e['flights_per_electron']:5.1f} flights and {e['events_per_electron']:5.1f} events per primary  "
                      f"{e['ns_per_flight_thread']:6.1f} ns per flight and {e['ns_per_event_thread']:6.1f} per event per thread  ({e['parallelism']}; {e['seconds']:.1f} s; {memory})")
+    if "physics_cost" in r:
+        lines.append(f"  cost of the {r['physics']} physics: the kernel is {r['physics_cost']:.2f}x slower with it "
+                     f"than with CSDA physics (same geometries, same run)")
     if "speedup" in r:
-        lines.append(f"  speed-up of the fused kernel over the previous engine, same geometries, same run: {r['speedup']:.2f}x")
+        lines.append(f"  speed-up of the fused kernel over the previous engine, both CSDA physics, same geometries, "
+                     f"same run: {r['speedup']:.2f}x")
     return "\n".join(lines)
 
 
@@ -174,7 +186,7 @@ def _cmd_bench(args) -> int:
     for device in devices:
         epp = args.electrons_per_pixel or (1000 if device.startswith("cuda") else 100)
         geoms = args.geometries or (64 if device.startswith("cuda") else 4)
-        results.append(run_bench(device, epp, geoms, PhysicsConfig(elastic=args.elastic, stopping=args.stopping),
+        results.append(run_bench(device, epp, geoms, physics_from_args(args),
                                  args.seed, reference=not args.no_reference, threads=args.threads))
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0]))

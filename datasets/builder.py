@@ -126,11 +126,18 @@ def load_simulator(name: str | ModuleType | None = None) -> ModuleType:
 
 
 def physics_config(simulator: ModuleType, preset: DatasetPreset):
-    """``PhysicsConfig`` of the preset's model names (the simulator's defaults where None)."""
+    """``PhysicsConfig`` of the preset's physics preset and model names (the simulator's defaults
+    where None); a simulator's own config class gets the model fields it declares."""
+    import dataclasses
+
     config_class = getattr(simulator, "PhysicsConfig", None)
     if config_class is None:
         from datasets.physics import PhysicsConfig as config_class
-    names = {key: getattr(preset, key) for key in ("elastic", "stopping") if getattr(preset, key) is not None}
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    names = {f: getattr(preset, f) for f in ("elastic", "stopping", "inelastic", "barrier")
+             if getattr(preset, f, None) is not None and f in fields}
+    if getattr(preset, "physics", None) is not None and hasattr(config_class, "preset"):
+        return config_class.preset(preset.physics, **names)
     return config_class(**names)
 
 

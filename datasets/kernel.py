@@ -11,8 +11,9 @@ as CUDA device functions (``numba.cuda.jit(device=True)``) bound to each other. 
 - :func:`cuda_kernel`: one CUDA thread per primary, counts summed with integer atomics, so they
   do not depend on the launch configuration.
 
-Physics of one history (single elastic scattering with continuous slowing down, Joy 1995 ch. 3),
-each step a function:
+Physics of one history (single elastic scattering with continuous slowing down, Joy 1995 ch. 3;
+optionally hard inelastic collisions that create fast secondaries, and a surface barrier), each
+step a function:
 
 1. Free flight ``s = -ln(u) / mu`` (:func:`free_path`). ``mu`` is the local inverse elastic mean
    free path where the electron is at least its *safety distance* from any other material (the
@@ -24,9 +25,18 @@ each step a function:
    (the terminator, or a semi-infinite target); the flight is cut at the plane.
 3. Mirror walls: lateral coordinates are folded back into the box and the direction component
    flipped (:func:`mirror_fold`; a flight may cross several mirrors).
-4. Energy loss ``dE = s (S(m_start) + S(m_end)) / 2`` (trapezoid over the flight's end points).
-5. Elastic scattering at real collisions: cos(theta) from the material's model
-   (:func:`elastic_cos_theta`), phi uniform, direction rotated (:func:`rotate_direction`).
+4. Energy loss ``dE = s (S(m_start) + S(m_end)) / 2`` (trapezoid over the flight's end points):
+   the whole stopping power, or only its soft part when hard collisions are simulated.
+5. Real collisions are elastic or hard inelastic in proportion to their inverse mean free paths.
+   Elastic: cos(theta) from the material's model (:func:`elastic_cos_theta`), phi uniform,
+   direction rotated (:func:`rotate_direction`). Hard inelastic (energy transfer W above the
+   detector cutoff plus the binding energy, Moller, :func:`moller_energy_transfer`): the primary
+   loses W and is deflected by binary-collision kinematics (:func:`binary_cos_theta`); the
+   secondary starts there with W - phi and is followed like a primary (:func:`follow_primary`
+   runs the cascade from a small per-thread stack).
+6. Surface barrier (:func:`barrier_transmits`): an electron reaching the top or bottom plane
+   leaves only if its normal energy clears the inner-potential step and the step's quantum
+   transmission lets it through; otherwise it is reflected. Energies are vacuum-referenced.
 
 Random numbers are counter based (:func:`uniform`): the ``n``-th number of a history is a hash of
 ``(key, n)``, and the key hashes (seed, geometry, energy index, pixel, electron index)
@@ -77,6 +87,12 @@ ELASTIC_BROWNING, ELASTIC_RUTHERFORD, ELASTIC_MOTT = 0, 1, 2
 ABSORBED, DETECTED, LOST, STOPPED = 0, 1, 2, 3
 AZIMUTH_TRIES = 12
 HASHES_PER_FLIGHT = 2 + AZIMUTH_TRIES  # 64-bit hashes, two 32-bit uniforms each
+#: Hashes of a hard collision's energy transfer, from a stream of its own (``_HARD_SALT``), so the
+#: elastic-only physics draws exactly the numbers it drew before inelastic events existed.
+MOLLER_TRIES = 8
+#: Secondaries waiting in one cascade (a full stack drops further secondaries, counted).
+STACK_DEPTH = 32
+STACK_FIELDS = 8  # x, y, z (nm), ux, uy, uz, E (eV), creation index
 #: "No limit" for a flight (finite: fast math must not meet infinities).
 FAR_NM = 1.0e30
 
@@ -88,6 +104,8 @@ _SHIFT30, _SHIFT27, _SHIFT31, _SHIFT32 = np.uint64(30), np.uint64(27), np.uint64
 _ONE = np.uint64(1)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _INV_2_32 = 1.0 / 4294967296.0  # 2^-32
+_HARD_SALT = np.uint64(0xD1B54A32D192ED03)
+_SECONDARY_STRIDE = np.uint64(0xA24BAED4963EE407)
 
 
 @device_function
@@ -244,17 +262,75 @@ def elastic_cos_theta(model, material, energy_eV, z_of, icdf, params, u1, u2):
     return min(max(c, -1.0), 1.0)
 
 
+# --------------------------------------------------------------------------- inelastic, surface
+@device_function
+def moller_energy_transfer(key, counter, energy_eV, w_cut_eV):
+    """Energy transfer W (eV) of a hard collision with a free electron, W in [W_c, E/2].
+
+    Moller's non-relativistic cross section per electron (Moller 1932; Joy 1995 ch. 6)::
+
+        d sigma / d eps ~ 1/eps^2 + 1/(1 - eps)^2 - 1/(eps (1 - eps)),   eps = W / E
+
+    sampled by drawing ``eps`` from ``1/eps^2`` on [eps_c, 1/2] (inverse CDF
+    ``eps = eps_c / (1 - u (1 - 2 eps_c))``) and accepting with ``1 - t + t^2``, ``t = eps/(1-eps)``
+    (>= 3/4, so ``MOLLER_TRIES`` tries fail with probability < 2e-5; the last try is then kept).
+    """
+    eps_c = w_cut_eV / energy_eV
+    span = 1.0 - 2.0 * eps_c
+    eps = 0.5
+    for attempt in range(MOLLER_TRIES):
+        u, v = uniform_pair(key, counter + attempt)
+        eps = eps_c / (1.0 - u * span)
+        t = eps / (1.0 - eps)
+        if v <= 1.0 - t + t * t:
+            break
+    return eps * energy_eV
+
+
+@device_function
+def binary_cos_theta(energy_fraction, energy_eV):
+    """Polar angle of an electron keeping ``energy_fraction`` of E after a binary collision with a
+    free electron at rest: ``cos^2 theta = f (E + 2 mc^2) / (f E + 2 mc^2)`` (relativistic
+    kinematics; f = (E - W)/E for the primary, W/E for the secondary)."""
+    two_mc2 = 1.021998e6
+    c2 = energy_fraction * (energy_eV + two_mc2) / (energy_fraction * energy_eV + two_mc2)
+    return math.sqrt(min(max(c2, 0.0), 1.0))
+
+
+@device_function
+def barrier_transmits(energy_eV, uz, barrier_eV, u):
+    """Whether an electron reaching the surface crosses the inner-potential step ``U`` into vacuum.
+
+    Inside, the kinetic energy is ``E + U`` (E: vacuum-referenced). Only the normal part
+    ``E_n = (E + U) uz^2`` must exceed U; then the quantum-mechanical transmission of a potential
+    step, ``T = 4 k k' / (k + k')^2`` with ``k ~ sqrt(E_n)``, ``k' ~ sqrt(E_n - U)``, decides
+    (Shimizu and Ding, Rep. Prog. Phys. 55, 487 (1992); Kieft and Bosch 2008, sec. 2.4). An
+    electron that does not cross is reflected specularly. ``U = 0``: no barrier.
+    """
+    if barrier_eV <= 0.0:
+        return True
+    e_normal = (energy_eV + barrier_eV) * uz * uz
+    if e_normal <= barrier_eV:
+        return False
+    k_in = math.sqrt(e_normal)
+    k_out = math.sqrt(e_normal - barrier_eV)
+    return u <= 4.0 * k_in * k_out / ((k_in + k_out) * (k_in + k_out))
+
+
 # --------------------------------------------------------------------------- one history
 @device_function
-def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, stopping, majorant,
-                   model, z_of, icdf, params):
-    """Follow one primary from the slab's top plane at (x, y), moving along +z, to its end.
+def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, planes, imfp, hard, stopping,
+                    majorant, surface, model, z_of, icdf, params, stack, n_stack, n_created):
+    """Follow one electron of a cascade from (x, y, z) nm along (ux, uy, uz) with E eV to its end.
 
     ``grid[g, z, y, x]``: material indices (0 vacuum); ``safety[g, z, y, x]``: distance (nm) from
     the voxel to any other material; ``planes[g] = (z_top, z_bot)`` nm (``z_bot`` = 1e30 for a
-    semi-infinite target); ``imfp[m, k]`` (1/nm) and ``stopping[m, k]`` (eV/nm) on the energy
-    grid; ``majorant[k] >= max_m imfp[m, k]``. Returns ``(outcome, flights, elastic events, z)``
-    with ``z`` (nm) where the history ended.
+    semi-infinite target); ``imfp[m, k]`` (1/nm): elastic plus hard-inelastic inverse mean free
+    path, ``hard[m, 0, k]`` its hard-inelastic part (``hard[m, 1 + j, k]`` that of shell j) and
+    ``stopping[m, k]`` (eV/nm) the continuous (soft) loss, on the energy grid; ``majorant[k] >=
+    max_m imfp[m, k]``; ``surface[m] = (barrier U, binding B_j of each shell j)`` eV. A hard collision pushes its secondary (x, y, z, u, E, index)
+    onto ``stack[n_stack]`` (dropped, and counted, when the stack is full). Returns
+    ``(outcome, flights, elastic events, z, n_stack, n_created, dropped)``.
     """
     voxel_nm = params[P_VOXEL_NM]
     inv_voxel = 1.0 / voxel_nm
@@ -263,9 +339,9 @@ def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, stop
     nz, ny, nx = grid.shape[1], grid.shape[2], grid.shape[3]
     size_x, size_y = nx * voxel_nm, ny * voxel_nm
     z_top, z_bot = planes[geometry, 0], planes[geometry, 1]
-    z = z_top
-    ux, uy, uz = 0.0, 0.0, 1.0
     events = 0
+    dropped = 0
+    hard_key = mix64(key ^ _HARD_SALT)
     max_flights = int(params[P_MAX_FLIGHTS])
     max_events = int(params[P_MAX_EVENTS])
     for flight in range(max_flights):
@@ -294,9 +370,16 @@ def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, stop
         z = z + step * uz
         if leave_top or leave_bottom:
             energy -= step * stopping[m_start, k]
-            if leave_top and energy > cutoff:
-                return DETECTED, flight + 1, events, z
-            return ABSORBED, flight + 1, events, z
+            if energy <= cutoff:
+                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+            u_barrier, _ = uniform_pair(key, counter + 1)
+            if barrier_transmits(energy, uz, surface[m_start, 0], u_barrier):
+                if leave_top:
+                    return DETECTED, flight + 1, events, z, n_stack, n_created, dropped
+                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+            uz = -uz  # reflected back into the slab at the plane
+            z = z_top if leave_top else z_bot - 1.0e-7 * voxel_nm
+            continue
         if safe > 0.0:  # stayed inside its own material
             m_end = m_start
             energy -= step * stopping[m_start, k]
@@ -306,60 +389,152 @@ def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, stop
             energy -= 0.5 * step * (stopping[m_start, k] + stopping[m_end, k])
             real = candidate and u_real * mu < imfp[m_end, k]  # a real, not a null, collision
         if energy <= cutoff:
-            return ABSORBED, flight + 1, events, z
-        if real:
+            return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+        if not real:
+            continue
+        cos_phi, sin_phi = azimuth_cos_sin(key, counter + 2)
+        hard_rest = u_real * mu - (imfp[m_end, k] - hard[m_end, 0, k])  # in [0, hard) for a hard collision
+        if hard[m_end, 0, k] > 0.0 and hard_rest >= 0.0:
+            # hard inelastic collision with shell j (chosen in proportion to its rate): the primary
+            # gives W to an electron bound by B_j, which leaves with W - B_j (vacuum-referenced) in
+            # the binary-collision direction, opposite azimuth
+            j = 0
+            n_shells = hard.shape[1] - 1
+            while j < n_shells - 1 and hard_rest >= hard[m_end, 1 + j, k]:
+                hard_rest -= hard[m_end, 1 + j, k]
+                j += 1
+            binding = surface[m_end, 1 + j]
+            w = moller_energy_transfer(hard_key, flight * MOLLER_TRIES, energy, cutoff + binding)
+            cos_secondary = binary_cos_theta(w / energy, energy)
+            cos_primary = binary_cos_theta((energy - w) / energy, energy)
+            sx, sy, sz = rotate_direction(ux, uy, uz, cos_secondary, -cos_phi, -sin_phi)
+            ux, uy, uz = rotate_direction(ux, uy, uz, cos_primary, cos_phi, sin_phi)
+            energy -= w
+            n_created += 1
+            if n_stack < stack.shape[0]:
+                stack[n_stack, 0] = x
+                stack[n_stack, 1] = y
+                stack[n_stack, 2] = z
+                stack[n_stack, 3] = sx
+                stack[n_stack, 4] = sy
+                stack[n_stack, 5] = sz
+                stack[n_stack, 6] = w - binding
+                stack[n_stack, 7] = n_created
+                n_stack += 1
+            else:
+                dropped += 1
+            if energy <= cutoff:
+                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+        else:
             events += 1
             if events >= max_events:
-                return STOPPED, flight + 1, events, z
+                return STOPPED, flight + 1, events, z, n_stack, n_created, dropped
             u_model, u_angle = uniform_pair(key, counter + 1)
             cos_theta = elastic_cos_theta(model, m_end, energy, z_of, icdf, params, u_model, u_angle)
-            cos_phi, sin_phi = azimuth_cos_sin(key, counter + 2)
             ux, uy, uz = rotate_direction(ux, uy, uz, cos_theta, cos_phi, sin_phi)
-    return LOST, max_flights, events, z
+    return LOST, max_flights, events, z, n_stack, n_created, dropped
+
+
+@device_function
+def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, hard, stopping, majorant, surface,
+                   model, z_of, icdf, params, stack):
+    """Follow one primary entering the slab's top plane at (x, y) along +z, and its cascade.
+
+    The primary is the cascade's first electron; each secondary is followed after it, last
+    created first, with its own random stream ``mix64(key + index * stride)``. Returns
+    ``(primary outcome, detected electrons, flights, elastic events, z where the primary ended,
+    lost electrons, secondaries created, secondaries dropped)``.
+    """
+    stack[0, 0] = x
+    stack[0, 1] = y
+    stack[0, 2] = planes[geometry, 0]
+    stack[0, 3] = 0.0
+    stack[0, 4] = 0.0
+    stack[0, 5] = 1.0
+    stack[0, 6] = energy
+    stack[0, 7] = 0.0
+    n_stack = 1
+    n_created = 0
+    detected = 0
+    flights = 0
+    events = 0
+    lost = 0
+    dropped = 0
+    primary_outcome = ABSORBED
+    primary_z = 0.0
+    first = True
+    while n_stack > 0:
+        n_stack -= 1
+        index = stack[n_stack, 7]
+        electron_key_i = key if first else mix64(key + np.uint64(index) * _SECONDARY_STRIDE)
+        outcome, f, v, z_end, n_stack, n_created, d = follow_electron(
+            electron_key_i, stack[n_stack, 0], stack[n_stack, 1], stack[n_stack, 2], stack[n_stack, 3],
+            stack[n_stack, 4], stack[n_stack, 5], stack[n_stack, 6], geometry, grid, safety, planes, imfp, hard,
+            stopping, majorant, surface, model, z_of, icdf, params, stack, n_stack, n_created)
+        if first:
+            primary_outcome = outcome
+            primary_z = z_end
+            first = False
+        flights += f
+        events += v
+        dropped += d
+        if outcome == DETECTED:
+            detected += 1
+        elif outcome == LOST:
+            lost += 1
+    return primary_outcome, detected, flights, events, primary_z, lost, n_created, dropped
 
 
 # --------------------------------------------------------------------------- CPU driver
 @njit(parallel=True, **_CPU_OPTIONS)
 def run_cpu(seed, first_bin, stop_bin, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
-            imfp, stopping, majorant, model, z_of, icdf, params, counts, tallies):
+            imfp, hard, stopping, majorant, surface, model, z_of, icdf, params, counts, tallies):
     """Simulate tally bins ``first_bin..stop_bin-1`` of the ``(G, E, P)`` bin grid.
 
     ``beam_x/beam_y`` (P,) nm, ``beam_energy`` (E,) eV. Bins are visited energy-fastest, so every
     thread's share mixes all energies (their costs differ 20x). ``counts[g, e, p]`` receives the
-    detected primaries; ``tallies[g, e, p]`` = (flights, elastic events, lost primaries).
+    detected electrons; ``tallies[g, e, p]`` = (flights, elastic events, lost electrons,
+    secondaries created, secondaries dropped).
     """
     n_geometries, n_energies, n_pixels = counts.shape
     for i in prange(first_bin, stop_bin):
         e = i % n_energies
         g = (i // n_energies) % n_geometries
         p = i // (n_energies * n_geometries)
+        stack = np.empty((STACK_DEPTH, STACK_FIELDS))
         detected = 0
         flights = 0
         events = 0
         lost = 0
+        created = 0
+        dropped = 0
         for n in range(electrons_per_bin):
             key = electron_key(seed, g, e, p, n)
-            outcome, f, v, _ = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety, planes,
-                                              imfp, stopping, majorant, model, z_of, icdf, params)
+            _, d, f, v, _, l_, c, x = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety,
+                                                     planes, imfp, hard, stopping, majorant, surface, model, z_of,
+                                                     icdf, params, stack)
+            detected += d
             flights += f
             events += v
-            if outcome == DETECTED:
-                detected += 1
-            elif outcome == LOST:
-                lost += 1
+            lost += l_
+            created += c
+            dropped += x
         counts[g, e, p] = detected
         tallies[g, e, p, 0] = flights
         tallies[g, e, p, 1] = events
         tallies[g, e, p, 2] = lost
+        tallies[g, e, p, 3] = created
+        tallies[g, e, p, 4] = dropped
 
 
 # --------------------------------------------------------------------------- CUDA driver
 def _cuda_transport(seed, first, n_threads, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
-                    imfp, stopping, majorant, model, z_of, icdf, params, counts, tallies):
+                    imfp, hard, stopping, majorant, surface, model, z_of, icdf, params, counts, tallies):
     """One CUDA thread per primary ``j = first + thread``: bin ``j // N``, electron ``j % N``."""
     thread = cuda.grid(1)  # noqa: F821 - bound in the CUDA namespace
     if thread >= n_threads:
         return
+    stack = cuda.local.array((STACK_DEPTH, STACK_FIELDS), numba.float64)  # noqa: F821
     j = first + thread
     b = j // electrons_per_bin
     n = j - b * electrons_per_bin
@@ -368,15 +543,19 @@ def _cuda_transport(seed, first, n_threads, electrons_per_bin, beam_x, beam_y, b
     e = (b // n_pixels) % n_energies
     g = b // (n_pixels * n_energies)
     key = electron_key(seed, g, e, p, n)
-    outcome, f, v, _ = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety, planes,
-                                      imfp, stopping, majorant, model, z_of, icdf, params)
-    if outcome == DETECTED:
-        cuda.atomic.add(counts, (g, e, p), 1)  # noqa: F821
+    _, d, f, v, _, lost, created, dropped = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety,
+                                                           planes, imfp, hard, stopping, majorant, surface, model,
+                                                           z_of, icdf, params, stack)
+    if d > 0:
+        cuda.atomic.add(counts, (g, e, p), d)  # noqa: F821
     slot = thread % tallies.shape[0]  # spread the statistics' atomics over many addresses
     cuda.atomic.add(tallies, (slot, 0), f)  # noqa: F821
     cuda.atomic.add(tallies, (slot, 1), v)  # noqa: F821
-    if outcome == LOST:
-        cuda.atomic.add(tallies, (slot, 2), 1)  # noqa: F821
+    if lost > 0:
+        cuda.atomic.add(tallies, (slot, 2), lost)  # noqa: F821
+    if created > 0:
+        cuda.atomic.add(tallies, (slot, 3), created)  # noqa: F821
+        cuda.atomic.add(tallies, (slot, 4), dropped)  # noqa: F821
 
 
 _CUDA_KERNEL = None

@@ -3,6 +3,18 @@
 A material is described by an (effective) atomic number ``Z``, atomic weight ``A`` (g/mol) and
 mass density (g/cm^3); compounds can be added with effective Z and A. Tabulated Mott cross
 sections (``mott_table``) are optional and only needed by the ``mott`` elastic model.
+
+Electronic constants (used by the ``moller`` inelastic model and the ``step`` surface barrier):
+``barrier_eV`` U, the vacuum level above the bottom of the band the conduction/valence electrons
+occupy (Fermi energy + work function for a metal; valence-band width + band gap + electron
+affinity for a semiconductor); ``binding_eV`` phi, the least energy that lifts a valence electron
+to the vacuum level (work function; band gap + affinity); ``valence_electrons``, the weakly bound
+electrons per atom a fast electron collides with as if they were free (Moller). Values as in the
+material files of Nebula's cstool (Si: valence-band width 7.83 eV, Ohya et al., NIFS-DATA-84
+(2003); gap 1.12 eV and affinity 4.05 eV, Ioffe NSM database; Cu: E_F 7.0 eV, Ashcroft & Mermin
+table 2.1; work function 4.53 eV). ``inner_shells``: electrons and binding energies (eV, relative to
+the Fermi level / valence-band top) of the shells below the valence band, from the X-ray Data
+Booklet (Williams, table 1-1; Bearden and Burr, Rev. Mod. Phys. 39, 125 (1967)).
 """
 
 from __future__ import annotations
@@ -21,6 +33,10 @@ class Material:
     A: float  # g/mol
     density_g_cm3: float
     mott_table: str | None = None
+    barrier_eV: float = 0.0  # U = E_F + phi: inner potential step at the surface (eV)
+    binding_eV: float = 0.0  # phi: least energy to free a valence electron into vacuum (eV)
+    valence_electrons: int = 0  # weakly bound electrons per atom (Moller collisions)
+    inner_shells: tuple[tuple[int, float], ...] = ()  # (electrons, binding eV below E_F) per inner shell
 
     @property
     def atoms_per_nm3(self) -> float:
@@ -28,8 +44,13 @@ class Material:
         return self.density_g_cm3 * AVOGADRO / self.A * 1e-21
 
 
-SILICON = Material("Si", Z=14.0, A=28.0855, density_g_cm3=2.329, mott_table="silicon")
-COPPER = Material("Cu", Z=29.0, A=63.546, density_g_cm3=8.96, mott_table="copper")
+SILICON = Material("Si", Z=14.0, A=28.0855, density_g_cm3=2.329, mott_table="silicon",
+                   barrier_eV=7.83 + 1.12 + 4.05, binding_eV=1.12 + 4.05, valence_electrons=4,
+                   inner_shells=((6, 99.4), (2, 149.7), (2, 1839.0)))  # L2,3  L1  K
+COPPER = Material("Cu", Z=29.0, A=63.546, density_g_cm3=8.96, mott_table="copper",
+                  barrier_eV=7.0 + 4.53, binding_eV=4.53, valence_electrons=11,  # 3d10 4s1
+                  inner_shells=((6, 75.1), (2, 122.5), (4, 932.7), (2, 952.3), (2, 1096.7), (2, 8979.0)))
+#                               M2,3       M1          L3          L2          L1           K
 
 #: Default id -> material map of geometry files (0 is always vacuum).
 DEFAULT_MATERIALS: dict[int, Material] = {1: SILICON, 2: COPPER}

@@ -178,7 +178,9 @@ def bulk_table(electrons: int = 20_000, physics: PhysicsConfig | None = None, se
 def format_report(result: dict, bulk: list[dict] | None = None) -> str:
     rows = result["rows"]
     energies = sorted({r.energy_keV for r in rows})
-    lines = [f"our physics ({result['physics']['elastic']} + {result['physics']['stopping']}) at "
+    phys = result["physics"]
+    lines = [f"our physics ({phys.get('label')}: {phys['elastic']} + {phys['stopping']} + {phys.get('inelastic')} "
+             f"+ barrier {phys.get('barrier')}) at "
              f"{result['electrons_per_pixel']} e-/pixel against Nebula's stacks (3000 e-/pixel)", "",
              "pure-Si film mean yield, ours / Nebula (target 0.90-1.10):"]
     film = {r.energy_keV: r for r in rows if r.stack == SI_ONLY}
@@ -213,7 +215,9 @@ def format_report(result: dict, bulk: list[dict] | None = None) -> str:
 
 def _cmd_compare(args) -> int:
     t0 = time.perf_counter()
-    physics = PhysicsConfig(elastic=args.elastic, stopping=args.stopping)
+    from datasets.simulate import physics_from_args
+
+    physics = physics_from_args(args)
     result = compare(args.electrons_per_pixel, physics, seed=args.seed, device=args.device, progress=not args.json)
     bulk = None if args.no_bulk else bulk_table(args.bulk_electrons, physics, seed=args.seed)
     if args.json:

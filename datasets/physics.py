@@ -216,23 +216,172 @@ class TabulatedStopping(StoppingModel):
 STOPPING_MODELS: dict[str, type[StoppingModel]] = {"joyluo": JoyLuo, "tabulated": TabulatedStopping}
 
 
-@dataclass(frozen=True)
-class PhysicsConfig:
-    """Choice of physics models by name (see module docstring).
+# --------------------------------------------------------------------------- hard inelastic collisions
+#: pi e^4 in eV^2 nm^2 (e^2 = 1.439964 eV nm)
+PI_E4_EV2_NM2 = math.pi * 1.439964**2
 
-    The default, ``browning`` elastic scattering with ``joyluo`` stopping, is the combination that
-    lands inside the measured backscatter bands of both Si and Cu (``python -m datasets validate``;
-    the README's validation table).
+
+class InelasticModel(ABC):
+    """Discrete (hard) inelastic collisions, each creating a secondary electron.
+
+    The hard/soft split (e.g. Joy 1995 ch. 6; Salvat et al., PENELOPE-2014 manual sec. 3.2.2):
+    collisions with an electron of shell i (binding B_i below the vacuum level) transferring W
+    above ``W_c,i = cutoff + B_i`` (its secondary leaves with W - B_i, so it can still be
+    detected; no softer collision's can) are discrete events; the rest is lost continuously with
+    the restricted stopping power ``S_soft = S - sum_i S_hard,i``.
     """
 
-    elastic: str = "browning"
-    stopping: str = "joyluo"
+    name: str = ""
+    version: str = "1"
+    reference: str = ""
+
+    @abstractmethod
+    def shells(self, material: Material) -> list[tuple[int, float]]:
+        """``(electrons per atom, binding eV below the vacuum level)`` of each shell with hard collisions."""
+
+    def hard_inverse_mfp_per_nm(self, material: Material, energy_eV: np.ndarray, shell: int, cutoff_eV: float) -> np.ndarray:
+        """Inverse mean free path (1/nm) of hard collisions with ``shell`` (index into :meth:`shells`)."""
+        electrons, binding = self.shells(material)[shell]
+        return moller_inverse_mfp_per_nm(material.atoms_per_nm3 * electrons, energy_eV, cutoff_eV + binding)
+
+    def hard_stopping_eV_per_nm(self, material: Material, energy_eV: np.ndarray, shell: int, cutoff_eV: float) -> np.ndarray:
+        """Energy lost per nm (eV/nm) in those collisions."""
+        electrons, binding = self.shells(material)[shell]
+        return moller_stopping_eV_per_nm(material.atoms_per_nm3 * electrons, energy_eV, cutoff_eV + binding)
+
+
+def _moller_domain(energy_eV, w_cut_eV):
+    e = np.asarray(energy_eV, dtype=np.float64)
+    ok = e > 2.0 * w_cut_eV * 1.01  # 1 %: the kernel's nearest-grid lookup must never see E < 2 W_c
+    return np.where(ok, e, 4.0 * w_cut_eV), ok
+
+
+def moller_inverse_mfp_per_nm(electrons_per_nm3: float, energy_eV, w_cut_eV: float) -> np.ndarray:
+    """``n sigma(W_c)`` of Moller collisions (module docstring of :class:`MollerHardCollisions`), 1/nm."""
+    e, ok = _moller_domain(energy_eV, w_cut_eV)
+    sigma = PI_E4_EV2_NM2 / e * (1 / w_cut_eV - 1 / (e - w_cut_eV) + np.log(w_cut_eV / (e - w_cut_eV)) / e)
+    return np.where(ok, electrons_per_nm3 * sigma, 0.0)
+
+
+def moller_stopping_eV_per_nm(electrons_per_nm3: float, energy_eV, w_cut_eV: float) -> np.ndarray:
+    """``n int_{W_c}^{E/2} W d sigma`` of Moller collisions, eV/nm."""
+    e, ok = _moller_domain(energy_eV, w_cut_eV)
+
+    def antiderivative(w):  # of W d sigma/dW over pi e^4 / E: ln W + E/(E - W) + 2 ln(E - W)
+        return np.log(w) + e / (e - w) + 2 * np.log(e - w)
+
+    s = PI_E4_EV2_NM2 / e * (antiderivative(e / 2) - antiderivative(w_cut_eV))
+    return np.where(ok, electrons_per_nm3 * s, 0.0)
+
+
+class NoHardCollisions(InelasticModel):
+    name = "none"
+    reference = "continuous slowing down only (no secondaries)"
+
+    def shells(self, material):
+        return []
+
+
+class MollerHardCollisions(InelasticModel):
+    """Moller collisions with the valence electrons, taken as free (Moller 1932; Murata et al.
+    1981 and Joy 1995 ch. 6, the 'fast secondary' model), per electron::
+
+        d sigma / dW = (pi e^4 / E) [1/W^2 + 1/(E - W)^2 - 1/(W (E - W))],   W_c <= W <= E/2
+        sigma(W_c)   = (pi e^4 / E) [1/W_c - 1/(E - W_c) + ln(W_c / (E - W_c)) / E]
+        S_hard(W_c)  = (pi e^4 / E) [ln(E / (2 W_c)) + E/(E/2) - E/(E - W_c) + 2 ln((E/2)/(E - W_c))]
+
+    times ``n_atoms * valence_electrons``; the secondary leaves with W - phi. Zero where E <= 2 W_c.
+    """
+
+    name = "moller"
+    reference = "Moller, Ann. Phys. 406, 531 (1932); Murata et al., J. Appl. Phys. 52, 4396 (1981); Joy 1995 ch. 6"
+
+    def shells(self, material):
+        if material.valence_electrons <= 0:
+            raise ValueError(f"material {material.name} declares no valence electrons; the '{self.name}' model needs them")
+        return [(material.valence_electrons, material.binding_eV)]
+
+
+class ShellMollerHardCollisions(MollerHardCollisions):
+    """``moller`` plus close (binary-encounter) collisions with the inner shells: Moller's cross
+    section per shell electron for W above ``cutoff + B_i``, the secondary leaving with W - B_i
+    (the close-collision part of PENELOPE's inelastic model, Salvat et al. 2014 sec. 3.2.2).
+    Distant (dipole) ionisations of inner shells are not included."""
+
+    name = "moller-shells"
+    reference = ("Moller 1932 per shell, binding energies from the X-ray Data Booklet; close collisions as in "
+                 "Salvat et al., PENELOPE-2014 (NEA/NSC/DOC(2015)3) sec. 3.2.2")
+
+    def shells(self, material):
+        return super().shells(material) + [(n, b + material.binding_eV) for n, b in material.inner_shells]
+
+
+INELASTIC_MODELS: dict[str, type[InelasticModel]] = {
+    "none": NoHardCollisions, "moller": MollerHardCollisions, "moller-shells": ShellMollerHardCollisions}
+
+#: Surface barrier models: ``none`` (electrons leave unchanged) or ``step`` (the inner-potential
+#: step U = E_F + phi with quantum-mechanical transmission; :func:`datasets.kernel.barrier_transmits`).
+BARRIER_MODELS: dict[str, str] = {
+    "none": "no surface barrier",
+    "step": "inner-potential step U = E_F + phi, quantum transmission T = 4kk'/(k+k')^2 "
+            "(Shimizu and Ding, Rep. Prog. Phys. 55, 487 (1992); Kieft and Bosch, J. Phys. D 41, 215310 (2008))",
+}
+
+
+#: The fields of a physics choice, as stored in dataset metadata.
+PHYSICS_FIELDS = ("elastic", "stopping", "inelastic", "barrier")
+#: Named physics presets (``--physics NAME``): model names for each field.
+PHYSICS_PRESETS: dict[str, dict[str, str]] = {
+    "csda": {"elastic": "browning", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
+    "nebula-like": {"elastic": "browning", "stopping": "tabulated", "inelastic": "moller-shells", "barrier": "step"},
+}
+DEFAULT_PHYSICS = "nebula-like"
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Choice of physics models by name (see module docstring); the default is the preset
+    ``DEFAULT_PHYSICS`` (the physics that best reproduces Nebula's stacks of the paper's scene,
+    ``python -m datasets compare-nebula``; the README's table). ``csda`` is the earlier, faster
+    physics: single elastic scattering with continuous slowing down, no secondaries, no barrier.
+    """
+
+    elastic: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["elastic"]
+    stopping: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["stopping"]
+    inelastic: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["inelastic"]
+    barrier: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["barrier"]
 
     def __post_init__(self):
-        if self.elastic not in ELASTIC_MODELS:
-            raise KeyError(f"unknown elastic model '{self.elastic}'; known: {', '.join(ELASTIC_MODELS)}")
-        if self.stopping not in STOPPING_MODELS:
-            raise KeyError(f"unknown stopping model '{self.stopping}'; known: {', '.join(STOPPING_MODELS)}")
+        for field, known in (("elastic", ELASTIC_MODELS), ("stopping", STOPPING_MODELS),
+                             ("inelastic", INELASTIC_MODELS), ("barrier", BARRIER_MODELS)):
+            if getattr(self, field) not in known:
+                raise KeyError(f"unknown {field} model '{getattr(self, field)}'; known: {', '.join(known)}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> PhysicsConfig:
+        """A named preset (``csda``, ``nebula-like``), with single models overridden by name."""
+        if name not in PHYSICS_PRESETS:
+            raise KeyError(f"unknown physics preset '{name}'; known: {', '.join(PHYSICS_PRESETS)}")
+        return cls(**{**PHYSICS_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> PhysicsConfig:
+        """The config of a stored ``describe()`` dict. Records written before inelastic physics
+        existed (only ``elastic``/``stopping``) were simulated without it: they read as ``none``."""
+        record = dict(record or {})
+        if record and "inelastic" not in record:
+            record.setdefault("inelastic", "none")
+            record.setdefault("barrier", "none")
+        return cls(**{k: record[k] for k in PHYSICS_FIELDS if k in record})
+
+    def names(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in PHYSICS_FIELDS}
+
+    def label(self) -> str:
+        for name, models in PHYSICS_PRESETS.items():
+            if models == self.names():
+                return name
+        return "+".join(self.names().values())
 
     def elastic_model(self) -> ElasticModel:
         return ELASTIC_MODELS[self.elastic]()
@@ -240,14 +389,21 @@ class PhysicsConfig:
     def stopping_model(self) -> StoppingModel:
         return STOPPING_MODELS[self.stopping]()
 
+    def inelastic_model(self) -> InelasticModel:
+        return INELASTIC_MODELS[self.inelastic]()
+
     def describe(self) -> dict:
-        elastic, stopping = self.elastic_model(), self.stopping_model()
+        elastic, stopping, inelastic = self.elastic_model(), self.stopping_model(), self.inelastic_model()
         return {
             **asdict(self),
+            "label": self.label(),
             "elastic_version": elastic.version,
             "elastic_reference": elastic.reference,
             "stopping_version": stopping.version,
             "stopping_reference": stopping.reference,
+            "inelastic_version": inelastic.version,
+            "inelastic_reference": inelastic.reference,
+            "barrier_reference": BARRIER_MODELS[self.barrier],
         }
 
 
@@ -255,24 +411,50 @@ class PhysicsTables:
     """Per-material lookup tables on the log energy grid: what the transport kernel reads.
 
     ``materials[0]`` must be ``None`` (vacuum: no scattering, no energy loss). The kernel looks up
-    the nearest grid point (0.3 % energy steps). ``imfp`` (M, K) 1/nm and ``stopping`` (M, K)
-    eV/nm; ``majorant`` (K,) is the largest inverse mean free path over the materials (for delta
-    tracking); ``elastic_code``, ``z_of`` (M,) and ``icdf`` (M, K', J) feed the angular sampler.
+    the nearest grid point (0.3 % energy steps). ``imfp`` (M, K) 1/nm is the inverse mean free path
+    of all discrete collisions (elastic + hard inelastic), ``hard`` (M, K) its hard-inelastic part
+    and ``stopping`` (M, K) eV/nm the continuous loss (the soft part when hard collisions are
+    simulated); ``elastic_imfp`` (M, K) is kept for reports. ``majorant`` (K,) is the largest
+    ``imfp`` over the materials (for delta tracking); ``surface`` (M, 1 + S) = (barrier U, binding
+    of each of the S shells with hard collisions) eV, ``hard_table`` (M, 1 + S, K) = (all hard
+    collisions, each shell's); ``elastic_code``, ``z_of`` (M,) and ``icdf`` (M, K', J) feed the angular sampler.
+    Hard collisions transfer more than ``cutoff_eV + phi`` (their secondary can be detected).
     """
 
-    def __init__(self, materials: list[Material | None], config: PhysicsConfig):
+    def __init__(self, materials: list[Material | None], config: PhysicsConfig, cutoff_eV: float = 50.0):
         if materials[0] is not None:
             raise ValueError("material index 0 is reserved for vacuum")
         self.materials = materials
         self.config = config
         grid = energy_grid_eV()
-        elastic, stopping = config.elastic_model(), config.stopping_model()
-        self.imfp = np.zeros((len(materials), GRID_POINTS))
-        self.stopping = np.zeros((len(materials), GRID_POINTS))
+        elastic, stopping, inelastic = config.elastic_model(), config.stopping_model(), config.inelastic_model()
+        self.cutoff_eV = float(cutoff_eV)
+        n = len(materials)
+        shells = [[] if m is None else inelastic.shells(m) for m in materials]
+        n_shells = max(1, max(len(s) for s in shells))
+        self.elastic_imfp, self.stopping = np.zeros((n, GRID_POINTS)), np.zeros((n, GRID_POINTS))
+        self.shell_imfp = np.zeros((n, n_shells, GRID_POINTS))
+        self.surface = np.zeros((n, 1 + n_shells))
         for i, material in enumerate(materials):
-            if material is not None:
-                self.imfp[i] = elastic.inverse_mfp_per_nm(material, grid)
-                self.stopping[i] = stopping.stopping_eV_per_nm(material, grid)
+            if material is None:
+                continue
+            self.elastic_imfp[i] = elastic.inverse_mfp_per_nm(material, grid)
+            total = stopping.stopping_eV_per_nm(material, grid)
+            hard_loss = np.zeros(GRID_POINTS)
+            for j, (_, binding) in enumerate(shells[i]):
+                self.shell_imfp[i, j] = inelastic.hard_inverse_mfp_per_nm(material, grid, j, self.cutoff_eV)
+                hard_loss += inelastic.hard_stopping_eV_per_nm(material, grid, j, self.cutoff_eV)
+                self.surface[i, 1 + j] = binding
+            if np.any(hard_loss > total):
+                worst = float(grid[np.argmax(hard_loss / total)])
+                raise ValueError(f"{config.inelastic} hard-collision stopping exceeds the {config.stopping} stopping "
+                                 f"power of {material.name} (near {worst:.0f} eV): the soft part would be negative")
+            self.stopping[i] = np.maximum(total - hard_loss, 1e-3)
+            self.surface[i, 0] = material.barrier_eV if config.barrier == "step" else 0.0
+        self.hard = self.shell_imfp.sum(axis=1)
+        #: what the kernel reads: [:, 0] all hard collisions, [:, 1 + j] those with shell j
+        self.hard_table = np.ascontiguousarray(np.concatenate([self.hard[:, None], self.shell_imfp], axis=1))
+        self.imfp = self.elastic_imfp + self.hard
         self.n_grid = GRID_POINTS
         self.log_e0 = math.log(GRID_E_MIN_EV)
         self.inv_dlog = (GRID_POINTS - 1) / (math.log(GRID_E_MAX_EV) - math.log(GRID_E_MIN_EV))

@@ -39,9 +39,10 @@ class DatasetPreset:
     held out for testing; ``val_fraction``: share of the remaining samples used for validation;
     ``shard_size``: samples per shard file (the unit of parallel work and of resumption);
     ``seed``: dataset seed from which every geometry and simulation seed is derived;
-    ``cases``: named test cases simulated alongside; ``elastic``/``stopping``: physics model
-    names passed to ``PhysicsConfig`` (default: Browning-Mott elastic scattering with Joy-Luo
-    stopping, the simulator's validated default; ``None`` = whatever the simulator's default is).
+    ``cases``: named test cases simulated alongside; ``physics``: a physics preset of
+    ``datasets.physics.PHYSICS_PRESETS`` (``None``: the simulator's default, ``nebula-like``, the
+    physics that best reproduces Nebula's stacks); ``elastic``/``stopping``/``inelastic``/``barrier``:
+    single models overriding the preset's (``None``: the preset's).
     """
 
     name: str
@@ -54,8 +55,11 @@ class DatasetPreset:
     shard_size: int = 100
     seed: int = 0
     cases: tuple[str, ...] = ("nanocube", "nanowire")
-    elastic: str | None = "browning"
-    stopping: str | None = "joyluo"
+    physics: str | None = None
+    elastic: str | None = None
+    stopping: str | None = None
+    inelastic: str | None = None
+    barrier: str | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -152,3 +156,12 @@ def get_preset(name: str, **overrides) -> DatasetPreset:
     if name not in DATASET_PRESETS:
         raise KeyError(f"unknown dataset preset {name!r}; available presets: {sorted(DATASET_PRESETS)}")
     return DATASET_PRESETS[name].with_overrides(**overrides)
+
+
+def dataset_physics(preset: DatasetPreset):
+    """The ``PhysicsConfig`` a dataset preset is simulated with (its physics preset, or the
+    default ``nebula-like``, with its single-model overrides)."""
+    from datasets.physics import DEFAULT_PHYSICS, PHYSICS_FIELDS, PhysicsConfig
+
+    overrides = {f: getattr(preset, f) for f in PHYSICS_FIELDS}
+    return PhysicsConfig.preset(preset.physics or DEFAULT_PHYSICS, **overrides)

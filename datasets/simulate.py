@@ -27,13 +27,24 @@ from tqdm.auto import tqdm
 
 from datasets import kernel
 from datasets.materials import DEFAULT_MATERIALS, Material, material_by_name
-from datasets.physics import PhysicsConfig, PhysicsTables
+from datasets.physics import (
+    BARRIER_MODELS,
+    DEFAULT_PHYSICS,
+    ELASTIC_MODELS,
+    INELASTIC_MODELS,
+    PHYSICS_PRESETS,
+    STOPPING_MODELS,
+    PhysicsConfig,
+    PhysicsTables,
+)
 from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV, Scene, validate_geometry
 from datasets.stack import BseStack
 from datasets.transport import Transport, TransportStats, material_ids_to_indices
 
 #: 2.0: the fused Numba kernel with counter-based random numbers (1.x: the lock-step torch engine).
-SIMULATOR_VERSION = "2.0"
+#: 2.1: optional hard inelastic collisions with fast secondaries and a surface barrier; counts are
+#: detected electrons (a primary's secondaries included).
+SIMULATOR_VERSION = "2.1"
 
 
 def check_energies(energies_keV) -> np.ndarray:
@@ -110,7 +121,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
         raise ValueError(f"the beam starts at z = {scene.beam_z_nm} nm inside material: layers above it must be vacuum")
     device = resolve_device(device)
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
-    tables = PhysicsTables(material_list, physics)
+    tables = PhysicsTables(material_list, physics, cutoff_eV=cutoff_eV)
     transport = Transport(material_ids_to_indices(geoms, id_to_index), tables, voxel_nm=scene.voxel_nm,
                           cutoff_eV=cutoff_eV)
 
@@ -153,7 +164,8 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
     if int(electrons) != electrons or electrons < 1:
         raise ValueError(f"electrons must be a positive integer, got {electrons}")
     device = resolve_device(device)
-    transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), PhysicsTables([None, material], physics or PhysicsConfig()),
+    transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), PhysicsTables([None, material], physics or PhysicsConfig(),
+                                                                            cutoff_eV=cutoff_eV),
                           voxel_nm=1.0, semi_infinite=True, cutoff_eV=cutoff_eV)
     # the primaries are spread over tally bins of at most 10,000 (own random streams, parallel on CPU);
     # when they do not divide evenly, up to n_bins - 1 more primaries are simulated than asked
@@ -169,13 +181,20 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
 
 
 # --------------------------------------------------------------------------- command line
-def _physics_from_args(args) -> PhysicsConfig:
-    return PhysicsConfig(elastic=args.elastic, stopping=args.stopping)
+def physics_from_args(args) -> PhysicsConfig:
+    """The physics of ``--physics`` with ``--elastic/--stopping/--inelastic/--barrier`` overrides."""
+    return PhysicsConfig.preset(args.physics, elastic=args.elastic, stopping=args.stopping,
+                                inelastic=args.inelastic, barrier=args.barrier)
 
 
 def add_physics_arguments(parser) -> None:
-    parser.add_argument("--elastic", default=PhysicsConfig.elastic, help="elastic model: browning | rutherford | mott")
-    parser.add_argument("--stopping", default=PhysicsConfig.stopping, help="stopping model: joyluo | tabulated")
+    parser.add_argument("--physics", default=DEFAULT_PHYSICS,
+                        help=f"physics preset: {' | '.join(PHYSICS_PRESETS)} (default {DEFAULT_PHYSICS})")
+    parser.add_argument("--elastic", default=None, help=f"override the elastic model: {' | '.join(ELASTIC_MODELS)}")
+    parser.add_argument("--stopping", default=None, help=f"override the stopping model: {' | '.join(STOPPING_MODELS)}")
+    parser.add_argument("--inelastic", default=None,
+                        help=f"override the hard inelastic model: {' | '.join(INELASTIC_MODELS)}")
+    parser.add_argument("--barrier", default=None, help=f"override the surface barrier: {' | '.join(BARRIER_MODELS)}")
     parser.add_argument("--cutoff-eV", type=float, default=DEFAULT_CUTOFF_EV, help="detector energy cutoff (eV)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--seed", type=int, default=0)
@@ -184,15 +203,15 @@ def add_physics_arguments(parser) -> None:
 def _cmd_simulate_bulk(args) -> int:
     t0 = time.perf_counter()
     eta, err = simulate_bulk(args.material, args.energy, args.electrons, seed=args.seed, device=args.device,
-                             physics=_physics_from_args(args), cutoff_eV=args.cutoff_eV)
+                             physics=physics_from_args(args), cutoff_eV=args.cutoff_eV)
     result = {"material": material_by_name(args.material).name, "energy_keV": args.energy, "electrons": args.electrons,
-              "eta": eta, "eta_error": err, "physics": _physics_from_args(args).describe(),
+              "eta": eta, "eta_error": err, "physics": physics_from_args(args).describe(),
               "seconds": time.perf_counter() - t0, "device": args.device}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"eta({result['material']}, {args.energy:g} keV) = {eta:.4f} +- {err:.4f}  "
-              f"[{args.electrons} electrons, {args.elastic}+{args.stopping}, {result['seconds']:.1f} s]")
+              f"[{args.electrons} electrons, {physics_from_args(args).label()}, {result['seconds']:.1f} s]")
     return 0
 
 
@@ -206,7 +225,7 @@ def _cmd_simulate(args) -> int:
     geometry = load_custom_geometry(path, expected_shape=None)  # any 3-D grid; errors name the problem
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
     stack = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=args.electrons_per_pixel,
-                           seed=args.seed, device=args.device, physics=_physics_from_args(args),
+                           seed=args.seed, device=args.device, physics=physics_from_args(args),
                            cutoff_eV=args.cutoff_eV, progress=not args.quiet)
     stack.meta["geometry_file"] = str(path)
     out = stack.save(out)

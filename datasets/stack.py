@@ -109,9 +109,9 @@ def check_yields(bse: np.ndarray, source: str = "the stack") -> None:
         raise ValueError(f"{source}: bse holds negative values (min {low:.4g}); yields are fractions of the "
                          "primaries detected, in [0, 1]")
     if high > 1:
-        raise ValueError(f"{source}: bse holds values above 1 (max {high:.4g}); yields are fractions of the "
-                         "primaries detected, in [0, 1]. If these are raw counts, divide them by the electrons "
-                         "per pixel, or pass --electrons-per-pixel N")
+        raise ValueError(f"{source}: bse holds values above 1 (max {high:.4g}); yields are electrons detected "
+                         "per primary (backscattered and fast secondaries), below 1 at any usable dose. If these "
+                         "are raw counts, divide them by the electrons per pixel, or pass --electrons-per-pixel N")
 
 
 def check_stack_arrays(bse: np.ndarray, energies_keV: np.ndarray) -> None:

@@ -29,17 +29,21 @@ MAX_FLIGHTS = 1_000_000
 
 @dataclass
 class TransportStats:
-    """Work done by a run: primaries, free flights (real + null collisions), elastic events."""
+    """Work done by a run: primaries, free flights (real + null collisions), elastic events,
+    secondaries created by hard collisions (and dropped when a cascade's stack was full)."""
 
     primaries: int = 0
     flights: int = 0
     elastic_events: int = 0
-    detected: int = 0
+    detected: int = 0  # detected electrons (primaries and secondaries)
     lost: int = 0  # histories abandoned after MAX_FLIGHTS flights (should stay 0)
+    secondaries: int = 0
+    dropped_secondaries: int = 0  # should stay 0 (stack depth kernel.STACK_DEPTH)
     device_bytes: int = 0  # largest set of arrays a CUDA run held on the GPU
 
     def add(self, other: TransportStats) -> None:
-        for field in ("primaries", "flights", "elastic_events", "detected", "lost"):
+        for field in ("primaries", "flights", "elastic_events", "detected", "lost", "secondaries",
+                      "dropped_secondaries"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
         self.device_bytes = max(self.device_bytes, other.device_bytes)
 
@@ -113,6 +117,9 @@ class Transport:
         grids = np.ascontiguousarray(grids, dtype=np.uint8)
         if grids.ndim != 4:
             raise ValueError(f"grids must be (G, Z, Y, X), got {grids.shape}")
+        if float(cutoff_eV) != tables.cutoff_eV and tables.hard.any():
+            raise ValueError(f"the transport's cutoff ({cutoff_eV} eV) differs from the one its hard-collision "
+                             f"tables were made for ({tables.cutoff_eV} eV)")
         if grids.max(initial=0) >= len(tables.materials):
             raise ValueError(f"material index {int(grids.max())} has no physics table ({len(tables.materials)} materials)")
         self.grids = grids
@@ -134,12 +141,12 @@ class Transport:
     def kernel_arrays(self) -> tuple:
         """The arguments of :func:`datasets.kernel.follow_primary` after ``(key, x, y, energy, geometry)``."""
         t = self.tables
-        return (self.grids, self.safety, self.planes, t.imfp, t.stopping, t.majorant, t.elastic_code, t.z_of,
-                t.icdf, self.params)
+        return (self.grids, self.safety, self.planes, t.imfp, t.hard_table, t.stopping, t.majorant, t.surface,
+                t.elastic_code, t.z_of, t.icdf, self.params)
 
     def run(self, beam_x_nm, beam_y_nm, energies_eV, electrons_per_pixel: int, seed: int, device: str = "cpu",
             stats: TransportStats | None = None, progress=None) -> np.ndarray:
-        """Counts ``(G, E, P)`` of detected primaries for a beam at ``(beam_x[p], beam_y[p])``.
+        """Counts ``(G, E, P)`` of detected electrons (primaries and their secondaries) for a beam at ``(beam_x[p], beam_y[p])``.
 
         Each of the G x E x P bins gets ``electrons_per_pixel`` primaries at normal incidence,
         starting at the slab's top plane (they cross the vacuum above it unchanged). Primary
@@ -162,11 +169,12 @@ class Transport:
         if stats is not None:
             stats.add(TransportStats(primaries=counts.size * n_per_bin, flights=int(tallies[..., 0].sum()),
                                      elastic_events=int(tallies[..., 1].sum()), detected=int(counts.sum()),
-                                     lost=int(tallies[..., 2].sum()), device_bytes=device_bytes))
+                                     lost=int(tallies[..., 2].sum()), secondaries=int(tallies[..., 3].sum()),
+                                     dropped_secondaries=int(tallies[..., 4].sum()), device_bytes=device_bytes))
         return counts
 
     def _run_cpu(self, seed, n_per_bin, beam_x, beam_y, energies, counts, progress):
-        tallies = np.zeros((*counts.shape, 3), dtype=np.int64)
+        tallies = np.zeros((*counts.shape, 5), dtype=np.int64)
         n_bins = counts.size
         bins_per_call = max(1, min(n_bins, math.ceil(CPU_ELECTRONS_PER_CALL / max(n_per_bin, 1))))
         for first in range(0, n_bins, bins_per_call):
@@ -182,16 +190,18 @@ class Transport:
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         cuda_kernel = kernel.cuda_kernel()
         with cuda.gpus[index]:
-            (grids, safety, planes, imfp, stopping, majorant, code, z_of, icdf, params) = self.kernel_arrays()
-            on_gpu = [cuda.to_device(a) for a in (beam_x, beam_y, energies, grids, safety, planes, imfp, stopping, majorant)]
+            (grids, safety, planes, imfp, hard, stopping, majorant, surface, code, z_of, icdf,
+             params) = self.kernel_arrays()
+            on_gpu = [cuda.to_device(a) for a in (beam_x, beam_y, energies, grids, safety, planes, imfp, hard,
+                                                  stopping, majorant, surface)]
             d_z, d_icdf, d_params = cuda.to_device(z_of), cuda.to_device(icdf), cuda.to_device(params)
             d_counts = cuda.to_device(counts)
-            d_tallies = cuda.to_device(np.zeros((4096, 3), dtype=np.int64))
+            d_tallies = cuda.to_device(np.zeros((4096, 5), dtype=np.int64))
             total = counts.size * n_per_bin
             for first in range(0, total, CUDA_ELECTRONS_PER_LAUNCH):
                 n = min(CUDA_ELECTRONS_PER_LAUNCH, total - first)
                 blocks = (n + CUDA_THREADS_PER_BLOCK - 1) // CUDA_THREADS_PER_BLOCK
-                cuda_kernel[blocks, CUDA_THREADS_PER_BLOCK](seed, first, n, n_per_bin, *on_gpu[:3], *on_gpu[3:9], code,
+                cuda_kernel[blocks, CUDA_THREADS_PER_BLOCK](seed, first, n, n_per_bin, *on_gpu, code,
                                                             d_z, d_icdf, d_params, d_counts, d_tallies)
                 cuda.synchronize()
                 if progress is not None:

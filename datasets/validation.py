@@ -91,7 +91,8 @@ def format_table(rows: list[ValidationRow], verdict: dict) -> str:
     lines.append("")
     lines.append("contrast eta(Cu) - eta(Si): " + ", ".join(f"{e:g} keV {c:.3f}" for e, c in verdict["contrast"].items()))
     physics = verdict["physics"]
-    lines.append(f"physics: elastic={physics['elastic']} stopping={physics['stopping']}, {verdict['electrons']} electrons per point")
+    lines.append(f"physics: {physics.get('label')} (elastic={physics['elastic']} stopping={physics['stopping']} "
+                 f"inelastic={physics.get('inelastic')} barrier={physics.get('barrier')}), {verdict['electrons']} electrons per point")
     lines.append("PASSED" if verdict["passed"] else "FAILED:\n  " + "\n  ".join(verdict["failures"]))
     return "\n".join(lines)
 
@@ -100,7 +101,9 @@ def _cmd_validate(args) -> int:
     from datasets.simulate import add_physics_arguments  # noqa: F401 (shared flags)
 
     t0 = time.perf_counter()
-    physics = PhysicsConfig(elastic=args.elastic, stopping=args.stopping)
+    from datasets.simulate import physics_from_args
+
+    physics = physics_from_args(args)
     energies = [float(e) for e in args.energies.split(",")]
     rows, verdict = validate(args.electrons, energies, physics, seed=args.seed, device=args.device)
     verdict["seconds"] = time.perf_counter() - t0

@@ -21,6 +21,9 @@ from datasets.scene import DEFAULT_ENERGIES_KEV, paper_block
 from datasets.simulate import _material_list, simulate_bulk, simulate_stack, simulate_stacks
 from datasets.transport import TransportStats, material_ids_to_indices
 
+#: the previous engine (the oracle) knows elastic scattering with continuous slowing down only
+CSDA = PhysicsConfig.preset("csda")
+
 
 # --------------------------------------------------------------------------- random numbers
 @njit
@@ -81,7 +84,7 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
         materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
         for elastic in ("browning", "mott"):
             transport = Transport(material_ids_to_indices(paper_block(mask)[None], ids),
-                                  PhysicsTables(materials, PhysicsConfig(elastic=elastic)))
+                                  PhysicsTables(materials, PhysicsConfig.preset("csda", elastic=elastic)))
             x = np.array([0.5, 3.5, 10.5, 19.5]); y = np.array([0.5, 4.5, 10.5, 19.5])
             gpu, cpu = TransportStats(), TransportStats()
             a = transport.run(x, y, [1000.0, 5000.0], 20, seed=3, device="cuda", stats=gpu)
@@ -100,7 +103,7 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
 # --------------------------------------------------------------------------- equivalence with the previous engine
 def _reference_counts(geometries, energies, electrons_per_pixel, seed, physics=None):
     materials, ids = _material_list(DEFAULT_MATERIALS, np.unique(geometries))
-    tables = PhysicsTables(materials, physics or PhysicsConfig())
+    tables = PhysicsTables(materials, physics or CSDA)
     return simulate_counts(material_ids_to_indices(geometries, ids), energies, electrons_per_pixel, seed, tables)
 
 
@@ -112,7 +115,7 @@ def _z_scores(a_mean, b_mean, n):
 
 @pytest.mark.parametrize("elastic", ["browning", "rutherford", "mott"])
 def test_thin_film_yield_per_energy_matches_the_previous_engine(elastic):
-    physics = PhysicsConfig(elastic=elastic, stopping="tabulated" if elastic == "mott" else "joyluo")
+    physics = PhysicsConfig.preset("csda", elastic=elastic, stopping="tabulated" if elastic == "mott" else "joyluo")
     energies = DEFAULT_ENERGIES_KEV
     new = simulate_stack(paper_block(), energies_keV=energies, electrons_per_pixel=25, seed=1, physics=physics)
     old = _reference_counts(paper_block()[None], energies, 25, 2, physics)[0]
@@ -124,7 +127,7 @@ def test_thin_film_yield_per_energy_matches_the_previous_engine(elastic):
 def test_copper_cube_image_matches_the_previous_engine_pixel_by_pixel():
     geometry = _cube_geometry()
     energies, n = [1.0, 3.0, 6.0], 100
-    new = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=n, seed=4)
+    new = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=n, seed=4, physics=CSDA)
     old = _reference_counts(geometry[None], energies, n, 5)[0] / n
     for e in range(len(energies)):
         a, b = new.bse[e], old[e]
@@ -143,9 +146,9 @@ def test_bulk_eta_matches_the_previous_engine(material, energy):
     from datasets.materials import material_by_name
     from datasets.reference_transport import VoxelTransport
 
-    eta, err = simulate_bulk(material, energy, electrons=40_000, seed=3)
+    eta, err = simulate_bulk(material, energy, electrons=40_000, seed=3, physics=CSDA)
     # the oracle on a semi-infinite 1x1x1 slab
-    tables = PhysicsTables([None, material_by_name(material)], PhysicsConfig())
+    tables = PhysicsTables([None, material_by_name(material)], CSDA)
     transport = VoxelTransport(np.ones((1, 1, 1, 1), np.uint8), tables, semi_infinite=True)
     n = 40_000
 
@@ -163,10 +166,10 @@ def test_work_statistics_match_the_previous_engine():
     """Same physics, same algorithm: flights and elastic events per primary agree too."""
     geometries = np.stack([_cube_geometry(), paper_block()])
     new_stats = TransportStats()
-    simulate_stacks(geometries, energies_keV=[2.0, 8.0], electrons_per_pixel=20, seed=0, stats=new_stats)
+    simulate_stacks(geometries, energies_keV=[2.0, 8.0], electrons_per_pixel=20, seed=0, stats=new_stats, physics=CSDA)
     materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
     old_stats = TransportStats()
-    simulate_counts(material_ids_to_indices(geometries, ids), [2.0, 8.0], 20, 0, PhysicsTables(materials, PhysicsConfig()),
+    simulate_counts(material_ids_to_indices(geometries, ids), [2.0, 8.0], 20, 0, PhysicsTables(materials, CSDA),
                     stats=old_stats)
     assert new_stats.primaries == old_stats.primaries
     assert new_stats.elastic_events / new_stats.primaries == pytest.approx(old_stats.elastic_events / old_stats.primaries, rel=0.03)

@@ -243,7 +243,8 @@ def test_fit_warns_when_the_psf_physics_differs_from_the_data():
     split.dataset = type("Dataset", (), {})()
     split.dataset.meta = {"physics": {"elastic": "mott", "stopping": "joyluo"}, "settings": {"cutoff_eV": 50.0}}
     assert MedSem.psf_params_for(split.dataset.meta) == {
-        "physics": {"elastic": "mott", "stopping": "joyluo"},
+        # a record from before inelastic physics existed reads as simulated without it
+        "physics": {"elastic": "mott", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
         "cutoff_eV": 50.0,
     }
     with pytest.warns(UserWarning, match="psf_params_for"):

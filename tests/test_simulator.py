@@ -66,7 +66,7 @@ def _sample_cos_theta(model, material, energy_eV, z_of, icdf, params, n, seed):
 
 
 def _kernel_cosines(elastic: str, material_index: int, energy_eV: float, n: int = 100_000, seed: int = 1):
-    tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig(elastic=elastic))
+    tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig.preset("csda", elastic=elastic))
     transport = Transport(np.ones((1, 1, 1, 1), np.uint8), tables)
     return _sample_cos_theta(tables.elastic_code, material_index, energy_eV, tables.z_of, tables.icdf,
                              transport.params, n, seed), tables
@@ -126,11 +126,12 @@ def test_unknown_physics_model_names_are_rejected():
 
 # --------------------------------------------------------------------------- bulk validation
 @pytest.mark.parametrize("energy", [1.0, 3.0])
-def test_bulk_backscatter_inside_measured_band(energy):
+def test_csda_bulk_backscatter_inside_measured_band(energy):
+    """The CSDA physics is the one validated against the measurements (the default matches Nebula)."""
     bands = measured_bands()
     etas = {}
     for material in ("Si", "Cu"):
-        eta, err = simulate_bulk(material, energy, electrons=20000, seed=1)
+        eta, err = simulate_bulk(material, energy, electrons=20000, seed=1, physics=PhysicsConfig.preset("csda"))
         band = bands[(bands.material == material) & np.isclose(bands.energy_keV, energy)].iloc[0]
         assert band.eta_min - BAND_MARGIN - 3 * err <= eta <= band.eta_max + BAND_MARGIN + 3 * err, (material, eta)
         etas[material] = eta
@@ -145,13 +146,15 @@ def test_silicon_backscatter_rises_as_energy_falls():
 
 # --------------------------------------------------------------------------- transport
 @njit
-def _first_collisions(grid, safety, planes, imfp, stopping, majorant, model, z_of, icdf, params, energy_eV, n, seed):
+def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, model, z_of, icdf, params,
+                      energy_eV, n, seed):
     depth = np.full(n, np.nan)
     z_top = planes[0, 0]
+    stack = np.empty((kernel.STACK_DEPTH, kernel.STACK_FIELDS))
     for i in range(n):
-        outcome, _, _, z = kernel.follow_primary(kernel.electron_key(seed, 0, 0, 0, i), 10.5, 10.5, energy_eV, 0,
-                                                 grid, safety, planes, imfp, stopping, majorant, model, z_of, icdf,
-                                                 params)
+        outcome, _, _, _, z, _, _, _ = kernel.follow_primary(kernel.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
+                                                             energy_eV, 0, grid, safety, planes, imfp, hard, stopping,
+                                                             majorant, surface, model, z_of, icdf, params, stack)
         if outcome == kernel.STOPPED:
             depth[i] = z - z_top
     return depth
@@ -159,7 +162,7 @@ def _first_collisions(grid, safety, planes, imfp, stopping, majorant, model, z_o
 
 def _first_collision_depths(geometry: np.ndarray, energy_eV: float, n: int, seed: int = 0):
     """Depth of the first real collision of n electrons entering at the slab's top plane (the kernel's own flights)."""
-    tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig())
+    tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig.preset("csda"))
     transport = Transport(geometry[None], tables, cutoff_eV=50.0, max_events=1)
     depth = _first_collisions(*transport.kernel_arrays(), energy_eV, n, seed)
     k = tables.grid_index(energy_eV)
@@ -348,7 +351,9 @@ def test_cli_bench_reports_both_engines_as_json(capsys):
     import json
 
     result = json.loads(capsys.readouterr().out)
-    kernel_run, reference = result["engines"]
+    kernel_run, kernel_csda, reference = result["engines"]
+    assert "nebula-like" in kernel_run["engine"] and kernel_csda["engine"].endswith("+none+none")  # same models, no inelastic
     assert result["device"] == "cpu" and kernel_run["primaries"] == reference["primaries"] == 2 * 20 * 400
     assert kernel_run["electrons_per_s"] > 0 and reference["electrons_per_s"] > 0 and result["speedup"] > 0
+    assert result["physics_cost"] > 0
     assert kernel_run["flights_per_electron"] >= kernel_run["events_per_electron"] > 0

@@ -182,8 +182,9 @@ class MedSem(Method):
     def psf_params_for(dataset_meta: dict) -> dict:
         """Hyper-parameters that make the PSF simulation match a dataset's physics
         (``open_dataset(path).meta``): ``{"physics": {...}, "cutoff_eV": ...}``."""
-        physics = dataset_meta.get("physics") or {}
-        params = {"physics": {k: physics[k] for k in ("elastic", "stopping") if k in physics} or None}
+        from datasets.physics import PhysicsConfig
+
+        params = {"physics": PhysicsConfig.from_record(dataset_meta.get("physics")).names()}
         cutoff = (dataset_meta.get("settings") or {}).get("cutoff_eV")
         if cutoff is not None:
             params["cutoff_eV"] = float(cutoff)
@@ -196,8 +197,8 @@ class MedSem(Method):
         wanted = self.psf_params_for(meta)
         from datasets.physics import PhysicsConfig
 
-        mine = PhysicsConfig(**(self.params["physics"] or {}))
-        theirs = PhysicsConfig(**(wanted["physics"] or {}))
+        mine = PhysicsConfig.from_record(self.params["physics"])
+        theirs = PhysicsConfig.from_record(wanted["physics"])
         cutoff = wanted.get("cutoff_eV", self.params["cutoff_eV"])
         if mine != theirs or abs(cutoff - float(self.params["cutoff_eV"])) > 1e-9:
             warnings.warn(

@@ -155,7 +155,7 @@ def simulated_layer_psf(
     from datasets.simulate import SIMULATOR_VERSION, check_energies
 
     energies = check_energies(energies_keV)
-    physics_config = PhysicsConfig(**(physics or {}))
+    physics_config = PhysicsConfig.from_record(physics)
     scene = Scene()
     settings = {
         "format": PSF_FORMAT_VERSION,
