@@ -94,7 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the findings as one JSON list")
 
     p = sub.add_parser("main", help="the main job: data, training, every method on every case, report")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="stop cleanly (work saved, rerun continues) so the whole job ends within this many "
+                        "seconds; the report shows what ran (default: no limit)")
     common(p)
+
+    p = sub.add_parser("pack", help="pack a results folder (results, report, histories, a small model) "
+                                    "into one .tar.gz of at most --max-mib")
+    p.add_argument("results_dir", type=Path, help="results folder, e.g. outputs/paper")
+    p.add_argument("--max-mib", type=float, default=60.0, help="size limit of the archive (default 60)")
+    p.add_argument("--out", type=Path, default=None, help="archive path (default <results>.pack.tar.gz)")
+    p.add_argument("--model", action="append", default=None,
+                   help="model folder name whose best weights go in, in half precision "
+                        "(repeatable; default: the smallest BSE-VoxNets model trained)")
     return parser
 
 
@@ -104,7 +116,7 @@ def main(argv=None) -> int:
     argv, debug = split_debug(argv)
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
-                "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor}
+                "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor, "pack": cmd_pack}
     return run_cli(commands[args.command], args, debug)
 
 
@@ -387,12 +399,35 @@ def cmd_doctor(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def cmd_main(args) -> int:
+    from benchmark.main_job import format_status, run_main_job
+    from datasets.budget import TimeBudget
+
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise UsageError(f"--time-budget must be a positive number of seconds, got {args.time_budget:g}")
+    budget = TimeBudget(args.time_budget)  # counted from here: the whole command fits in it
     bench = _benchmark(args)
-    bench.log(f"main job, preset '{bench.preset.name}': results in {bench.store.root}")
-    bench.dataset()
-    rows = bench.run_all(bench.main_plan())
-    print_table(rows, per_sample=False)
-    report = build_report(bench.store.root)
-    print(f"\nresults: {bench.store.results_path}")
-    print(f"report: {report}")
+    bench.log(f"main job, preset '{bench.preset.name}': results in {bench.store.root}"
+              + ("" if args.time_budget is None else f", time budget {args.time_budget:g} s"))
+    status = run_main_job(bench, budget)
+    if bench.store.results_path.is_file():
+        rows = pd.read_parquet(bench.store.results_path)
+        if len(rows):
+            print_table(rows, per_sample=False)
+        report = build_report(bench.store.root)
+        print(f"\nresults: {bench.store.results_path}")
+        print(f"report: {report}")
+    print(format_status(status))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ pack
+def cmd_pack(args) -> int:
+    from benchmark.pack import pack_results
+
+    manifest = pack_results(args.results_dir, max_mib=args.max_mib, out=args.out, models=args.model)
+    print(f"packed {manifest['archive']}: {manifest['archive_mib']:.2f} MiB of at most {args.max_mib:g}, "
+          f"{len(manifest['included'])} files; left out: {len(manifest['left_out'])}"
+          + (f" ({', '.join(manifest['left_out'][:5])}{' ...' if len(manifest['left_out']) > 5 else ''})"
+             if manifest["left_out"] else ""))
+    print(f"dataset: {manifest['dataset']['note']}")
     return 0

@@ -38,6 +38,7 @@ from benchmark.cases import (
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
 from benchmark.presets import ABLATION_VARIANTS, NO_CONFIG, BenchmarkPreset, get_preset
 from benchmark.provenance import REPO_ROOT, file_hash, provenance, source_hash
+from datasets.budget import BudgetExhausted
 from datasets.presets import dataset_physics
 from methods.binarize import THRESHOLD_RULES, binarize
 
@@ -162,8 +163,9 @@ class Benchmark:
         self._code_versions: dict[str, str] = {}
 
     # ---------------------------------------------------------------------------- data
-    def dataset(self):
-        """The preset's dataset, built (or its interrupted build resumed) when missing."""
+    def dataset(self, deadline: float | None = None):
+        """The preset's dataset, built (or its interrupted build resumed) when missing
+        (``deadline``: see ``datasets.builder.build_dataset``)."""
         if self._dataset is None:
             from datasets.storage import open_dataset
 
@@ -175,7 +177,8 @@ class Benchmark:
 
                 self.log(f"building dataset preset '{self.preset.dataset_preset}' into {data_dir}")
                 build_dataset(data_dir, preset=self.preset.dataset_preset, device=self.device,
-                              progress=self.progress, wait_for_lock=True)  # a concurrent run's build: reuse it
+                              progress=self.progress, wait_for_lock=True,  # a concurrent run's build: reuse it
+                              deadline=deadline)
                 self._dataset = open_dataset(data_dir)
         return self._dataset
 
@@ -227,14 +230,15 @@ class Benchmark:
         self._models[spec] = method
         return method
 
-    def ensure_trained(self, spec: ModelSpec) -> Path | None:
+    def ensure_trained(self, spec: ModelSpec, deadline: float | None = None) -> Path | None:
         """Train a learned model with the preset's settings unless it is trained already;
-        its directory (``None`` for methods without training)."""
+        its directory (``None`` for methods without training). ``deadline``: stop training
+        cleanly (checkpoint saved) with ``BudgetExhausted`` when it would be passed."""
         if not method_class(spec.method).requires_training:
             return None
         directory = self.model_dir(spec)
         if not self._is_trained(directory):
-            self._train(spec, directory)
+            self._train(spec, directory, deadline)
         return directory
 
     def model_params(self, spec: ModelSpec) -> dict:
@@ -257,7 +261,7 @@ class Benchmark:
             params["physics"] = dataset_physics(data).names()
         return params
 
-    def _train(self, spec: ModelSpec, directory: Path) -> None:
+    def _train(self, spec: ModelSpec, directory: Path, deadline: float | None = None) -> None:
         from methods.base import create
         from methods.training import train
 
@@ -265,8 +269,11 @@ class Benchmark:
         resuming = (directory / "latest.pt").is_file()
         self.log(f"{'resuming training of' if resuming else 'training'} {spec.tag()} "
                  f"(train preset '{self.preset.train_preset}', seed {self.seed}) in {directory}")
-        train(method, self.dataset(), directory, method.train_settings(), progress=self.progress,
-              resume=True)
+        summary = train(method, self.dataset(), directory, method.train_settings(), progress=self.progress,
+                        resume=True, deadline=deadline)
+        if summary.get("reason") == "time budget":
+            raise BudgetExhausted(f"training {spec.tag()} stopped by the time budget after epoch "
+                                  f"{summary['interrupted_at_epoch']} of {summary['epochs']} (saved; rerun to continue)")
         if not self._is_trained(directory):
             raise BenchmarkError(f"training {spec.tag()} finished without a model in {directory}")
 
@@ -367,6 +374,12 @@ class Benchmark:
         if spec.case.startswith(CUSTOM_PREFIX):
             fields["geometry"] = file_hash(custom_path(spec.case))
         return run_key(fields)
+
+    def is_cached(self, spec: RunSpec) -> bool:
+        """Whether ``spec``'s result is in the cache (its model trained and the run folder there)."""
+        if not self.is_trained(spec.model):
+            return False
+        return self.store.run_dir(self.run_key(spec)).exists()
 
     def run(self, spec: RunSpec) -> pd.DataFrame:
         """Rows of ``spec``: from the cache, or computed, saved and added to results.parquet."""

@@ -50,6 +50,7 @@ import torch
 from tqdm.auto import tqdm
 
 from datasets import storage
+from datasets.budget import BudgetExhausted, past
 from datasets.presets import DATASET_PRESETS, DatasetPreset, get_preset
 from datasets.scene import BLOCK_Z_NM, PAPER_SHAPE_ZYX, block_labels
 
@@ -484,7 +485,7 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler: str | None = None,
                   device: str = "cpu", progress: bool = True, simulator=None, wait_for_lock: bool = False,
-                  **overrides) -> Path:
+                  deadline: float | None = None, **overrides) -> Path:
     """Build (or resume, or verify) the dataset of ``preset`` in ``out_dir``; return its path.
 
     ``preset``: a name in ``DATASET_PRESETS`` or a ``DatasetPreset``; ``overrides``: preset fields
@@ -492,6 +493,8 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
     which runs in this process with the kernel's threads on every core; GPUs on CUDA). ``scheduler``: address of a Dask distributed
     scheduler to run the units on instead. ``simulator``: test seam (module docstring).
     ``wait_for_lock``: when another build holds ``out_dir``, wait for it instead of failing.
+    ``deadline`` (``time.monotonic()`` seconds): stop before a unit that would end after it,
+    keeping the finished shards, and raise ``datasets.budget.BudgetExhausted`` (a rerun resumes).
     """
     preset = get_preset(preset, **overrides)
     device_type = _check_device(device)
@@ -529,12 +532,19 @@ def build_dataset(out_dir, preset="quick", workers: int | None = None, scheduler
         bar = tqdm(total=len(units), initial=len(units) - len(todo), unit="shard", desc=f"build {preset.name}",
                    disable=not progress, file=sys.stderr, dynamic_ncols=True)
         electrons = 0
+        done = 0
         with bar:
             for unit, payload in results:
                 entries[unit.file] = _write_unit(out, unit, payload, content)
                 electrons += unit.electrons
+                done += 1
                 bar.set_postfix_str(f"{electrons / (time.perf_counter() - start):.3g} e-/s")
                 bar.update(1)
+                if done < len(todo) and past(deadline, (time.perf_counter() - start) / done):
+                    results.close()  # stops the workers; the finished shards stay
+                    raise BudgetExhausted(f"dataset build stopped by the time budget after {done} of {len(todo)} "
+                                          f"remaining units ({len(units) - len(todo) + done}/{len(units)} done); "
+                                          "rerun to continue")
 
         manifest = _complete_manifest(manifest, preset, units, entries, splits, splits_sha256,
                                       time.perf_counter() - start)

@@ -246,6 +246,24 @@ def _version(package: str) -> str:
         return "not installed"
 
 
+def main_job_status(results_dir: Path) -> dict | None:
+    """``main_job.json`` of a results folder (the stages of ``benchmark main``), for the report."""
+    path = Path(results_dir) / "main_job.json"
+    if not path.is_file():
+        return None
+    try:
+        status = json.loads(path.read_text())
+        items = [dict(item) for item in status["items"]]
+    except (ValueError, KeyError, TypeError):
+        return {"budget": "unreadable main_job.json", "verdict": "unknown", "items": []}
+    budget = status.get("time_budget_s")
+    return {
+        "budget": "no time budget" if budget is None else f"time budget {budget:g} s, used {status.get('seconds', 0):.0f} s",
+        "verdict": "complete" if status.get("complete") else "INCOMPLETE",
+        "items": items,
+    }
+
+
 def render_html(inputs: ReportInputs, progress: bool = False) -> str:
     """The report as one HTML string."""
     summary_tables, paper_tables = build_tables(inputs)
@@ -263,6 +281,7 @@ def render_html(inputs: ReportInputs, progress: bool = False) -> str:
         paper_tables=paper_tables,
         figures=figure_list,
         missing=inputs.missing,
+        main_job=main_job_status(inputs.results_dir),
         provenance=provenance(inputs),
         paper_source=tables.load_paper_results()["source"],
     )

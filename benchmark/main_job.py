@@ -1,0 +1,171 @@
+"""The main job in stages, under an optional wall-clock budget: data, training, evaluation, report.
+
+``python -m benchmark main --preset P [--time-budget SECONDS]`` runs
+
+1. **data**: build (or resume) the preset's dataset;
+2. **training**: every learned model of the plan, in the preset's ``train_order`` first, then the
+   rest of the plan, the ablation's variants last;
+3. **evaluation**: every run of the plan whose model is trained (test split, named cases,
+   ``nebula``, then the ablation);
+4. **report**: the HTML report of what exists.
+
+With a budget each stage stops cleanly when time runs out: a shard or an epoch in progress is
+finished and saved, nothing new is started, and the stages left are recorded. The status of every
+stage and item goes to ``<results>/main_job.json`` (read by the report's "What ran" section), and
+a rerun with the same results folder continues where the last one stopped (the dataset builder
+and the training loop resume; finished runs are cached).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from benchmark.cache import write_json_atomic
+from datasets.budget import BudgetExhausted, TimeBudget
+
+STATUS_FILE = "main_job.json"
+#: statuses of a stage item
+DONE, STOPPED, NOT_STARTED, SKIPPED = "done", "stopped (time budget)", "not started (time budget)", "skipped"
+
+
+@dataclass
+class Item:
+    stage: str
+    name: str
+    status: str
+    seconds: float = 0.0
+    note: str = ""
+
+
+@dataclass
+class MainJobStatus:
+    preset: str
+    time_budget_s: float | None
+    items: list[Item] = field(default_factory=list)
+    started_utc: str = ""
+    seconds: float = 0.0
+    complete: bool = False
+
+    def add(self, stage: str, name: str, status: str, seconds: float = 0.0, note: str = "") -> None:
+        self.items.append(Item(stage, name, status, round(seconds, 2), note))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def reserve_seconds(budget: TimeBudget, evaluation_runs: int) -> float:
+    """Seconds kept for evaluation and the report when training (10 % of the budget, 20-120 s)."""
+    if budget.seconds is None:
+        return 0.0
+    return min(120.0, max(20.0, 0.10 * budget.seconds, 2.0 * evaluation_runs))
+
+
+def training_order(bench, specs) -> list:
+    """The learned models of ``specs`` (ModelSpecs), the preset's ``train_order`` first, then
+    the plan's order, Table 1 variants (the ablation) last."""
+    from benchmark.runner import method_class
+
+    models = []
+    for spec in specs:
+        if spec.model not in models and method_class(spec.model.method).requires_training:
+            models.append(spec.model)
+    priority = {pair: i for i, pair in enumerate(bench.preset.train_order)}
+
+    def key(model):
+        ablation = model.variant != "full"
+        return (ablation, priority.get((model.method, model.config), len(priority)), models.index(model))
+
+    return sorted(models, key=key)
+
+
+def evaluation_order(specs) -> list:
+    """Runs with the ablation's last (its variants are trained last)."""
+    return sorted(specs, key=lambda s: (s.case == "ablation", specs.index(s)))
+
+
+def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobStatus:
+    """Run the main job of ``bench`` (a ``benchmark.runner.Benchmark``) in stages; see the module
+    docstring. Returns the status, also written to ``<results>/main_job.json``."""
+    from datetime import datetime, timezone
+
+    budget = budget or TimeBudget(None)
+    log = log or bench.log
+    status = MainJobStatus(bench.preset.name, budget.seconds,
+                           started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    path = bench.store.root / STATUS_FILE
+
+    def save() -> None:
+        status.seconds = round(budget.elapsed(), 2)
+        write_json_atomic(path, status.to_dict())
+
+    # 1. data ------------------------------------------------------------------------------------
+    tic = time.monotonic()
+    try:
+        bench.dataset(deadline=budget.deadline(reserve=5.0))
+    except BudgetExhausted as stop:
+        status.add("data", bench.preset.dataset_preset, STOPPED, time.monotonic() - tic, str(stop))
+        for stage in ("training", "evaluation"):
+            status.add(stage, "all", NOT_STARTED)
+        save()
+        log(f"time budget: {stop}")
+        return status
+    status.add("data", bench.preset.dataset_preset, DONE, time.monotonic() - tic)
+    save()
+
+    specs = bench.main_plan()
+    reserve = reserve_seconds(budget, len(specs))
+
+    # 2. training ----------------------------------------------------------------------------------
+    stopped_models = set()
+    for model in training_order(bench, specs):
+        if bench.is_trained(model):
+            status.add("training", model.tag(), DONE, note="trained before")
+            continue
+        if budget.expired(reserve):
+            status.add("training", model.tag(), NOT_STARTED)
+            stopped_models.add(model)
+            continue
+        tic = time.monotonic()
+        try:
+            bench.ensure_trained(model, deadline=budget.deadline(reserve))
+            status.add("training", model.tag(), DONE, time.monotonic() - tic)
+        except BudgetExhausted as stop:
+            status.add("training", model.tag(), STOPPED, time.monotonic() - tic, str(stop))
+            stopped_models.add(model)
+            log(f"time budget: {stop}")
+        save()
+
+    # 3. evaluation --------------------------------------------------------------------------------
+    report_reserve = 10.0 if budget.seconds is not None else 0.0
+    for spec in evaluation_order(specs):
+        name = spec.describe()
+        if spec.model in stopped_models:
+            status.add("evaluation", name, SKIPPED, note="its model is not trained (time budget)")
+            continue
+        cached = bench.is_cached(spec)
+        if budget.expired(report_reserve) and not cached:
+            status.add("evaluation", name, NOT_STARTED)
+            continue
+        tic = time.monotonic()
+        bench.run(spec)
+        status.add("evaluation", name, DONE, time.monotonic() - tic, "cached" if cached else "")
+        save()
+    status.complete = all(item.status == DONE for item in status.items)
+    save()
+    return status
+
+
+def format_status(status: MainJobStatus) -> str:
+    """A few lines for the terminal: what ran and what did not."""
+    lines = []
+    for stage in ("data", "training", "evaluation"):
+        items = [i for i in status.items if i.stage == stage]
+        done = sum(i.status == DONE for i in items)
+        rest = [f"{i.name}: {i.status}" for i in items if i.status != DONE]
+        lines.append(f"{stage}: {done}/{len(items)} done" + (f"; {'; '.join(rest[:6])}" if rest else "")
+                     + (f" (+{len(rest) - 6} more)" if len(rest) > 6 else ""))
+    budget = "no time budget" if status.time_budget_s is None else f"time budget {status.time_budget_s:g} s"
+    lines.append(f"{'complete' if status.complete else 'INCOMPLETE: rerun the same command to continue'} "
+                 f"({status.seconds:.0f} s, {budget})")
+    return "\n".join(lines)

@@ -1,0 +1,130 @@
+"""The main job under a time budget: clean stops that a rerun continues, the status file, the
+report's "What ran" section and the pack (the CPU dry run of the one-GPU-call paper run)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import time
+
+import pytest
+import torch
+
+from benchmark import cli
+from benchmark.main_job import DONE, NOT_STARTED, STATUS_FILE, run_main_job, training_order
+from benchmark.presets import get_preset
+from benchmark.runner import Benchmark, ModelSpec, RunSpec
+from datasets import builder, storage
+from datasets.budget import BudgetExhausted, TimeBudget
+from methods.base import create
+from methods.training import ToySplit, TrainSettings, load_checkpoint, train_on_splits
+
+FAST = TrainSettings(epochs=3, batch_size=3, lr=3e-3, eval_every=1, patience=50, lam=0.5, lovasz_fraction=0.34)
+
+
+def test_time_budget_arithmetic():
+    budget = TimeBudget(100.0, started=time.monotonic() - 95.0)
+    assert 4.0 < budget.remaining() <= 5.0 and budget.expired(reserve=10.0) and not budget.expired()
+    assert TimeBudget(None).deadline() is None and not TimeBudget(None).expired(1e9)
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        TimeBudget(0)
+
+
+def test_training_stops_at_the_deadline_and_resumes_exactly(tmp_path):
+    data = ToySplit(6, seed=3)
+    full = create("bsevox", config="tiny")
+    train_on_splits(full, data, data, tmp_path / "full", FAST, progress=False)
+    part = create("bsevox", config="tiny")
+    out = train_on_splits(part, data, data, tmp_path / "part", FAST, progress=False, deadline=time.monotonic())
+    assert out == {"interrupted_at_epoch": 1, "epochs": 3, "reason": "time budget"}
+    assert (tmp_path / "part" / "latest.pt").is_file() and not (tmp_path / "part" / "summary.json").exists()
+    train_on_splits(create("bsevox", config="tiny"), data, data, tmp_path / "part", FAST, progress=False, resume=True)
+    a, b = load_checkpoint(tmp_path / "full" / "latest.pt"), load_checkpoint(tmp_path / "part" / "latest.pt")
+    assert a["epoch"] == b["epoch"] == 3
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+
+def test_dataset_build_stops_at_the_deadline_and_resumes(tmp_path):
+    import test_builder
+
+    settings = dict(preset="smoke", workers=1, progress=False, simulator=test_builder.THIS_MODULE,
+                    electrons_per_pixel=20, shard_size=2)
+    with pytest.raises(BudgetExhausted, match="rerun to continue"):
+        builder.build_dataset(tmp_path / "cut", deadline=time.monotonic(), **settings)
+    assert json.loads((tmp_path / "cut" / "dataset.json").read_text()).get("complete") is not True
+    builder.build_dataset(tmp_path / "cut", **settings)
+    builder.build_dataset(tmp_path / "whole", **settings)
+    assert storage.open_dataset(tmp_path / "cut").hash == storage.open_dataset(tmp_path / "whole").hash
+
+
+def test_paper_preset_trains_in_the_stated_order():
+    bench = Benchmark("paper")
+    plan = [RunSpec(ModelSpec(m, c, v), "test", "validation") for m, c, v in (
+        ("bsevox", "small", "full"), ("bsevox", "lite", "no-sope"), ("unet3d", "base", "full"),
+        ("bsevox", "medium", "full"), ("bsevox", "moderate", "full"), ("bsevox", "lite", "full"),
+        ("medsem", "default", "full"))]
+    order = [(m.method, m.config, m.variant) for m in training_order(bench, plan)]
+    assert order == [("bsevox", "lite", "full"), ("bsevox", "moderate", "full"), ("unet3d", "base", "full"),
+                     ("bsevox", "small", "full"), ("bsevox", "medium", "full"), ("bsevox", "lite", "no-sope")]
+    assert get_preset("paper").train_preset == "paper-gpu"
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    """The dry run: ``benchmark main --preset smoke --device cpu --time-budget 1200``, then ``pack``."""
+    root = tmp_path_factory.mktemp("smoke") / "results"
+    assert cli.main(["main", "--preset", "smoke", "--results", str(root), "--time-budget", "1200",
+                     "--threads", "1"]) == 0
+    return root
+
+
+@pytest.mark.slow
+def test_dry_run_completes_every_stage_and_reports_it(smoke_results):
+    status = json.loads((smoke_results / STATUS_FILE).read_text())
+    assert status["complete"] and status["time_budget_s"] == 1200
+    stages = {item["stage"] for item in status["items"]}
+    assert stages == {"data", "training", "evaluation"}
+    assert all(item["status"] == DONE for item in status["items"])
+    html = (smoke_results / "report.html").read_text()
+    assert "What ran" in html and "time budget 1200 s" in html
+
+
+@pytest.mark.slow
+def test_an_exhausted_budget_stops_cleanly_and_a_rerun_continues(smoke_results, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_results, root)
+    removed = root / "models" / "unet3d-tiny"
+    shutil.rmtree(removed)  # as if its training had not started
+    bench = Benchmark("smoke", results_dir=root, progress=False)
+    status = run_main_job(bench, TimeBudget(60.0, started=time.monotonic() - 59.0))
+    by_name = {(i.stage, i.name): i.status for i in status.items}
+    assert by_name[("training", "unet3d-tiny")] == NOT_STARTED
+    assert by_name[("training", "bsevox-tiny")] == DONE  # trained before
+    skipped = [i for i in status.items if i.stage == "evaluation" and i.name.startswith("unet3d")]
+    assert skipped and all(i.status != DONE for i in skipped)
+    cached = [i for i in status.items if i.stage == "evaluation" and i.name.startswith("bsevox")]
+    assert cached and all(i.status == DONE and i.note == "cached" for i in cached)  # cached runs cost nothing
+    assert not status.complete
+    status = run_main_job(Benchmark("smoke", results_dir=root, progress=False), TimeBudget(None))
+    assert status.complete and (removed / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_pack_fits_the_limit_and_holds_results_and_half_precision_weights(smoke_results, tmp_path):
+    archive = tmp_path / "pack.tar.gz"
+    assert cli.main(["pack", str(smoke_results), "--max-mib", "5", "--out", str(archive)]) == 0
+    assert archive.stat().st_size <= 5 * 2**20
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        manifest = json.load(tar.extractfile("PACK_MANIFEST.json"))
+        weights = torch.load(tar.extractfile("models/bsevox-tiny/best.fp16.pt"), weights_only=False)
+    assert {"results.parquet", "main_job.json", "report.html", "models/bsevox-tiny/history.csv"} <= set(names)
+    assert all(v.dtype == torch.float16 for v in weights["model"].values() if v.is_floating_point())
+    assert manifest["dataset"]["bytes_on_disk"] > 0 and "not packed" in manifest["dataset"]["note"]
+    tiny = tmp_path / "tiny.tar.gz"
+    assert cli.main(["pack", str(smoke_results), "--max-mib", "0.05", "--out", str(tiny)]) == 0
+    with tarfile.open(tiny) as tar:
+        left = json.load(tar.extractfile("PACK_MANIFEST.json"))["left_out"]
+    assert tiny.stat().st_size <= 0.05 * 2**20 and "report.html" in left  # what did not fit is listed
