@@ -25,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from methods.base import label_of
+
 #: columns of rows.parquet / results.parquet, in order
 ROW_COLUMNS = [
-    "method", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
+    "method", "label", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
     "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device", "parameters",
     "macs", "seed", "preset", "dataset_hash", "git_commit", "versions", "run_key", "created_utc",
 ]
@@ -75,7 +77,10 @@ def _json_default(obj):
 
 
 def normalise_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the contract's column order with stable dtypes (counts as nullable ``Int64``)."""
+    """Rows in the contract's column order with stable dtypes (counts as nullable ``Int64``).
+    Rows written before methods declared a ``label`` get the method's id as label."""
+    if "label" not in rows.columns and "method" in rows.columns:
+        rows = rows.assign(label=[label_of(m) for m in rows["method"]])
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")

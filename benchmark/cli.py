@@ -1,4 +1,10 @@
-"""``python -m benchmark``: run, list, report, reconstruct, doctor, main.
+"""``python -m benchmark`` (or ``bse-bench``): run, list, report, reconstruct, doctor, main, pack,
+and the lower layers' commands ``data ...`` (``python -m datasets``) and ``train ...`` (``python -m
+methods``).
+
+The same flag means the same thing everywhere: ``--results`` a results folder, ``--data`` a
+dataset folder, ``--preset`` a benchmark preset, ``--data-preset`` a dataset preset,
+``--train-preset`` a training preset.
 
 Messages and progress bars go to stderr; stdout carries the results (a table, or with
 ``--json`` exactly one JSON document). Exit codes (``datasets.cli_errors``): bad names and
@@ -71,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild the HTML report from saved results")
     p.add_argument("results_dir", nargs="?", type=Path, default=None,
-                   help="results folder (default outputs/<preset>/)")
+                   help="results folder (default outputs/<preset>/; or --results)")
+    p.add_argument("--results", type=Path, default=None, help="results folder (the same as the positional one)")
     p.add_argument("--preset", default="quick")
 
     p = sub.add_parser("reconstruct", help="reconstruct your own BSE stack file with a trained method")
@@ -99,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "seconds; the report shows what ran (default: no limit)")
     common(p)
 
+    sub.add_parser("data", add_help=False, help="dataset commands: build, simulate, validate, compare-nebula, "
+                   "bench, export-case, nebula-export/import (python -m datasets)")
+    sub.add_parser("train", add_help=False, help="learned-method commands: train, grid-search, bench, list "
+                   "(python -m methods); e.g. `train train --method bsevox --config tiny --data DIR`")
+
     p = sub.add_parser("pack", help="pack a results folder (results, report, histories, a small model) "
                                     "into one .tar.gz of at most --max-mib")
     p.add_argument("results_dir", type=Path, help="results folder, e.g. outputs/paper")
@@ -110,10 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: ``python -m benchmark data ...`` = ``python -m datasets ...``; ``train ...`` = ``python -m methods ...``
+LOWER_LAYER_COMMANDS = {"data": "datasets.__main__", "train": "methods.__main__"}
+METHODS_SUBCOMMANDS = ("train", "grid-search", "bench", "list", "-h", "--help")
+
+
 def main(argv=None) -> int:
     from datasets.cli_errors import run_cli, split_debug
 
     argv, debug = split_debug(argv)
+    if argv and argv[0] in LOWER_LAYER_COMMANDS:  # the lower layers' own command lines
+        import importlib
+
+        forwarded = argv[1:] + (["--debug"] if debug else [])
+        if argv[0] == "train" and (not forwarded or forwarded[0] not in METHODS_SUBCOMMANDS):
+            forwarded = ["train", *forwarded]  # `bse-bench train --method ...` trains
+        return importlib.import_module(LOWER_LAYER_COMMANDS[argv[0]]).main(forwarded)
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
                 "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor, "pack": cmd_pack}
@@ -239,7 +263,7 @@ def _case_descriptions(preset) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------------ report
 def cmd_report(args) -> int:
-    results_dir = args.results_dir or DEFAULT_OUTPUTS / get_preset(args.preset).name
+    results_dir = args.results_dir or args.results or DEFAULT_OUTPUTS / get_preset(args.preset).name
     print(build_report(results_dir))
     return 0
 
@@ -431,3 +455,8 @@ def cmd_pack(args) -> int:
              if manifest["left_out"] else ""))
     print(f"dataset: {manifest['dataset']['note']}")
     return 0
+
+
+def main_entry() -> None:
+    """The ``bse-bench`` console script (``[project.scripts]``): ``python -m benchmark``."""
+    sys.exit(main())

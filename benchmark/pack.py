@@ -3,13 +3,17 @@
 Made for bringing a GPU run home (the device machine returns at most 64 MiB): the archive holds,
 in this order of priority, until the limit is reached,
 
-1. the results: ``results.parquet``, ``main_job.json``, ``report.html`` and the report's figures;
-2. every model's record: ``method.json``, ``summary.json``, ``history.csv``, ``training_curve.png``;
-3. every run's ``summary.json`` and ``rows.parquet``, the thresholds chosen on validation, the
-   dataset's manifest and splits;
-4. the best weights of the chosen models (default: the smallest trained BSE-VoxNets model) in
+1. the results: ``results.parquet``, ``main_job.json``;
+2. every model's record: ``method.json``, ``summary.json``, ``history.csv``;
+3. the best weights of the chosen models (default: the smallest trained BSE-VoxNets model) in
    half precision, loadable with ``torch.load`` (``*.fp16.pt``);
-5. the runs' reconstructed volumes, smallest first, while they fit.
+4. the single-file ``report.html`` and the training curves;
+5. every run's ``summary.json`` and ``rows.parquet``, the thresholds chosen on validation, the
+   dataset's manifest and splits;
+6. the runs' reconstructed volumes, smallest first, while they fit.
+
+Sizes are counted as compressed so far plus the next file's raw size, so the archive never
+exceeds the limit.
 
 What did not fit is listed in ``PACK_MANIFEST.json`` inside the archive. The dataset itself stays
 where it is; the manifest records its size on disk.
@@ -40,15 +44,19 @@ def _candidates(root: Path, models: list[str] | None) -> list[tuple[str, Path | 
         if path.is_file():
             out.append((str(path.relative_to(root)), path, None))
 
-    for name in ("results.parquet", "main_job.json", "report.html"):
+    for name in ("results.parquet", "main_job.json"):
         add(root / name)
-    for folder in ("report", "report_files", "figures"):
-        for path in sorted((root / folder).rglob("*")) if (root / folder).is_dir() else []:
-            add(path)
     model_dirs = sorted(p for p in (root / "models").iterdir() if p.is_dir()) if (root / "models").is_dir() else []
     for directory in model_dirs:
-        for name in ("method.json", "summary.json", "history.csv", "training_curve.png"):
+        for name in ("method.json", "summary.json", "history.csv"):
             add(directory / name)
+    for directory in _weights_to_pack(model_dirs, models):
+        data = _half_precision(directory)
+        if data is not None:
+            out.append((f"models/{directory.name}/best.fp16.pt", None, data))
+    add(root / "report.html")
+    for directory in model_dirs:
+        add(directory / "training_curve.png")
     run_dirs = sorted(p for p in (root / "runs").iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if (root / "runs").is_dir() else []
     for directory in run_dirs:
@@ -58,10 +66,6 @@ def _candidates(root: Path, models: list[str] | None) -> list[tuple[str, Path | 
         add(path)
     for name in ("dataset.json", "splits.json"):
         add(root / "data" / name)
-    for directory in _weights_to_pack(model_dirs, models):
-        data = _half_precision(directory)
-        if data is not None:
-            out.append((f"models/{directory.name}/best.fp16.pt", None, data))
     volumes = [d / "volumes.npz" for d in run_dirs if (d / "volumes.npz").is_file()]
     for path in sorted(volumes, key=lambda p: p.stat().st_size):
         add(path)
@@ -117,8 +121,10 @@ def pack_results(results_dir, max_mib: float = 60.0, out=None, models: list[str]
     with tarfile.open(tmp, "w:gz", compresslevel=6) as tar:
         for name, path, data in _candidates(root, models):
             raw = path.stat().st_size if path is not None else len(data)
-            # gzip never grows data by more than a little: stop adding when even raw bytes could overflow
-            if tar.fileobj.tell() + raw + reserve > limit:
+            # compressed bytes so far + the next file's raw size (gzip never grows data by more than
+            # a little): the archive cannot overflow
+            written = tar.fileobj.fileobj.tell() if hasattr(tar.fileobj, "fileobj") else tar.fileobj.tell()
+            if written + raw + reserve > limit:
                 left_out.append(name)
                 continue
             if path is not None:

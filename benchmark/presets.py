@@ -14,15 +14,6 @@ from benchmark.errors import UnknownNameError
 #: the value of the ``config`` column for a method without network configs (MED-SEM)
 NO_CONFIG = "default"
 
-#: Table 1 of the paper: BSE-VoxNets with one module switched off (hyper-parameter overrides)
-ABLATION_VARIANTS: dict[str, dict[str, bool]] = {
-    "full": {},
-    "no-sope": {"sope": False},
-    "no-s2mlp": {"s2mlp": False},
-    "no-convffn": {"convffn": False},
-}
-
-
 @dataclass(frozen=True)
 class BenchmarkPreset:
     """One benchmark setting.

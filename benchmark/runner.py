@@ -36,17 +36,12 @@ from benchmark.cases import (
     resolve_case,
 )
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
-from benchmark.presets import ABLATION_VARIANTS, NO_CONFIG, BenchmarkPreset, get_preset
+from benchmark.presets import NO_CONFIG, BenchmarkPreset, get_preset
 from benchmark.provenance import REPO_ROOT, file_hash, provenance, source_hash
 from datasets.budget import BudgetExhausted
-from datasets.presets import dataset_physics
 from methods.binarize import THRESHOLD_RULES, binarize
 
 DEFAULT_THRESHOLD_RULE = "validation"
-#: methods whose ``oracle`` thresholds exist (the paper tuned them for MED-SEM only)
-ORACLE_METHODS = ("medsem",)
-#: the method whose Table 1 variants make up the ``ablation`` case
-ABLATION_METHOD = "bsevox"
 MODEL_FILES_SUFFIXES = (".pt", ".safetensors", ".npz", ".npy")
 
 
@@ -64,7 +59,10 @@ class ModelSpec:
 
     def params(self) -> dict:
         params = {} if self.config == NO_CONFIG else {"config": self.config}
-        params.update(ABLATION_VARIANTS[self.variant])
+        variants = method_class(self.method).variants
+        if self.variant not in variants:
+            raise UnknownNameError(f"unknown variant '{self.variant}' of {self.method}; known: {', '.join(variants)}")
+        params.update(variants[self.variant])
         return params
 
     def tag(self) -> str:
@@ -101,13 +99,8 @@ def method_class(name: str):
 
 
 def network_configs(name: str) -> list[str]:
-    """Config names of a learned method (the ``CONFIGS`` table of its module), [] otherwise."""
-    klass = method_class(name)
-    if "config" not in klass.hyperparams:
-        return []
-    module = sys.modules[klass.__module__]
-    configs = getattr(module, "CONFIGS", None)
-    return list(configs) if configs else [klass.hyperparams["config"].default]
+    """The network configs a method declares (``Method.configs()``), [] for none."""
+    return list(method_class(name).configs())
 
 
 def code_version(name: str) -> str:
@@ -198,12 +191,9 @@ class Benchmark:
         suffix = "" if self.seed == self.preset.seed else f"-seed{self.seed}"
         return self.store.models_dir / f"{spec.tag()}{suffix}"
 
-    def _is_trained(self, directory: Path) -> bool:
-        return (directory / "method.json").is_file() and (directory / "summary.json").is_file()
-
     def is_trained(self, spec: ModelSpec) -> bool:
-        """Whether ``spec``'s model is trained (always true for methods without training)."""
-        return not method_class(spec.method).requires_training or self._is_trained(self.model_dir(spec))
+        """Whether ``spec``'s model is trained (the method decides: ``Method.is_trained``)."""
+        return method_class(spec.method).is_trained(self.model_dir(spec))
 
     def model_fingerprint(self, spec: ModelSpec) -> str:
         """Hash of a trained model's files (``"untrained"`` before training, ``"-"`` for
@@ -211,7 +201,7 @@ class Benchmark:
         if not method_class(spec.method).requires_training:
             return "-"
         directory = self.model_dir(spec)
-        if not self._is_trained(directory):
+        if not self.is_trained(spec):
             return "untrained"
         files = [directory / "method.json"] + sorted(
             p for p in directory.iterdir() if p.suffix in MODEL_FILES_SUFFIXES
@@ -237,44 +227,39 @@ class Benchmark:
         if not method_class(spec.method).requires_training:
             return None
         directory = self.model_dir(spec)
-        if not self._is_trained(directory):
+        if not self.is_trained(spec):
             self._train(spec, directory, deadline)
         return directory
 
     def model_params(self, spec: ModelSpec) -> dict:
-        """Hyper-parameters of ``spec``'s method: config, ablation switches; for learned methods
-        the preset's training preset and the seed; for a method simulating its own PSFs
-        (MED-SEM) the dataset's detector cutoff and physics models when they differ from its
-        defaults."""
+        """Hyper-parameters of ``spec``'s method: config and variant overrides; the preset's
+        training preset and the seed where the method declares them; and whatever the method
+        asks to match the dataset (``Method.dataset_params``, e.g. MED-SEM's PSF physics)."""
         from datasets.presets import get_preset as get_dataset_preset
 
-        hyperparams = method_class(spec.method).hyperparams
+        klass = method_class(spec.method)
         params = spec.params()
-        if "preset" in hyperparams:
+        if "preset" in klass.hyperparams:
             params["preset"] = self.preset.train_preset
-        if "seed" in hyperparams:
+        if "seed" in klass.hyperparams:
             params["seed"] = self.seed
-        data = get_dataset_preset(self.preset.dataset_preset)
-        if "cutoff_eV" in hyperparams and data.cutoff_eV != hyperparams["cutoff_eV"].default:
-            params["cutoff_eV"] = data.cutoff_eV
-        if "physics" in hyperparams:
-            params["physics"] = dataset_physics(data).names()
+        params.update(klass.dataset_params(get_dataset_preset(self.preset.dataset_preset)))
         return params
 
     def _train(self, spec: ModelSpec, directory: Path, deadline: float | None = None) -> None:
+        """``Method.fit`` on the dataset, the model written to ``directory`` (resumed if begun)."""
         from methods.base import create
-        from methods.training import train
 
         method = create(spec.method, device=self.device, **self.model_params(spec))
         resuming = (directory / "latest.pt").is_file()
         self.log(f"{'resuming training of' if resuming else 'training'} {spec.tag()} "
                  f"(train preset '{self.preset.train_preset}', seed {self.seed}) in {directory}")
-        summary = train(method, self.dataset(), directory, method.train_settings(), progress=self.progress,
-                        resume=True, deadline=deadline)
+        summary = method.fit(self.dataset(), out_dir=directory, progress=self.progress, resume=True,
+                             deadline=deadline) or {}
         if summary.get("reason") == "time budget":
             raise BudgetExhausted(f"training {spec.tag()} stopped by the time budget after epoch "
                                   f"{summary['interrupted_at_epoch']} of {summary['epochs']} (saved; rerun to continue)")
-        if not self._is_trained(directory):
+        if not self.is_trained(spec):
             raise BenchmarkError(f"training {spec.tag()} finished without a model in {directory}")
 
     # ---------------------------------------------------------------------------- reconstruction
@@ -417,6 +402,7 @@ class Benchmark:
             scores = metrics.score_volume(pred, gt)
             rows.append({
                 "method": spec.model.method,
+                "label": method_class(spec.model.method).display_name(),
                 "config": spec.model.config,
                 "variant": spec.model.variant,
                 "case": case_label(spec.case),
@@ -502,16 +488,10 @@ class Benchmark:
             skipped.append(f"the {NEBULA_CASE} case (the dataset's energies are not Nebula's 0.5-10 keV)")
         for case in resolved:
             for name in methods:
-                if case == "ablation" and name != ABLATION_METHOD:
-                    skipped.append(f"{name} on ablation (Table 1 variants exist for {ABLATION_METHOD} only)")
+                applies, reason = method_class(name).applies(case, threshold_rule)
+                if not applies:
+                    skipped.append(f"{name} on {case_label(case)} ({reason})")
                     continue
-                if threshold_rule == "oracle":
-                    from methods.binarize import ORACLE_THRESHOLDS
-
-                    if name not in ORACLE_METHODS or case not in ORACLE_THRESHOLDS:
-                        skipped.append(f"{name} on {case_label(case)} (oracle thresholds exist for "
-                                       f"{'/'.join(ORACLE_METHODS)} on {'/'.join(ORACLE_THRESHOLDS)} only)")
-                        continue
                 for model in self._models_for(name, case, config):
                     specs.append(RunSpec(model, case, threshold_rule))
         for note in skipped:
@@ -540,8 +520,8 @@ class Benchmark:
         elif case == "ablation":
             configs = [self.preset.ablation_config]
         else:
-            configs = list(self.preset.configs_for(name))
-        variants = list(ABLATION_VARIANTS) if case == "ablation" else ["full"]
+            configs = list(self.preset.configs.get(name) or known[:1])  # the preset's, else the smallest
+        variants = list(method_class(name).variants) if case == "ablation" else ["full"]
         return [ModelSpec(name, c, v) for c in configs for v in variants]
 
     def run_all(self, specs: list[RunSpec]) -> pd.DataFrame:
@@ -556,7 +536,7 @@ class Benchmark:
         from methods.binarize import ORACLE_THRESHOLDS
 
         oracle_cases = [c for c in self.dataset_cases() if c in ORACLE_THRESHOLDS]
-        oracle_methods = [m for m in ORACLE_METHODS if m in method_names()]
+        oracle_methods = [m for m in method_names() if method_class(m).oracle_thresholds]
         if oracle_cases and oracle_methods:
             specs += self.plan(oracle_methods, oracle_cases, threshold_rule="oracle")
         return specs

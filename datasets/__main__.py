@@ -10,7 +10,8 @@ import argparse
 import importlib
 import sys
 
-CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "datasets.cases", "datasets.builder",
+CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "datasets.cases", "datasets.nebula",
+               "datasets.builder",
                "datasets.nebula_reference")
 
 

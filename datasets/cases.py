@@ -24,18 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.geometry import BLOCK_ORIGIN_NM, BLOCK_SHAPE_ZYX, box_mask, cylinder_mask
+from datasets.errors import UnknownNameError
+from datasets.geometry_files import CUSTOM_SUFFIXES, load_custom_geometry  # noqa: F401 - re-exported
+from datasets.nebula import export_tri
 from datasets.scene import (
     BLOCK_Z_NM,
-    COPPER,
-    PAPER_SHAPE_ZYX,
     block_labels,
     paper_block,
-    validate_geometry,
 )
+from datasets.shapes import BLOCK_ORIGIN_NM, BLOCK_SHAPE_ZYX, box_mask, cylinder_mask
 
 CUSTOM_PREFIX = "custom:"
-CUSTOM_SUFFIXES = (".npy", ".tif", ".tiff")
 
 
 @dataclass
@@ -120,68 +119,13 @@ def get_case(name: str, **params) -> list[CaseSample]:
             raise TypeError(f"custom cases take no parameters, got {sorted(params)}")
         return custom_case(name[len(CUSTOM_PREFIX) :])
     if name not in NAMED_CASES:
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown case {name!r}; known cases are {available_cases()} or 'custom:PATH'"
         )
     try:
         return NAMED_CASES[name](**params)
     except TypeError as err:
         raise TypeError(f"bad parameters {params} for case {name!r}: {err}") from err
-
-
-def load_custom_geometry(path, expected_shape=PAPER_SHAPE_ZYX) -> np.ndarray:
-    """Load and validate a geometry file (``.npy`` or ``.tif``/``.tiff`` stack [z, y, x]).
-
-    Checks, each failing with an error naming the file and the problem: the file exists and
-    parses, the array is 3-D with shape ``expected_shape`` (the paper scene, which the trained
-    methods expect; ``None`` accepts any 3-D shape), the dtype is integer, every id is a known
-    material (0 vacuum, 1 Si, 2 Cu), and Cu lies only inside the Si block (z in [5, 25) nm).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"custom geometry file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix not in CUSTOM_SUFFIXES:
-        raise ValueError(
-            f"{path}: unsupported geometry file type {suffix!r}; use one of {list(CUSTOM_SUFFIXES)}"
-        )
-    if suffix == ".npy":
-        with open(path, "rb") as handle:
-            if handle.read(6) != b"\x93NUMPY":
-                raise ValueError(f"{path}: not a NumPy .npy file (no .npy header); corrupt or another format")
-    try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        else:
-            import tifffile
-
-            array = tifffile.imread(path)
-    except Exception as err:  # numpy and tifffile raise many types on corrupt files
-        raise ValueError(f"{path}: cannot read geometry ({type(err).__name__}: {err})") from err
-    if array.ndim != 3:
-        raise ValueError(
-            f"{path}: geometry must be a 3-D [z, y, x] array of material ids, got shape {array.shape}"
-        )
-    if expected_shape is not None and tuple(array.shape) != tuple(expected_shape):
-        raise ValueError(
-            f"{path}: geometry shape {array.shape} differs from the paper scene {tuple(expected_shape)} "
-            "[z, y, x] (1 nm voxels, Si block z in [5, 25) nm) that the benchmark's trained methods expect"
-        )
-    if array.dtype.kind not in "iu":
-        raise TypeError(f"{path}: geometry must hold integer material ids, got dtype {array.dtype}")
-    try:
-        geometry = validate_geometry(array, name=str(path))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{path}: {err}" if str(path) not in str(err) else str(err)) from err
-    z0, z1 = BLOCK_Z_NM
-    copper_layers = np.flatnonzero((geometry == COPPER).any(axis=(1, 2)))
-    outside = [int(z) for z in copper_layers if not z0 <= z < z1]
-    if outside:
-        raise ValueError(
-            f"{path}: Cu (id {COPPER}) found outside the Si block in z layers {outside}; "
-            f"Cu must lie inside the block, z layers {z0}..{z1 - 1}"
-        )
-    return geometry
 
 
 def custom_case(path) -> list[CaseSample]:
@@ -211,15 +155,13 @@ def _export_case_command(args) -> int:
     for path in paths:
         print(path)
     if args.nebula:
-        from datasets.nebula import export_tri
-
         for path in paths:
             print(export_tri(np.load(path), path.with_suffix(".tri")))
     return 0
 
 
 def register_cli(subparsers) -> None:
-    """Add ``export-case`` (and the Nebula commands of :mod:`datasets.nebula`)."""
+    """Add ``export-case``."""
     parser = subparsers.add_parser(
         "export-case",
         help="write each geometry of a named case as <case>_<sample>.npy",
@@ -232,7 +174,3 @@ def register_cli(subparsers) -> None:
         "--nebula", action="store_true", help="also write each geometry as a Nebula .tri file"
     )
     parser.set_defaults(func=_export_case_command)
-
-    from datasets import nebula
-
-    nebula.register_cli(subparsers)

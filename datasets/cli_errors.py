@@ -16,13 +16,11 @@ import os
 import sys
 import traceback
 
+from datasets.errors import UnknownNameError, UsageError
+
+__all__ = ["UnknownNameError", "UsageError", "run_cli", "split_debug"]
+
 INTERRUPTED_MESSAGE = "interrupted: finished work is kept; rerun the same command to resume"
-
-
-class UsageError(ValueError):
-    """A bad command-line value (exit code 2)."""
-
-    exit_code = 2
 
 
 def split_debug(argv) -> tuple[list[str], bool]:

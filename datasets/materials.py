@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from datasets.errors import UnknownNameError
+
 AVOGADRO = 6.02214076e23
 
 
@@ -52,15 +54,38 @@ COPPER = Material("Cu", Z=29.0, A=63.546, density_g_cm3=8.96, mott_table="copper
                   inner_shells=((6, 75.1), (2, 122.5), (4, 932.7), (2, 952.3), (2, 1096.7), (2, 8979.0)))
 #                               M2,3       M1          L3          L2          L1           K
 
-#: Default id -> material map of geometry files (0 is always vacuum).
-DEFAULT_MATERIALS: dict[int, Material] = {1: SILICON, 2: COPPER}
+#: THE material table: geometry-file id -> material (id 0 is vacuum, never listed). Everything
+#: else is derived from it: the ids a geometry may hold, names, Nebula's material indices (the
+#: order of the material files on Nebula's command line) and the physics tables. A new material
+#: is one row here (and, for the ``mott``/``tabulated`` models, its cross-section file).
+MATERIALS: dict[int, Material] = {1: SILICON, 2: COPPER}
+#: the material the methods reconstruct (label 1 of the Si-block volume); the block is the
+#: first material of the table
+TARGET_MATERIAL = "Cu"
+VACUUM_ID = 0
 
-MATERIALS_BY_NAME: dict[str, Material] = {"Si": SILICON, "Cu": COPPER}
+#: the earlier name of the table (kept: the same dict)
+DEFAULT_MATERIALS = MATERIALS
+
+
+def material_ids() -> tuple[int, ...]:
+    """Every id a geometry may hold: vacuum and the table's."""
+    return (VACUUM_ID, *sorted(MATERIALS))
+
+
+def materials_by_name() -> dict[str, Material]:
+    return {m.name: m for m in MATERIALS.values()}
 
 
 def material_by_name(name: str) -> Material:
     """Look up a material by symbol (case-insensitive), with a clear error for unknown names."""
-    for key, material in MATERIALS_BY_NAME.items():
+    for key, material in materials_by_name().items():
         if key.lower() == name.lower():
             return material
-    raise KeyError(f"unknown material '{name}'; known materials: {', '.join(MATERIALS_BY_NAME)}")
+    raise UnknownNameError(f"unknown material '{name}'; known materials: {', '.join(materials_by_name())}")
+
+
+def material_id(name: str) -> int:
+    """The table id of a material symbol (case-insensitive)."""
+    material = material_by_name(name)
+    return next(i for i, m in MATERIALS.items() if m is material)

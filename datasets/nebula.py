@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.geometry_files import load_custom_geometry
+from datasets.materials import MATERIALS
 from datasets.scene import (
-    COPPER,
     DEFAULT_CUTOFF_EV,
     DEFAULT_ENERGIES_KEV,
-    SILICON,
     VACUUM,
     Scene,
     validate_geometry,
@@ -54,8 +54,11 @@ MIRROR, NEBULA_VACUUM, BSE_DETECTOR, SE_DETECTOR, DETECTOR, TERMINATOR = (
     -127,
 )
 
-#: Scene material id -> Nebula material id (Nebula command line: silicon file, then copper file).
-DEFAULT_MATERIAL_INDICES = {VACUUM: NEBULA_VACUUM, SILICON: 0, COPPER: 1}
+def default_material_indices() -> dict[int, int]:
+    """Scene material id -> Nebula material index, from the material table: the table's
+    materials in id order are Nebula's materials 0, 1, ... (the order of the material files on
+    its command line: silicon, then copper); vacuum is Nebula's vacuum."""
+    return {VACUUM: NEBULA_VACUUM, **{mid: k for k, mid in enumerate(sorted(MATERIALS))}}
 
 #: One Nebula electron record (primary input and detector output alike).
 ELECTRON_DTYPE = np.dtype(
@@ -116,10 +119,10 @@ def voxel_interface_triangles(
     (triangle, vertex, xyz nm).
     """
     geometry = validate_geometry(
-        geometry, known_ids=tuple((material_indices or DEFAULT_MATERIAL_INDICES).keys())
+        geometry, known_ids=tuple((material_indices or default_material_indices()).keys())
     )
     _check_scene_planes(geometry, scene)
-    mapping = dict(material_indices or DEFAULT_MATERIAL_INDICES)
+    mapping = dict(material_indices or default_material_indices())
     lookup = np.zeros(256, dtype=np.int32)
     for scene_id, nebula_id in mapping.items():
         lookup[scene_id] = nebula_id
@@ -386,8 +389,6 @@ def _parse_energies(text: str) -> list[float]:
 
 
 def _export_command(args) -> int:
-    from datasets.cases import load_custom_geometry
-
     geometry = load_custom_geometry(args.geometry, expected_shape=None)
     out = Path(args.out)
     tri = export_tri(geometry, out / f"{Path(args.geometry).stem}.tri", detector=args.detector)

@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets import kernel
+from datasets.errors import UnknownNameError
 from datasets.materials import Material
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -355,13 +356,13 @@ class PhysicsConfig:
         for field, known in (("elastic", ELASTIC_MODELS), ("stopping", STOPPING_MODELS),
                              ("inelastic", INELASTIC_MODELS), ("barrier", BARRIER_MODELS)):
             if getattr(self, field) not in known:
-                raise KeyError(f"unknown {field} model '{getattr(self, field)}'; known: {', '.join(known)}")
+                raise UnknownNameError(f"unknown {field} model '{getattr(self, field)}'; known: {', '.join(known)}")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> PhysicsConfig:
         """A named preset (``csda``, ``nebula-like``), with single models overridden by name."""
         if name not in PHYSICS_PRESETS:
-            raise KeyError(f"unknown physics preset '{name}'; known: {', '.join(PHYSICS_PRESETS)}")
+            raise UnknownNameError(f"unknown physics preset '{name}'; known: {', '.join(PHYSICS_PRESETS)}")
         return cls(**{**PHYSICS_PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
 
     @classmethod

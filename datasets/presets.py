@@ -22,6 +22,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from datasets.errors import UnknownNameError
 from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV
 
 #: Size of the ``quick`` preset, for the fused kernel's measured CPU rate (README, "Datasets on
@@ -154,7 +155,7 @@ def get_preset(name: str, **overrides) -> DatasetPreset:
     if isinstance(name, DatasetPreset):
         return name.with_overrides(**overrides)
     if name not in DATASET_PRESETS:
-        raise KeyError(f"unknown dataset preset {name!r}; available presets: {sorted(DATASET_PRESETS)}")
+        raise UnknownNameError(f"unknown dataset preset {name!r}; available presets: {sorted(DATASET_PRESETS)}")
     return DATASET_PRESETS[name].with_overrides(**overrides)
 
 

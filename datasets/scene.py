@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VACUUM, SILICON, COPPER = 0, 1, 2
+from datasets.materials import VACUUM_ID, material_id, material_ids  # the one material table
+
+#: ids of the paper scene's materials, from the material table
+VACUUM, SILICON, COPPER = VACUUM_ID, material_id("Si"), material_id("Cu")
 
 #: The paper's scene: 26 x 20 x 20 voxels of 1 nm, Si block at z in [5, 25] nm.
 PAPER_SHAPE_ZYX = (26, 20, 20)
@@ -72,12 +75,14 @@ def block_labels(geometry: np.ndarray, block_z_nm: tuple[int, int] = BLOCK_Z_NM)
     return (np.asarray(geometry)[z0:z1] == COPPER).astype(np.uint8)
 
 
-def validate_geometry(geometry, known_ids=(VACUUM, SILICON, COPPER), name="geometry") -> np.ndarray:
+def validate_geometry(geometry, known_ids=None, name="geometry") -> np.ndarray:
     """Check a geometry array and return it as a C-contiguous uint8 array.
 
     Raises ``ValueError``/``TypeError`` that name the problem: wrong number of dimensions,
-    non-integer dtype, NaN, negative or unknown material ids, or an empty grid.
+    non-integer dtype, NaN, negative or unknown material ids, or an empty grid. ``known_ids``:
+    default every id of the material table (``datasets.materials.MATERIALS``) and vacuum.
     """
+    known_ids = material_ids() if known_ids is None else tuple(known_ids)
     arr = np.asarray(geometry)
     if arr.ndim != 3:
         raise ValueError(f"{name} must be a 3-D [z, y, x] array of material ids, got shape {arr.shape}")

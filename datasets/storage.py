@@ -48,6 +48,8 @@ import h5py
 import numpy as np
 import torch
 
+from datasets.errors import UnknownNameError
+
 FORMAT_NAME = "bse-bench-dataset"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "dataset.json"
@@ -432,7 +434,7 @@ class BseDataset:
     def _sample_arrays(self, sid: str) -> dict:
         """bse, label, geometry, params and seed of random sample ``sid``."""
         if sid not in self._where:
-            raise KeyError(f"unknown sample id {sid!r} in dataset {self.path}")
+            raise UnknownNameError(f"unknown sample id {sid!r} in dataset {self.path}")
         shard_index, row = self._where[sid]
         if self._cache_all:
             shard = self._load_shard(shard_index)
@@ -466,7 +468,7 @@ class BseDataset:
 
     def split_ids(self, name: str) -> list[str]:
         if name not in self.splits:
-            raise KeyError(f"unknown split {name!r}; available splits: {list(self.splits)}")
+            raise UnknownNameError(f"unknown split {name!r}; available splits: {list(self.splits)}")
         return self.splits[name]
 
     def split(self, name: str, noise_dose: float | None = None, seed: int = 0) -> SplitDataset:
@@ -502,7 +504,7 @@ class BseDataset:
     def case(self, name: str) -> list[dict]:
         """The samples of case ``name``: dicts(id, bse (E,H,W), label (D,H,W) uint8, geometry, params)."""
         if name not in self.cases():
-            raise KeyError(f"case {name!r} is not stored in {self.path}; stored cases: {self.cases()}")
+            raise UnknownNameError(f"case {name!r} is not stored in {self.path}; stored cases: {self.cases()}")
         if name not in self._cases_cache:
             entry = self.meta["cases"]
             with self._open_h5(entry, self._read_verified(entry)) as h5:

@@ -16,15 +16,22 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-NETWORKS = ("bsevox", "unet3d")
+from datasets.errors import UnknownNameError
+
+
+def learned_methods() -> list[str]:
+    """Registered methods that train and declare network configs (from the registry)."""
+    from methods.base import available, get
+
+    return [name for name in available() if get(name).requires_training and get(name).configs()]
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--method", choices=NETWORKS, required=True)
-    p.add_argument("--config", required=True, help="bsevox: tiny|lite|small|medium|moderate; "
-                   "unet3d: tiny|small|base")
-    p.add_argument("--data", required=True, help="dataset directory (datasets.build_dataset)")
-    p.add_argument("--preset", default="quick", help="training preset: smoke | quick | paper")
+    p.add_argument("--method", required=True, help="a learned method of the registry (bsevox, unet3d, ...)")
+    p.add_argument("--config", required=True, help="network config of the method (`python -m methods list`)")
+    p.add_argument("--data", required=True, help="dataset directory (`python -m benchmark data build`)")
+    p.add_argument("--train-preset", "--preset", dest="preset", default="quick",
+                   help="training preset: smoke | quick | paper | paper-gpu (--preset: the earlier name)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -52,20 +59,24 @@ def _method_params(args) -> dict:
     if not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such dataset directory (build one with "
                          "`python -m datasets build --preset quick --out DIR`)")
-    from methods.bsevoxnets import CONFIGS as BSEVOX_CONFIGS
+    from methods.base import get
     from methods.training import TRAIN_PRESETS
-    from methods.unet3d import CONFIGS as UNET_CONFIGS
 
-    known = {"bsevox": BSEVOX_CONFIGS, "unet3d": UNET_CONFIGS}[args.method]
+    if args.method not in learned_methods():
+        raise UnknownNameError(f"unknown learned method '{args.method}'; known: {', '.join(learned_methods())}")
+    klass = get(args.method)
+    known = klass.configs()
     if args.config not in known:
-        raise KeyError(f"unknown config '{args.config}' for {args.method}; known configs: {', '.join(known)}")
+        raise UnknownNameError(f"unknown config '{args.config}' for {args.method}; known configs: {', '.join(known)}")
     if args.preset not in TRAIN_PRESETS:
-        raise KeyError(f"unknown training preset '{args.preset}'; known: {', '.join(TRAIN_PRESETS)}")
+        raise UnknownNameError(f"unknown training preset '{args.preset}'; known: {', '.join(TRAIN_PRESETS)}")
     params = {"config": args.config, "preset": args.preset, "seed": args.seed}
-    if args.method == "bsevox":
-        params.update(sope=not args.no_sope, s2mlp=not args.no_s2mlp, convffn=not args.no_convffn)
-    elif args.no_sope or args.no_s2mlp or args.no_convffn:
-        raise UsageError("the ablation switches --no-sope/--no-s2mlp/--no-convffn are bsevox-only")
+    switches = {"sope": args.no_sope, "s2mlp": args.no_s2mlp, "convffn": args.no_convffn}
+    for key, off in switches.items():
+        if off:
+            if key not in klass.hyperparams:
+                raise UsageError(f"--no-{key} is an ablation switch {args.method} does not declare")
+            params[key] = False
     for key in ("epochs", "batch_size", "lr", "weight_decay", "lam"):
         value = getattr(args, key, None)
         if value is not None:
@@ -83,7 +94,6 @@ def cmd_train(args) -> int:
     from datasets.cli_errors import UsageError
     from datasets.storage import open_dataset
     from methods.base import create
-    from methods.training import train
 
     _set_threads(args)
     params = _method_params(args)
@@ -95,14 +105,15 @@ def cmd_train(args) -> int:
         raise UsageError(f"{out} already holds a training run: pass --resume to continue it, "
                          "--overwrite to start again, or choose another --out")
     print(f"training {args.method} ({args.config}) on {args.data} -> {out}", file=sys.stderr)
-    summary = train(method, dataset, out, progress=not args.quiet, resume=args.resume)
+    summary = method.fit(dataset, out_dir=out, progress=not args.quiet, resume=args.resume)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
 def cmd_grid_search(args) -> int:
     from datasets.storage import open_dataset
-    from methods.training import PAPER_GRID, TRAIN_PRESETS, grid_search
+    from methods.grid_search import PAPER_GRID, grid_search
+    from methods.training import TRAIN_PRESETS
 
     _set_threads(args)
     params = _method_params(args)
@@ -130,12 +141,10 @@ def benchmark_inference(device: str = "cpu", batch_size: int = 16, repeats: int 
     """
     import torch
 
-    from methods.base import create
-    from methods.bsevoxnets import CONFIGS as BSEVOX
+    from methods.base import create, get
     from methods.complexity import network_size
-    from methods.unet3d import CONFIGS as UNET
 
-    wanted = configs or [("bsevox", c) for c in BSEVOX] + [("unet3d", c) for c in UNET]
+    wanted = configs or [(name, c) for name in learned_methods() for c in get(name).configs()]
     rows = []
     for method_name, config in wanted:
         size = network_size(method_name, config)

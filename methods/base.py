@@ -5,8 +5,10 @@ volume ``(B, D, H, W)`` in [0, 1] over the Si block (D = 20 for the paper scene)
 probability into a binary volume is a separate step (``methods.binarize``).
 
 Adding a method: write ``methods/mymethod.py`` with a ``Method`` subclass, then add one line to
-``REGISTRY`` below (``"mymethod": "methods.mymethod:MyMethod"``). Registry entries are import
-paths, so listing methods imports nothing heavy.
+``REGISTRY`` below (``"mymethod": "methods.mymethod:MyMethod"``), or call ``register`` from your
+own package. Registry entries are import paths, so listing methods imports nothing heavy. The
+benchmark reads everything else from the class: ``label``, ``configs()``, ``variants``,
+``applies()``, ``dataset_params()``, ``fit()`` and ``is_trained()`` (docs/extending.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+
+from datasets.errors import UnknownNameError
 
 #: name -> "module:Class". One line per method family.
 REGISTRY: dict[str, str] = {
@@ -48,8 +52,50 @@ class Method(ABC):
     """
 
     name: ClassVar[str] = "method"
+    #: the name in tables and figures (written into every result row); default: ``name``
+    label: ClassVar[str] = ""
     requires_training: ClassVar[bool] = False
     hyperparams: ClassVar[dict[str, HyperParam]] = {}
+    #: ablation variants (paper Table 1 style): variant name -> hyper-parameter overrides; a
+    #: method with more than ``full`` takes part in the ``ablation`` case
+    variants: ClassVar[dict[str, dict[str, Any]]] = {"full": {}}
+    #: whether the paper's oracle thresholds (MED-SEM's, Tables 3-4) apply to this method
+    oracle_thresholds: ClassVar[bool] = False
+
+    # ------------------------------------------------------------------ declarations
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.label or cls.name
+
+    @classmethod
+    def configs(cls) -> list[str]:
+        """Network configs (sizes) a learned method offers, smallest first; ``[]``: none."""
+        return []
+
+    @classmethod
+    def applies(cls, case: str, threshold_rule: str) -> tuple[bool, str]:
+        """Whether the method takes part in ``case`` under ``threshold_rule``, and why not."""
+        if case == "ablation" and len(cls.variants) <= 1:
+            return False, f"{cls.name} declares no ablation variants"
+        if threshold_rule == "oracle":
+            from methods.binarize import ORACLE_THRESHOLDS
+
+            if not cls.oracle_thresholds:
+                return False, f"the paper's oracle thresholds are MED-SEM's, not {cls.name}'s"
+            if case not in ORACLE_THRESHOLDS:
+                return False, f"oracle thresholds exist for {'/'.join(ORACLE_THRESHOLDS)} only"
+        return True, ""
+
+    @classmethod
+    def dataset_params(cls, dataset_preset) -> dict:
+        """Hyper-parameters that make the method match a dataset preset
+        (``datasets.presets.DatasetPreset``), e.g. MED-SEM's PSF physics; default none."""
+        return {}
+
+    @classmethod
+    def is_trained(cls, directory) -> bool:
+        """Whether ``directory`` holds a finished model (always true without training)."""
+        return not cls.requires_training or (Path(directory) / "method.json").is_file()
 
     def __init__(self, device: str = "cpu", **params):
         unknown = sorted(set(params) - set(self.hyperparams))
@@ -88,8 +134,12 @@ class Method(ABC):
             )
         return np.clip(out.astype(np.float32, copy=False), 0.0, 1.0)
 
-    def fit(self, train, val=None, out_dir=None, progress: bool = True) -> dict:
-        """Train or calibrate on ``train`` (and select on ``val``); classical methods: no-op."""
+    def fit(self, data, val=None, out_dir=None, progress: bool = True, resume: bool = False,
+            deadline: float | None = None) -> dict:
+        """Train or calibrate. ``data``: a dataset (``datasets.storage``, with ``split()``) or a
+        train split (then ``val`` selects); ``out_dir``: where a learned method writes its model
+        (``resume`` continues there); ``deadline``: ``time.monotonic()`` by which to stop cleanly.
+        Classical methods: a no-op. Returns a summary dict."""
         self.fitted = True
         return {}
 
@@ -228,10 +278,25 @@ def available() -> list[str]:
     return sorted(REGISTRY)
 
 
+def label_of(name) -> str:
+    """The label a registered method declares (for rows written before labels existed), else ``name``."""
+    try:
+        return get(str(name)).display_name()
+    except (KeyError, ImportError, AttributeError):
+        return str(name)
+
+
+def register(name: str, target: str) -> None:
+    """Register a method ``name`` as ``"package.module:Class"`` (imported when first used)."""
+    if ":" not in target:
+        raise ValueError(f"register('{name}', '{target}'): the target must read 'package.module:Class'")
+    REGISTRY[name] = target
+
+
 def get(name: str) -> type[Method]:
     """Import and return the method class registered as ``name`` (lazy import)."""
     if name not in REGISTRY:
-        raise KeyError(f"unknown method '{name}'; known methods: {', '.join(available())}")
+        raise UnknownNameError(f"unknown method '{name}'; known methods: {', '.join(available())}")
     module_name, _, class_name = REGISTRY[name].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 

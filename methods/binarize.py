@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from datasets.errors import UnknownNameError
+
 THRESHOLD_RULES = ("fixed-0.5", "validation", "oracle")
 
 #: ORACLE (tuned by the paper on its test cases, section III): thresholds it applied to
@@ -87,10 +89,10 @@ def choose_threshold(prob_val, labels_val, grid=DEFAULT_THRESHOLD_GRID) -> float
 def oracle_threshold(case: str, sample: str) -> float:
     """ORACLE threshold the paper used for MED-SEM on ``case``/``sample`` (tuned on test data)."""
     if case not in ORACLE_THRESHOLDS:
-        raise KeyError(f"no oracle threshold for case '{case}'; known cases: {sorted(ORACLE_THRESHOLDS)}")
+        raise UnknownNameError(f"no oracle threshold for case '{case}'; known cases: {sorted(ORACLE_THRESHOLDS)}")
     samples = ORACLE_THRESHOLDS[case]
     if sample not in samples:
-        raise KeyError(
+        raise UnknownNameError(
             f"no oracle threshold for sample '{sample}' of case '{case}'; known: {sorted(samples)}"
         )
     return samples[sample]

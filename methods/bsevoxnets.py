@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datasets.errors import UnknownNameError
 from methods.base import HyperParam
-from methods.training import NetworkMethod
+from methods.network import NetworkMethod
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ def build_bsevox(
     """Build a BSE-VoxNets network from a config name (``CONFIGS``) and optional overrides."""
     if isinstance(config, str):
         if config not in CONFIGS:
-            raise KeyError(f"unknown BSE-VoxNets config '{config}'; known: {', '.join(CONFIGS)}")
+            raise UnknownNameError(f"unknown BSE-VoxNets config '{config}'; known: {', '.join(CONFIGS)}")
         config = CONFIGS[config]
     if overrides:
         config = replace(config, **overrides)
@@ -349,6 +350,14 @@ class BseVoxNets(NetworkMethod):
     """BSE-VoxNets behind the shared method interface (trained by ``methods.training``)."""
 
     name = "bsevox"
+    label = "BSE-VoxNets"
+    #: paper Table 1: one module switched off per variant
+    variants = {
+        "full": {},
+        "no-sope": {"sope": False},
+        "no-s2mlp": {"s2mlp": False},
+        "no-convffn": {"convffn": False},
+    }
     hyperparams = {
         "config": HyperParam("lite", True, "tiny | lite | small | medium | moderate (Table 2)"),
         "sope": HyperParam(True, True, "SOPE patch embedding (False: plain patch embedding)"),
@@ -360,7 +369,7 @@ class BseVoxNets(NetworkMethod):
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device=device, **params)
         if self.params["config"] not in CONFIGS:
-            raise KeyError(f"unknown BSE-VoxNets config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+            raise UnknownNameError(f"unknown BSE-VoxNets config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
 
     def build_network(self, n_energies: int) -> nn.Module:
         return build_bsevox(
@@ -372,10 +381,14 @@ class BseVoxNets(NetworkMethod):
             convffn=bool(self.params["convffn"]),
         )
 
+    @classmethod
+    def configs(cls) -> list[str]:
+        return list(CONFIGS)
+
     def variant(self) -> str:
-        """'full' or the ablation name ('no-sope', 'no-s2mlp', 'no-convffn'), for result rows."""
-        off = [n for n, key in (("no-sope", "sope"), ("no-s2mlp", "s2mlp"), ("no-convffn", "convffn"))
-               if not self.params[key]]
+        """'full' or the ablation name of ``variants`` ('no-sope', ...; '+'-joined), for result rows."""
+        off = [name for name, overrides in self.variants.items()
+               if overrides and all(self.params[k] == v for k, v in overrides.items())]
         return "+".join(off) or "full"
 
     def describe(self) -> dict:

@@ -62,10 +62,8 @@ def network_size(method_name: str, config: str, n_energies: int = 20, size: int 
 
 
 def list_network_configs() -> list[dict]:
-    """One row per network config: method, config, parameters, macs (20 energies, 20x20 input)."""
-    from methods.bsevoxnets import CONFIGS as BSEVOX_CONFIGS
-    from methods.unet3d import CONFIGS as UNET_CONFIGS
+    """One row per network config of every registered method that declares configs: method,
+    config, parameters, macs (20 energies, 20x20 input)."""
+    from methods.base import available, get
 
-    rows = [network_size("bsevox", name) for name in BSEVOX_CONFIGS]
-    rows += [network_size("unet3d", name) for name in UNET_CONFIGS]
-    return [dict(row) for row in rows]
+    return [dict(network_size(name, config)) for name in available() for config in get(name).configs()]

@@ -5,20 +5,19 @@ Lovász-hinge fine-tuning for the last part of the epochs, validation mIoU every
 stopping. Checkpoints (``latest.pt``, ``best.pt``) hold everything needed to resume exactly:
 model, optimizer, scheduler, AMP scaler, epoch, RNG states and the run config.
 
+Checkpoints live in ``methods/checkpoints.py``, the learned methods' base class in
+``methods/network.py``, the grid search in ``methods/grid_search.py``, toy data in ``methods/toys.py``.
+
 A trained model directory holds ``method.json``, ``best.pt``, ``latest.pt``, ``history.csv``
 (epoch, train_loss, val_miou, lr, seconds, loss), ``training_curve.png`` and ``summary.json``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
-import random
-import tempfile
 import time
-from abc import abstractmethod
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datasets.budget import past
-from methods.base import HyperParam, Method, create
+from methods.base import Method
+from methods.checkpoints import (
+    _atomic_torch_save,
+    _atomic_write_text,
+    _load_model_state,
+    _rng_state,
+    _set_rng_state,
+    load_checkpoint,
+)
 from methods.losses import PAPER_LAMBDA, lovasz_hinge, weighted_bce
 
 
@@ -137,77 +144,6 @@ def _autocast(device: str, amp: bool, amp_dtype: str = "float16"):
     return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp_dtype], enabled=enabled)
 
 
-# ---------------------------------------------------------------------------- checkpoints
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path) -> dict:
-    """``torch.load(weights_only=True)`` with a clear error for a missing or corrupt file."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated / garbage files
-        # torch's own message may advise weights_only=False: never to be followed for others' files
-        raise ValueError(f"corrupt checkpoint {path} ({type(err).__name__}): it cannot be loaded as plain "
-                         "tensors; delete it (and best.pt) to train again") from err
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise ValueError(f"corrupt checkpoint {path}: not a training checkpoint (no 'model' entry)")
-    return ckpt
-
-
-def _load_model_state(net: nn.Module, state: dict, source) -> None:
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"checkpoint {source} does not match this network: {err}") from err
-
-
-def _rng_state(generator: torch.Generator) -> dict:
-    np_state = np.random.get_state(legacy=False)
-    state = {
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-        "numpy": {
-            "bit_generator": np_state["bit_generator"],
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    np_state = state["numpy"]
-    np.random.set_state({
-        "bit_generator": np_state["bit_generator"],
-        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": np_state["pos"]},
-        "has_gauss": np_state["has_gauss"],
-        "gauss": np_state["gauss"],
-    })
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:
     return {
         "method": method.name,
@@ -263,7 +199,7 @@ def _write_curve(history: pd.DataFrame, path: Path, title: str) -> None:
 
 # ---------------------------------------------------------------------------- the loop
 def train_on_splits(
-    method: NetworkMethod,
+    method,
     train_split,
     val_split,
     out_dir,
@@ -438,7 +374,7 @@ def train_on_splits(
     return summary
 
 
-def train(method: NetworkMethod, dataset, out_dir, settings: TrainSettings | None = None,
+def train(method, dataset, out_dir, settings: TrainSettings | None = None,
           progress: bool = True, resume: bool = False, deadline: float | None = None) -> dict:
     """Train ``method`` on ``dataset.split("train")``, selecting on ``dataset.split("val")``."""
     settings = settings or method.train_settings()
@@ -450,254 +386,3 @@ def train(method: NetworkMethod, dataset, out_dir, settings: TrainSettings | Non
         method, train_data, val_data, out_dir, settings,
         progress=progress, resume=resume, energies_keV=dataset.energies_keV, deadline=deadline,
     )
-
-
-# ---------------------------------------------------------------------------- method base
-class NetworkMethod(Method):
-    """Shared machinery of the learned methods: build, train, save/load, batched inference."""
-
-    requires_training = True
-    #: training hyper-parameters common to both networks (None = take it from the preset)
-    training_hyperparams = {
-        "depth": HyperParam(20, True, "output depth layers D over the Si block"),
-        "preset": HyperParam("quick", True, "training preset: smoke | quick | paper"),
-        "epochs": HyperParam(None, True, "number of epochs (None: the preset's)"),
-        "lr": HyperParam(None, True, "initial AdamW learning rate (None: the preset's)"),
-        "weight_decay": HyperParam(None, True, "AdamW weight decay (None: the preset's)"),
-        "lam": HyperParam(None, True, "WBCE weight lambda of the Cu term, eq. 1 (None: preset's)"),
-        "batch_size": HyperParam(None, True, "training batch size (None: the preset's)"),
-        "seed": HyperParam(0, True, "seed of the weight init and the shuffling"),
-    }
-
-    def __init__(self, device: str = "cpu", **params):
-        super().__init__(device=device, **params)
-        self.network: nn.Module | None = None
-        self._n_energies: int | None = None
-        self._trained_dir: Path | None = None
-        if self.params.get("preset") not in TRAIN_PRESETS:
-            raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
-                             f"known: {', '.join(TRAIN_PRESETS)}")
-
-    # -------------------------------------------------------------- for subclasses
-    @abstractmethod
-    def build_network(self, n_energies: int) -> nn.Module:
-        """The network for ``n_energies`` input images; logits (B, D, H, W)."""
-
-    # -------------------------------------------------------------- training
-    def train_settings(self) -> TrainSettings:
-        """The preset's settings with this method's non-None overrides and device."""
-        settings = TRAIN_PRESETS[self.params["preset"]]
-        overrides = {k: self.params[k] for k in ("epochs", "lr", "weight_decay", "lam", "batch_size")
-                     if self.params.get(k) is not None}
-        return replace(settings, **overrides, seed=int(self.params["seed"]), device=self.device)
-
-    def init_network(self, n_energies: int, seed: int = 0) -> nn.Module:
-        """(Re)build the network with weights drawn from ``seed`` (global RNG left untouched)."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.network = self.build_network(n_energies)
-        self._n_energies = n_energies
-        return self.network
-
-    def fit(self, train, val=None, out_dir=None, progress: bool = True, resume: bool = False,
-            deadline: float | None = None) -> dict:
-        """Train with ``methods.training`` on torch Datasets of {"bse", "label"} dicts
-        (``deadline``: see :func:`train_on_splits`)."""
-        energies = getattr(train, "energies_keV", None)
-        if energies is None:  # datasets.storage splits keep them on their parent dataset
-            energies = getattr(getattr(train, "dataset", None), "energies_keV", None)
-        if energies is None:
-            energies = self._default_energies(train)
-        if out_dir is None:
-            with tempfile.TemporaryDirectory(prefix=f"{self.name}-train-") as tmp:
-                summary = train_on_splits(self, train, val, tmp, self.train_settings(),
-                                          progress=progress, energies_keV=energies, deadline=deadline)
-                self._trained_dir = None
-                return summary
-        return train_on_splits(self, train, val, out_dir, self.train_settings(),
-                               progress=progress, resume=resume, energies_keV=energies, deadline=deadline)
-
-    def _default_energies(self, split):
-        from datasets.scene import DEFAULT_ENERGIES_KEV
-
-        n_energies = len(split[0]["bse"])
-        return np.asarray(DEFAULT_ENERGIES_KEV, float) if n_energies == len(DEFAULT_ENERGIES_KEV) else None
-
-    # -------------------------------------------------------------- inference
-    def _reconstruct(self, stacks: np.ndarray, energies_keV: np.ndarray) -> np.ndarray:
-        if self.network is None:
-            raise RuntimeError(f"{self.name}: no network weights; fit() or load() first")
-        if stacks.shape[1] != self._n_energies:
-            raise ValueError(f"{self.name}: network takes {self._n_energies} energies, got {stacks.shape[1]}")
-        net = self.network.to(self.device)
-        settings = self.train_settings()
-        logits = _predict_logits(net, torch.from_numpy(stacks), self.device, 64, amp=settings.amp,
-                                 amp_dtype=settings.amp_dtype)
-        return torch.sigmoid(logits).numpy()
-
-    # -------------------------------------------------------------- persistence
-    def _save_state(self, directory: Path) -> None:
-        if self.network is None:
-            raise RuntimeError(f"{self.name}: nothing to save, the network is not built")
-        if self._trained_dir is not None and Path(directory).resolve() == self._trained_dir:
-            return  # the training directory already holds the selected weights in best.pt
-        state = {"model": self.network.state_dict(), "n_energies": int(self._n_energies)}
-        _atomic_torch_save(state, Path(directory) / "model.pt")
-
-    def _load_state(self, directory: Path) -> None:
-        directory = Path(directory)
-        path = directory / "model.pt"
-        if not path.exists():
-            path = directory / "best.pt" if (directory / "best.pt").exists() else directory / "latest.pt"
-        ckpt = load_checkpoint(path)
-        n_energies = ckpt.get("n_energies")
-        if n_energies is None:
-            n_energies = len(self.energies_keV) if self.energies_keV is not None else None
-        if n_energies is None:
-            raise ValueError(f"{path}: cannot tell the number of input energies")
-        self.init_network(int(n_energies), seed=int(self.params["seed"]))
-        _load_model_state(self.network, ckpt["model"], path)
-        self.network.to(self.device).eval()
-
-    def describe(self) -> dict:
-        """Adds ``parameters`` and ``macs`` (per sample, 20x20 images, this method's energies)."""
-        from methods.complexity import count_macs, count_parameters
-
-        info = super().describe()
-        n_energies = self._n_energies or (len(self.energies_keV) if self.energies_keV is not None else 20)
-        key = (n_energies, tuple(sorted((k, str(v)) for k, v in self.params.items())))
-        if getattr(self, "_size_cache", (None,))[0] != key:
-            with torch.device("meta"):
-                net = self.build_network(n_energies)
-            self._size_cache = (key, count_parameters(net), count_macs(net, (1, n_energies, 20, 20)))
-        info["parameters"], info["macs"] = self._size_cache[1], self._size_cache[2]
-        return info
-
-
-# ---------------------------------------------------------------------------- grid search
-#: The paper's grids (section III).
-PAPER_GRID = {
-    "lr": [5e-3, 1e-3, 5e-4, 1e-4, 5e-5, 1e-5],
-    "weight_decay": [1e-3, 1e-4, 1e-5],
-    "lam": [1.0 / n for n in range(2, 16)],
-}
-
-
-def grid_search(
-    method_name: str,
-    config: str,
-    dataset,
-    grid: dict | None = None,
-    settings: TrainSettings | None = None,
-    out_dir="grid-search",
-    max_trials: int | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    device: str = "cpu",
-    method_params: dict | None = None,
-) -> pd.DataFrame:
-    """Grid search over lr x weight_decay x lam, selected on the VALIDATION split only.
-
-    Each trial trains ``method_name`` (``config``) with ``settings`` and the trial's values, on
-    ``dataset.split("train")`` and scores the best validation mIoU (the test split is never
-    read). ``max_trials`` draws that many grid points at random (``seed``). Results go to
-    ``out_dir/grid_results.csv`` after every trial; a rerun skips finished trials and resumes an
-    interrupted one. ``out_dir/best.json`` names the selected values.
-    """
-    grid = grid or PAPER_GRID
-    for key in grid:
-        if key not in ("lr", "weight_decay", "lam"):
-            raise KeyError(f"grid over unknown setting '{key}'; allowed: lr, weight_decay, lam")
-    settings = settings or TRAIN_PRESETS["quick"]
-    settings = replace(settings, device=device)
-    keys = list(grid)
-    points = list(itertools.product(*(grid[k] for k in keys)))
-    trial_ids = list(range(len(points)))
-    if max_trials is not None and max_trials < len(points):
-        rng = np.random.default_rng(seed)
-        trial_ids = sorted(rng.choice(len(points), size=max_trials, replace=False).tolist())
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table_path = out_dir / "grid_results.csv"
-    done = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame()
-    finished = set(done["trial"]) if len(done) else set()
-    rows = done.to_dict("records") if len(done) else []
-    train_split, val_split = dataset.split("train"), dataset.split("val")
-
-    for trial in tqdm(trial_ids, desc="grid search", disable=not progress):
-        if trial in finished:
-            continue
-        values = dict(zip(keys, points[trial]))
-        trial_settings = replace(settings, **values)
-        method = create(method_name, device=device, config=config, **(method_params or {}))
-        trial_dir = out_dir / f"trial-{trial:04d}"
-        summary = train_on_splits(method, train_split, val_split, trial_dir, trial_settings,
-                                  progress=False, resume=True, energies_keV=dataset.energies_keV)
-        rows.append({"trial": trial, **values, "best_val_miou": summary["best_val_miou"],
-                     "best_epoch": summary["best_epoch"], "epochs_run": summary["epochs_run"],
-                     "train_seconds": summary["train_seconds"]})
-        for name in ("latest.pt", "best.pt"):  # keep the table and curves, not every model
-            (trial_dir / name).unlink(missing_ok=True)
-        _atomic_write_text(table_path, pd.DataFrame(rows).to_csv(index=False))
-
-    table = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
-    if len(table):
-        best = table.loc[table["best_val_miou"].idxmax()].to_dict()
-        info = {"method": method_name, "config": config, "selected_on": "validation split",
-                "base_settings": asdict(settings), "best": best}
-        _atomic_write_text(out_dir / "best.json", json.dumps(info, indent=2, default=float))
-    return table
-
-
-__all__ = [
-    "TrainSettings", "TRAIN_PRESETS", "NetworkMethod", "train", "train_on_splits", "grid_search",
-    "load_checkpoint", "mean_iou", "PAPER_GRID",
-]
-
-
-# ---------------------------------------------------------------------------- toy data
-class ToySplit(torch.utils.data.Dataset):
-    """In-memory split of random Cu boxes with a toy depth-weighted BSE signal (tests, smoke runs).
-
-    Not physics: image k is ``sum_z label[z] * exp(-z / r_k)`` normalised, with a probing range
-    ``r_k`` growing with energy, so deeper Cu shows only at higher energies, as in real stacks.
-    Same dict layout as ``datasets.storage`` splits; ``energies_keV`` attribute included.
-    """
-
-    def __init__(self, n: int, seed: int = 0, depth: int = 20, size: int = 20, n_energies: int = 20):
-        rng = np.random.default_rng(seed)
-        labels = np.zeros((n, depth, size, size), np.float32)
-        shape = np.array([depth, size, size])
-        for label in labels:
-            for _ in range(rng.integers(1, 4)):
-                extent = rng.integers(shape // 5, shape * 3 // 4, endpoint=True)
-                lo = rng.integers(0, shape - extent, endpoint=True)
-                hi = lo + extent
-                label[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = 1.0
-        self.energies_keV = np.linspace(0.5, 0.5 * n_energies, n_energies)
-        ranges = 1.0 + depth * np.arange(1, n_energies + 1) / n_energies  # layers
-        weights = np.exp(-np.arange(depth)[None, :] / ranges[:, None])  # (E, D)
-        weights /= weights.sum(1, keepdims=True)
-        self.bse = (0.1 + 0.4 * np.einsum("ed,ndhw->nehw", weights, labels)).astype(np.float32)
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"bse": torch.from_numpy(self.bse[i]), "label": torch.from_numpy(self.labels[i]),
-                "id": f"toy-{i:05d}"}
-
-
-class ToyDataset:
-    """``open_dataset``-like wrapper of three ``ToySplit`` s (train / val / test)."""
-
-    def __init__(self, n_train: int = 64, n_val: int = 16, n_test: int = 16, seed: int = 0):
-        self._splits = {"train": ToySplit(n_train, seed), "val": ToySplit(n_val, seed + 1),
-                        "test": ToySplit(n_test, seed + 2)}
-        self.energies_keV = self._splits["train"].energies_keV
-
-    def split(self, name: str, **_) -> ToySplit:
-        if name not in self._splits:
-            raise KeyError(f"unknown split '{name}'")
-        return self._splits[name]

@@ -22,8 +22,9 @@ import torch.nn.functional as F
 from monai.networks.nets import UNet
 from torch import nn
 
+from datasets.errors import UnknownNameError
 from methods.base import HyperParam
-from methods.training import NetworkMethod
+from methods.network import NetworkMethod
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class UNet3D(NetworkMethod):
     """MONAI 3D U-Net behind the shared method interface (trained by ``methods.training``)."""
 
     name = "unet3d"
+    label = "3D U-Net"
     hyperparams = {
         "config": HyperParam("small", True, "tiny | small | base (MONAI UNet channels/strides)"),
         **NetworkMethod.training_hyperparams,
@@ -82,7 +84,11 @@ class UNet3D(NetworkMethod):
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device=device, **params)
         if self.params["config"] not in CONFIGS:
-            raise KeyError(f"unknown U-Net config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+            raise UnknownNameError(f"unknown U-Net config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+
+    @classmethod
+    def configs(cls) -> list[str]:
+        return list(CONFIGS)
 
     def build_network(self, n_energies: int) -> nn.Module:
         return EnergyDepthUNet(self.depth, CONFIGS[self.params["config"]])

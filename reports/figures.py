@@ -26,7 +26,7 @@ from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from reports.results import RunVolumes, parse_depth_iou, quiet_mean  # noqa: E402
-from reports.tables import ordered_labels  # noqa: E402
+from reports.tables import load_paper_results, ordered_labels  # noqa: E402
 
 DPI = 80
 CU_COLOR = "#c8742c"
@@ -296,7 +296,7 @@ def iou_by_sample_plot(rows: pd.DataFrame, case: str, paper_case: dict | None = 
         part = part.sort_values("x")
         ax.plot(part["x"], part["iou"], marker="o", label=f"{label} (ours)", color=palette[label])
     if paper_case:
-        names = {"medsem": "MED-SEM", "unet3d": "3D U-Net", "bsevox": "BSE-VoxNets"}
+        names = load_paper_results()["method_names"]  # the paper's spelling of its methods
         x_paper, _ = sample_axis(paper_case["samples"])
         gray = sns.color_palette("Greys", 5)
         for n, (method, values) in enumerate(paper_case["iou"].items()):

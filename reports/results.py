@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Display names of the registered methods (the paper's spelling).
-METHOD_NAMES = {"medsem": "MED-SEM", "unet3d": "3D U-Net", "bsevox": "BSE-VoxNets"}
+from methods.base import label_of
 
 #: Columns of a result row (benchmark.cache.ROW_COLUMNS); absent ones are added empty.
 ROW_COLUMNS = (
-    "method", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
+    "method", "label", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
     "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device",
     "parameters", "macs", "seed", "preset", "dataset_hash", "git_commit", "versions",
     "run_key", "created_utc",
@@ -73,10 +72,11 @@ def order_cases(cases) -> list[str]:
     return [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
 
 
-def method_label(method: str, config=None, variant=None, threshold_rule=None) -> str:
-    """Human-readable method name, e.g. ``BSE-VoxNets (lite)`` or ``BSE-VoxNets (lite, no-sope)``;
-    the harness's placeholders ``default`` (no config) and ``full`` (no ablation) are left out."""
-    name = METHOD_NAMES.get(str(method), str(method))
+def method_label(method: str, config=None, variant=None, threshold_rule=None, name=None) -> str:
+    """Human-readable name, e.g. ``BSE-VoxNets (lite)`` or ``BSE-VoxNets (lite, no-sope)``, from the
+    method's own label (``name``: the ``label`` column its runs wrote; else the method's id); the
+    harness's placeholders ``default`` (no config) and ``full`` (no ablation) are left out."""
+    name = str(name) if _present(name) else label_of(method)
     details = [str(x) for x in (config, variant)
                if _present(x) and str(x) not in ("full", "default")]
     if _present(threshold_rule):
@@ -92,11 +92,13 @@ def add_labels(rows: pd.DataFrame) -> pd.DataFrame:
     rules_per_method = rows.groupby(keys, dropna=False)["threshold_rule"].transform(
         lambda s: s.dropna().nunique()
     )
+    names = rows["label"] if "label" in rows.columns else [None] * len(rows)
+    rows["method_label"] = [name if _present(name) else label_of(m) for m, name in zip(rows["method"], names)]
     rows["label"] = [
-        method_label(m, c, v, rule if n > 1 else None)
-        for m, c, v, rule, n in zip(
+        method_label(m, c, v, rule if n > 1 else None, name)
+        for m, c, v, rule, n, name in zip(
             rows["method"], rows["config"], rows["variant"], rows["threshold_rule"],
-            rules_per_method,
+            rules_per_method, rows["method_label"],
         )
     ]
     return rows

@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from reports.results import METHOD_NAMES, ReportInputs
-from reports.tables import load_paper_results, miou_table
+from reports.results import ReportInputs
+from reports.tables import METHOD_ORDER, load_paper_results, miou_table
 
 #: IoU below which a reconstruction is called a failure in the remarks.
 FAIL_IOU = 0.5
@@ -112,8 +112,12 @@ def coverage_remarks(inputs: ReportInputs) -> list[str]:
         remarks.append("Not in these results: case(s) " + ", ".join(absent_cases)
                        + " (where the paper has numbers for them, the tables show only the "
                        "paper's).")
+    from methods.base import available, get
+
     methods = set(rows["method"].dropna().astype(str))
-    absent_methods = [METHOD_NAMES[m] for m in METHOD_NAMES if m not in methods]
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}  # the paper's order, then the rest
+    absent_methods = [get(m).display_name() for m in sorted(available(), key=lambda m: (order.get(m, len(order)), m))
+                      if m not in methods]
     if absent_methods:
         remarks.append("Methods not run: " + ", ".join(absent_methods) + ".")
     return remarks

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from reports.results import METHOD_NAMES, method_label, quiet_mean
+from reports.results import method_label, quiet_mean
 
 PAPER_RESULTS_PATH = Path(__file__).parent / "data" / "paper_results.json"
 OURS, PAPER = "ours", "paper"
@@ -425,5 +425,5 @@ def _slug(text: str) -> str:
 
 __all__ = [
     "Table", "best_mask", "bootstrap_interval", "load_paper_results", "per_sample_table",
-    "ablation_table", "config_table", "miou_table", "best_per_case_table", "METHOD_NAMES",
+    "ablation_table", "config_table", "miou_table", "best_per_case_table",
 ]

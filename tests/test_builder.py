@@ -133,7 +133,7 @@ def test_result_does_not_depend_on_worker_count(tmp_path):
 
 
 def test_dask_scheduler_gives_the_same_dataset(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # a declared dependency (dask[distributed])
     local = storage.open_dataset(build_fake(tmp_path / "local"))
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
         on_dask = storage.open_dataset(build_fake(tmp_path / "dask", scheduler=cluster.scheduler_address))

@@ -213,14 +213,14 @@ def test_shot_noise_weights_favour_low_yield_energies():
 
 def test_medsem_recovers_a_shallow_cube_from_simulated_stacks(tmp_path):
     """End to end with the Monte Carlo simulator: few energies and electrons to stay fast."""
-    simulate = pytest.importorskip("datasets.simulate")
+    from datasets import simulate
     from datasets.scene import block_labels, paper_block
 
     energies = (0.5, 1.0, 1.5, 2.5, 4.0)
     copper = np.zeros((DEPTH, 20, 20), bool)
     copper[0:4, 6:14, 6:14] = True
     geometries = np.stack([paper_block(copper), paper_block()])
-    torch = pytest.importorskip("torch")
+    import torch
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the simulator crawls when its threads compete on a busy CI box
     try:

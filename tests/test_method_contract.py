@@ -11,11 +11,10 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import methods
 from methods.base import HyperParam, Method
-
-torch = pytest.importorskip("torch")
 
 ENERGIES_KEV = np.round(np.arange(1, 21) * 0.5, 1)
 SIZE = 20

@@ -27,11 +27,23 @@ from datasets.validation import BAND_MARGIN, measured_bands
 
 
 # --------------------------------------------------------------------------- physics values
-def test_browning_cross_section_matches_hand_value():
-    # Si at 1 keV: 3e-18 * 14^1.7 / (1 + 0.005 * 14^1.7 + 0.0007 * 196) cm^2
-    z17 = 14**1.7
-    expected = 3e-18 * z17 / (1 + 0.005 * z17 + 0.0007 * 196)
-    assert BrowningMott().cross_section_cm2(SILICON, np.array([1000.0]))[0] == pytest.approx(expected, rel=1e-12)
+def test_atom_densities_are_the_textbook_values():
+    """n = rho N_A / A: Si 4.99e22 and Cu 8.49e22 atoms/cm^3 (Kittel, Introduction to Solid State
+    Physics, table 1.3 / 1.4), i.e. 49.9 and 84.9 per nm^3."""
+    assert SILICON.atoms_per_nm3 == pytest.approx(49.94, rel=2e-3)
+    assert COPPER.atoms_per_nm3 == pytest.approx(84.9, rel=2e-3)
+
+
+def test_browning_cross_section_has_its_published_limits():
+    """Browning et al. (1994): sigma -> 3.0e-18 Z^1.7 / E [cm^2, E keV] at high energy, and the
+    Z^1.7 scaling there; the low-energy terms only lower it (independent of the code's form)."""
+    high_keV = 1000.0  # where the correction terms are below 5 % for Si and Cu
+    for material in (SILICON, COPPER):
+        sigma = BrowningMott().cross_section_cm2(material, np.array([high_keV * 1e3]))[0]
+        limit = 3.0e-18 * material.Z**1.7 / high_keV
+        assert 0.94 * limit < sigma < limit
+    low = BrowningMott().cross_section_cm2(SILICON, np.array([1.0]))[0]
+    assert low < 3.0e-18 * 14**1.7 / 1.0
 
 
 def test_elastic_mean_free_paths_against_mott_tables():

@@ -9,17 +9,10 @@ import pytest
 import torch
 
 from methods.base import Method, create
-from methods.training import (
-    TRAIN_PRESETS,
-    ToyDataset,
-    ToySplit,
-    TrainSettings,
-    grid_search,
-    load_checkpoint,
-    mean_iou,
-    train,
-    train_on_splits,
-)
+from methods.checkpoints import load_checkpoint
+from methods.grid_search import grid_search
+from methods.toys import ToyDataset, ToySplit
+from methods.training import TRAIN_PRESETS, TrainSettings, mean_iou, train, train_on_splits
 
 FAST = TrainSettings(epochs=3, batch_size=3, lr=3e-3, eval_every=1, patience=50, lam=0.5,
                      lovasz_fraction=0.34)

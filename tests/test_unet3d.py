@@ -6,7 +6,7 @@ import torch
 from monai.networks.nets import UNet
 
 from methods.base import create
-from methods.training import ToySplit
+from methods.toys import ToySplit
 from methods.unet3d import CONFIGS, EnergyDepthUNet
 
 

@@ -46,7 +46,9 @@ class MedSem(Method):
     """Multi-energy deconvolution SEM with simulator-derived PSFs (see module docstring)."""
 
     name = "medsem"
+    label = "MED-SEM"
     requires_training = False
+    oracle_thresholds = True  # the paper's Tables 3-4 thresholds are MED-SEM's
     hyperparams = {
         "iterations": HyperParam(60, doc="ADMM iterations of the bounded least-squares deconvolution"),
         "smoothness": HyperParam(
@@ -141,14 +143,18 @@ class MedSem(Method):
         return np.concatenate(volumes)
 
     # ------------------------------------------------------------------ calibration
-    def fit(self, train, val=None, out_dir=None, progress: bool = True, energies_keV=None) -> dict:
+    def fit(self, train, val=None, out_dir=None, progress: bool = True, resume: bool = False,
+            deadline: float | None = None, energies_keV=None) -> dict:
         """Calibrate per-energy gain and offset on (up to 256) training samples; see module doc.
 
         ``train``: a sequence of dicts with ``bse`` (E, H, W) and ``label`` (D, H, W), e.g.
-        ``open_dataset(path).split("train")``; its energies come from ``energies_keV``, else the
-        split's ``energies_keV`` attribute, else a given PSF model's, else the default list.
-        ``val`` and ``out_dir`` are not used.
+        ``open_dataset(path).split("train")``, or a dataset (its train split is used); its
+        energies come from ``energies_keV``, else the split's ``energies_keV`` attribute, else a
+        given PSF model's, else the default list. ``val``, ``out_dir``, ``resume`` and
+        ``deadline`` are not used (the calibration takes seconds).
         """
+        if hasattr(train, "split") and not hasattr(train, "__getitem__"):
+            train = train.split("train")
         self._warn_on_physics_mismatch(train)
         energies = energies_keV if energies_keV is not None else _dataset_energies(train)
         if energies is None and self._psf is not None:
@@ -177,6 +183,16 @@ class MedSem(Method):
             "gain": self.gain.tolist(),
             "offset": self.offset.tolist(),
         }
+
+    @classmethod
+    def dataset_params(cls, dataset_preset) -> dict:
+        """The PSFs are simulated with the dataset preset's physics and detector cutoff."""
+        from datasets.presets import dataset_physics
+
+        params = {"physics": dataset_physics(dataset_preset).names()}
+        if dataset_preset.cutoff_eV != cls.hyperparams["cutoff_eV"].default:
+            params["cutoff_eV"] = dataset_preset.cutoff_eV
+        return params
 
     @staticmethod
     def psf_params_for(dataset_meta: dict) -> dict:

@@ -1,0 +1,151 @@
+"""``NetworkMethod``: what the learned methods share (build, train, save/load, batched inference).
+
+BSE-VoxNets (``methods/bsevoxnets.py``) and the MONAI 3D U-Net (``methods/unet3d.py``) subclass
+it, each declaring its network configs (``CONFIGS``) and ``build_network``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from abc import abstractmethod
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from methods.base import HyperParam, Method
+from methods.checkpoints import _atomic_torch_save, _load_model_state, load_checkpoint
+from methods.complexity import count_macs, count_parameters
+from methods.training import TRAIN_PRESETS, TrainSettings, _predict_logits, train_on_splits
+from methods.training import train as train_dataset
+
+
+class NetworkMethod(Method):
+    """Shared machinery of the learned methods: build, train, save/load, batched inference."""
+
+    requires_training = True
+    #: training hyper-parameters common to both networks (None = take it from the preset)
+    training_hyperparams = {
+        "depth": HyperParam(20, True, "output depth layers D over the Si block"),
+        "preset": HyperParam("quick", True, "training preset: smoke | quick | paper"),
+        "epochs": HyperParam(None, True, "number of epochs (None: the preset's)"),
+        "lr": HyperParam(None, True, "initial AdamW learning rate (None: the preset's)"),
+        "weight_decay": HyperParam(None, True, "AdamW weight decay (None: the preset's)"),
+        "lam": HyperParam(None, True, "WBCE weight lambda of the Cu term, eq. 1 (None: preset's)"),
+        "batch_size": HyperParam(None, True, "training batch size (None: the preset's)"),
+        "seed": HyperParam(0, True, "seed of the weight init and the shuffling"),
+    }
+
+    def __init__(self, device: str = "cpu", **params):
+        super().__init__(device=device, **params)
+        self.network: nn.Module | None = None
+        self._n_energies: int | None = None
+        self._trained_dir: Path | None = None
+        if self.params.get("preset") not in TRAIN_PRESETS:
+            raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
+                             f"known: {', '.join(TRAIN_PRESETS)}")
+
+    # -------------------------------------------------------------- for subclasses
+    @abstractmethod
+    def build_network(self, n_energies: int) -> nn.Module:
+        """The network for ``n_energies`` input images; logits (B, D, H, W)."""
+
+    # -------------------------------------------------------------- training
+    def train_settings(self) -> TrainSettings:
+        """The preset's settings with this method's non-None overrides and device."""
+        settings = TRAIN_PRESETS[self.params["preset"]]
+        overrides = {k: self.params[k] for k in ("epochs", "lr", "weight_decay", "lam", "batch_size")
+                     if self.params.get(k) is not None}
+        return replace(settings, **overrides, seed=int(self.params["seed"]), device=self.device)
+
+    def init_network(self, n_energies: int, seed: int = 0) -> nn.Module:
+        """(Re)build the network with weights drawn from ``seed`` (global RNG left untouched)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.network = self.build_network(n_energies)
+        self._n_energies = n_energies
+        return self.network
+
+    @classmethod
+    def is_trained(cls, directory) -> bool:
+        """A finished training leaves ``method.json`` and ``summary.json`` (an interrupted one neither)."""
+        return (Path(directory) / "method.json").is_file() and (Path(directory) / "summary.json").is_file()
+
+    def fit(self, train, val=None, out_dir=None, progress: bool = True, resume: bool = False,
+            deadline: float | None = None) -> dict:
+        """Train with ``methods.training``. ``train``: a dataset (with ``split()``: trained on its
+        train split, selected on its val split) or a torch Dataset of {"bse", "label"} dicts with
+        ``val`` (``deadline``: see :func:`methods.training.train_on_splits`)."""
+        if val is None and hasattr(train, "split") and out_dir is not None:
+            return train_dataset(self, train, out_dir, self.train_settings(), progress=progress, resume=resume,
+                                 deadline=deadline)
+        energies = getattr(train, "energies_keV", None)
+        if energies is None:  # datasets.storage splits keep them on their parent dataset
+            energies = getattr(getattr(train, "dataset", None), "energies_keV", None)
+        if energies is None:
+            energies = self._default_energies(train)
+        if out_dir is None:
+            with tempfile.TemporaryDirectory(prefix=f"{self.name}-train-") as tmp:
+                summary = train_on_splits(self, train, val, tmp, self.train_settings(),
+                                          progress=progress, energies_keV=energies, deadline=deadline)
+                self._trained_dir = None
+                return summary
+        return train_on_splits(self, train, val, out_dir, self.train_settings(),
+                               progress=progress, resume=resume, energies_keV=energies, deadline=deadline)
+
+    def _default_energies(self, split):
+        from datasets.scene import DEFAULT_ENERGIES_KEV
+
+        n_energies = len(split[0]["bse"])
+        return np.asarray(DEFAULT_ENERGIES_KEV, float) if n_energies == len(DEFAULT_ENERGIES_KEV) else None
+
+    # -------------------------------------------------------------- inference
+    def _reconstruct(self, stacks: np.ndarray, energies_keV: np.ndarray) -> np.ndarray:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: no network weights; fit() or load() first")
+        if stacks.shape[1] != self._n_energies:
+            raise ValueError(f"{self.name}: network takes {self._n_energies} energies, got {stacks.shape[1]}")
+        net = self.network.to(self.device)
+        settings = self.train_settings()
+        logits = _predict_logits(net, torch.from_numpy(stacks), self.device, 64, amp=settings.amp,
+                                 amp_dtype=settings.amp_dtype)
+        return torch.sigmoid(logits).numpy()
+
+    # -------------------------------------------------------------- persistence
+    def _save_state(self, directory: Path) -> None:
+        if self.network is None:
+            raise RuntimeError(f"{self.name}: nothing to save, the network is not built")
+        if self._trained_dir is not None and Path(directory).resolve() == self._trained_dir:
+            return  # the training directory already holds the selected weights in best.pt
+        state = {"model": self.network.state_dict(), "n_energies": int(self._n_energies)}
+        _atomic_torch_save(state, Path(directory) / "model.pt")
+
+    def _load_state(self, directory: Path) -> None:
+        directory = Path(directory)
+        path = directory / "model.pt"
+        if not path.exists():
+            path = directory / "best.pt" if (directory / "best.pt").exists() else directory / "latest.pt"
+        ckpt = load_checkpoint(path)
+        n_energies = ckpt.get("n_energies")
+        if n_energies is None:
+            n_energies = len(self.energies_keV) if self.energies_keV is not None else None
+        if n_energies is None:
+            raise ValueError(f"{path}: cannot tell the number of input energies")
+        self.init_network(int(n_energies), seed=int(self.params["seed"]))
+        _load_model_state(self.network, ckpt["model"], path)
+        self.network.to(self.device).eval()
+
+    def describe(self) -> dict:
+        """Adds ``parameters`` and ``macs`` (per sample, 20x20 images, this method's energies)."""
+
+        info = super().describe()
+        n_energies = self._n_energies or (len(self.energies_keV) if self.energies_keV is not None else 20)
+        key = (n_energies, tuple(sorted((k, str(v)) for k, v in self.params.items())))
+        if getattr(self, "_size_cache", (None,))[0] != key:
+            with torch.device("meta"):
+                net = self.build_network(n_energies)
+            self._size_cache = (key, count_parameters(net), count_macs(net, (1, n_energies, 20, 20)))
+        info["parameters"], info["macs"] = self._size_cache[1], self._size_cache[2]
+        return info
