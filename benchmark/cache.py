@@ -29,7 +29,7 @@ from methods.base import label_of
 
 #: columns of rows.parquet / results.parquet, in order
 ROW_COLUMNS = [
-    "method", "label", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
+    "method", "label", "config", "variant", "tta", "case", "sample", "iou", "class_mean_iou", "mre", "precision", "recall",
     "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device", "parameters",
     "macs", "seed", "preset", "dataset_hash", "git_commit", "versions", "run_key", "created_utc",
 ]
@@ -81,6 +81,10 @@ def normalise_rows(rows: pd.DataFrame) -> pd.DataFrame:
     Rows written before methods declared a ``label`` get the method's id as label."""
     if "label" not in rows.columns and "method" in rows.columns:
         rows = rows.assign(label=[label_of(m) for m in rows["method"]])
+    if "tta" not in rows.columns:  # rows from before test-time averaging existed
+        rows = rows.assign(tta=False)
+    if "class_mean_iou" not in rows.columns:  # rows from before the class-mean IoU was scored
+        rows = rows.assign(class_mean_iou=np.nan)
     missing = [c for c in ROW_COLUMNS if c not in rows.columns]
     if missing:
         raise ValueError(f"result rows lack columns {missing}")
@@ -89,7 +93,7 @@ def normalise_rows(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("parameters", "macs"):
         rows[column] = pd.array(rows[column], dtype="Int64")
     rows["seed"] = rows["seed"].astype("int64")
-    for column in ("iou", "mre", "precision", "recall", "threshold", "seconds_per_volume"):
+    for column in ("iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume"):
         rows[column] = rows[column].astype("float64")
     return rows
 

@@ -26,6 +26,10 @@ from datasets.physics import PhysicsConfig
 SPLIT_CASES = {"test": "test", "ablation": "test"}
 #: the paper's simulator's stacks of the named cases (``datasets.nebula_reference``)
 NEBULA_CASE = "nebula"
+#: the dose study: every method on the test split and the named cases thinned to each dose of
+#: ``datasets.dose.dose_levels`` (case names ``dose:<e-/pixel>``)
+DOSE_CASE = "dose"
+DOSE_PREFIX = "dose:"
 CUSTOM_CASE_PATTERN = "PATH.npy|PATH.tif"
 CASE_DESCRIPTIONS = {
     "nanocube": "paper III.A / Table 3: 5 nm Cu cube at 4 depths (position1..position4)",
@@ -34,6 +38,8 @@ CASE_DESCRIPTIONS = {
     "ablation": "Table 1: BSE-VoxNets without SOPE / S2-MLPv2 / ConvFFN, scored on the test split",
     NEBULA_CASE: "the nanocube and nanowire geometries as simulated by Nebula (the paper's simulator), "
                  "thinned to the dataset's electrons per pixel: IoU on the paper's data, beside ours",
+    DOSE_CASE: "the dose study: the test split and the named cases binomially thinned to 10, 25, 50, 100, "
+               "300, 1000 e-/pixel (those below the data's dose) and at the data's dose; cases dose:<N>",
     CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
                          "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
@@ -54,7 +60,7 @@ class CaseData:
 
 def named_cases(dataset_cases) -> list[str]:
     """Case names usable with ``--case`` for a dataset storing ``dataset_cases``."""
-    return [*dataset_cases, "test", "ablation", NEBULA_CASE]
+    return [*dataset_cases, "test", "ablation", NEBULA_CASE, DOSE_CASE]
 
 
 def is_custom_path(text: str) -> bool:
@@ -72,6 +78,8 @@ def resolve_case(text: str, dataset_cases) -> str:
 
     known = named_cases(dataset_cases)
     if text in known:
+        return text
+    if text.startswith(DOSE_PREFIX) and text[len(DOSE_PREFIX):].isdigit() and int(text[len(DOSE_PREFIX):]) > 0:
         return text
     if is_custom_path(text):
         path = custom_path(text)
@@ -118,6 +126,8 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
         return _custom_case(custom_path(case), dataset, Path(cache_dir), seed, device, log)
     if case == NEBULA_CASE:
         return nebula_case(dataset, seed)
+    if case.startswith(DOSE_PREFIX):
+        return dose_case(dataset, int(case[len(DOSE_PREFIX):]), seed)
     samples = dataset.case(case)
     return CaseData(
         case,
@@ -129,10 +139,37 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
     )
 
 
+def dose_case(dataset, electrons_per_pixel: int, seed: int = 0) -> CaseData:
+    """The test split and the stored named cases at ``electrons_per_pixel``, binomially thinned
+    from the dataset's dose (``datasets.dose``) with a generator seeded by (seed, dose)."""
+    from datasets.dose import thin_yields
+
+    stored = int(dataset.electrons_per_pixel)
+    if electrons_per_pixel > stored:
+        raise UsageError(f"case {DOSE_PREFIX}{electrons_per_pixel}: the dataset holds {stored} e-/pixel; "
+                         f"a dose can only be lowered (thinned) from it")
+    bse, labels, ids = dataset.arrays("test")
+    bse, labels, ids = [bse], [labels], list(ids)
+    for name in dataset.cases():
+        samples = dataset.case(name)
+        ids += [s["id"] for s in samples]
+        bse.append(np.stack([s["bse"] for s in samples]).astype(np.float32))
+        labels.append(np.stack([s["label"] for s in samples]).astype(np.uint8))
+    bse, labels = np.concatenate(bse), np.concatenate(labels)
+    if electrons_per_pixel < stored:
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0xD05E, electrons_per_pixel)))
+        bse = thin_yields(bse, stored, electrons_per_pixel, rng)
+    return CaseData(f"{DOSE_PREFIX}{electrons_per_pixel}", ids, bse, labels,
+                    np.asarray(dataset.energies_keV, dtype=float),
+                    {"dose_electrons_per_pixel": int(electrons_per_pixel), "stored_electrons_per_pixel": stored,
+                     "seed": int(seed)})
+
+
 def nebula_case(dataset, seed: int = 0) -> CaseData:
     """Nebula's stacks of the nine named-case geometries (sample ids as in ``nanocube`` and
     ``nanowire``), binomially thinned from 3,000 e-/pixel to the dataset's dose, so a method meets
     the paper's simulator's data at the noise level it was trained on."""
+    from datasets.dose import thin_to_dose
     from datasets.nebula_reference import REFERENCE_FILES, load_reference
     from datasets.scene import block_labels
 
@@ -147,9 +184,8 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
                              f"({ref.energies_keV[0]:g}-{ref.energies_keV[-1]:g} keV, {len(ref.energies_keV)}); "
                              f"this one has {len(energies)} energies")
         counts = np.rint(ref.bse * ref.electrons_per_pixel).astype(np.int64)
-        if dose < ref.electrons_per_pixel:
-            counts = rng.binomial(counts, dose / ref.electrons_per_pixel)
-            yields = counts / dose
+        if dose < ref.electrons_per_pixel:  # exactly `dose` of Nebula's primaries (datasets.dose)
+            yields = thin_to_dose(counts, ref.electrons_per_pixel, dose, rng) / dose
         else:  # a dataset at Nebula's dose or above: Nebula's stack as it is
             yields = counts / ref.electrons_per_pixel
         ids.append(sample)

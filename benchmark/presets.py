@@ -36,6 +36,9 @@ class BenchmarkPreset:
     batch_size: int = 8
     bootstrap_resamples: int = 2000
     seed: int = 0
+    #: learned methods average their predictions over the scene's 8 symmetries (test-time
+    #: averaging; the ``tta`` parameter, recorded in every run's parameters and rows)
+    tta: bool = False
     #: (method, config) in the order the main job trains them when time is short (a time
     #: budget): these first, in this order, then the rest of the plan, the ablation last
     train_order: tuple[tuple[str, str], ...] = ()
@@ -57,6 +60,7 @@ class BenchmarkPreset:
             "batch_size": self.batch_size,
             "bootstrap_resamples": self.bootstrap_resamples,
             "seed": self.seed,
+            **({"tta": True} if self.tta else {}),
             # only where set, so presets without it keep their run keys (and their cached runs)
             **({"train_order": [list(item) for item in self.train_order]} if self.train_order else {}),
         }
@@ -85,6 +89,7 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
         ablation_config="tiny",
         timing_repeats=5,
         timing_warmup=1,
+        tta=True,
     ),
     "paper": BenchmarkPreset(
         name="paper",

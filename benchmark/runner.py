@@ -28,6 +28,8 @@ from benchmark import metrics
 from benchmark.cache import DEFAULT_OUTPUTS, ResultsStore, run_key, write_json_atomic
 from benchmark.cases import (
     CUSTOM_PREFIX,
+    DOSE_CASE,
+    DOSE_PREFIX,
     NEBULA_CASE,
     case_label,
     custom_path,
@@ -192,8 +194,20 @@ class Benchmark:
         return self.store.models_dir / f"{spec.tag()}{suffix}"
 
     def is_trained(self, spec: ModelSpec) -> bool:
-        """Whether ``spec``'s model is trained (the method decides: ``Method.is_trained``)."""
-        return method_class(spec.method).is_trained(self.model_dir(spec))
+        """Whether ``spec``'s model is trained (the method decides: ``Method.is_trained``) with
+        the current settings (``Method.saved_model_matches``: a model made by other training
+        settings or another architecture is not reused)."""
+        return self._stale_reason(spec) is None and method_class(spec.method).is_trained(self.model_dir(spec))
+
+    def _stale_reason(self, spec: ModelSpec) -> str | None:
+        """Why the finished model in ``spec``'s folder cannot be reused (``None``: it can, or none is there)."""
+        from methods.base import create
+
+        klass, directory = method_class(spec.method), self.model_dir(spec)
+        if not klass.requires_training or not klass.is_trained(directory):
+            return None
+        matches, reason = create(spec.method, device="cpu", **self.model_params(spec)).saved_model_matches(directory)
+        return None if matches else reason
 
     def model_fingerprint(self, spec: ModelSpec) -> str:
         """Hash of a trained model's files (``"untrained"`` before training, ``"-"`` for
@@ -215,6 +229,10 @@ class Benchmark:
         klass = method_class(spec.method)
         if klass.requires_training:
             method = klass.load(self.ensure_trained(spec), device=self.device)
+            # inference-time parameters (no retraining needed, e.g. tta) follow the preset
+            for key, value in self.model_params(spec).items():
+                if key in klass.hyperparams and not klass.hyperparams[key].retrain:
+                    method.params[key] = value
         else:
             method = klass(device=self.device, **self.model_params(spec))
         self._models[spec] = method
@@ -227,6 +245,13 @@ class Benchmark:
         if not method_class(spec.method).requires_training:
             return None
         directory = self.model_dir(spec)
+        stale = self._stale_reason(spec)
+        if stale is not None:  # keep it for inspection, train a new one
+            n = 0
+            while (aside := directory.with_name(f".stale-{directory.name}-{n}")).exists():
+                n += 1
+            directory.rename(aside)
+            self.log(f"not reusing {directory}: {stale}; moved to {aside}, training again")
         if not self.is_trained(spec):
             self._train(spec, directory, deadline)
         return directory
@@ -243,6 +268,8 @@ class Benchmark:
             params["preset"] = self.preset.train_preset
         if "seed" in klass.hyperparams:
             params["seed"] = self.seed
+        if "tta" in klass.hyperparams:
+            params["tta"] = bool(self.preset.tta)
         params.update(klass.dataset_params(get_dataset_preset(self.preset.dataset_preset)))
         return params
 
@@ -403,11 +430,13 @@ class Benchmark:
             rows.append({
                 "method": spec.model.method,
                 "label": method_class(spec.model.method).display_name(),
+                "tta": bool(self.model_params(spec.model).get("tta", False)),
                 "config": spec.model.config,
                 "variant": spec.model.variant,
                 "case": case_label(spec.case),
                 "sample": sid,
                 "iou": scores["iou"],
+                "class_mean_iou": scores["class_mean_iou"],
                 "mre": scores["mre"],
                 "precision": scores["precision"],
                 "recall": scores["recall"],
@@ -481,7 +510,14 @@ class Benchmark:
             method_class(name)
         if threshold_rule not in THRESHOLD_RULES:
             raise UnknownNameError(f"unknown threshold rule '{threshold_rule}'; known: {', '.join(THRESHOLD_RULES)}")
-        resolved = [resolve_case(c, self.dataset_cases()) for c in cases]
+        resolved = []
+        for case in (resolve_case(c, self.dataset_cases()) for c in cases):
+            if case == DOSE_CASE:  # the dose study: one case per dose level
+                from datasets.dose import dose_levels
+
+                resolved += [f"{DOSE_PREFIX}{n}" for n in dose_levels(self.dataset().electrons_per_pixel)]
+            elif case not in resolved:
+                resolved.append(case)
         specs, skipped = [], []
         if NEBULA_CASE in resolved and not self._nebula_applies():
             resolved.remove(NEBULA_CASE)

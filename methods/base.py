@@ -154,6 +154,7 @@ class Method(ABC):
             "depth": self.depth,
             "fitted": self.fitted,
             "image_shape": None if self.image_shape is None else list(self.image_shape),
+            **self._extra_info(),
         }
         self._save_state(directory)
         # method.json last and atomically: its presence marks a complete save
@@ -199,6 +200,15 @@ class Method(ABC):
 
     def _save_state(self, directory: Path) -> None:  # classical methods have no state
         return None
+
+    def _extra_info(self) -> dict:
+        """Entries added to ``method.json`` (e.g. a network's architecture)."""
+        return {}
+
+    def saved_model_matches(self, directory) -> tuple[bool, str]:
+        """Whether the model saved in ``directory`` was made with this method's current settings
+        (a learned method compares what decides its weights); ``(False, reason)`` otherwise."""
+        return True, ""
 
     def _load_state(self, directory: Path) -> None:
         return None

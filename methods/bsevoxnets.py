@@ -391,6 +391,10 @@ class BseVoxNets(NetworkMethod):
                if overrides and all(self.params[k] == v for k, v in overrides.items())]
         return "+".join(off) or "full"
 
+    def architecture(self) -> dict:
+        return {**asdict(CONFIGS[self.params["config"]]),
+                **{k: bool(self.params[k]) for k in ("sope", "s2mlp", "convffn")}}
+
     def describe(self) -> dict:
         info = super().describe()
         info["variant"] = self.variant()

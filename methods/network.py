@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from methods import symmetry
 from methods.base import HyperParam, Method
 from methods.checkpoints import _atomic_torch_save, _load_model_state, load_checkpoint
 from methods.complexity import count_macs, count_parameters
@@ -36,6 +37,7 @@ class NetworkMethod(Method):
         "lam": HyperParam(None, True, "WBCE weight lambda of the Cu term, eq. 1 (None: preset's)"),
         "batch_size": HyperParam(None, True, "training batch size (None: the preset's)"),
         "seed": HyperParam(0, True, "seed of the weight init and the shuffling"),
+        "tta": HyperParam(False, False, "test-time averaging over the scene's 8 symmetries (8x the inference)"),
     }
 
     def __init__(self, device: str = "cpu", **params):
@@ -67,6 +69,41 @@ class NetworkMethod(Method):
             self.network = self.build_network(n_energies)
         self._n_energies = n_energies
         return self.network
+
+    def architecture(self) -> dict:
+        """What defines the network's layers (subclasses: their config), saved in method.json."""
+        return {}
+
+    def _extra_info(self) -> dict:
+        return {"architecture": self.architecture()}
+
+    def saved_model_matches(self, directory) -> tuple[bool, str]:
+        """The saved model's architecture, training settings and retraining parameters equal the
+        current ones (settings that only change speed, e.g. device or AMP, are not compared)."""
+        import json
+        from dataclasses import asdict
+
+        from methods.training import _RESUMABLE_DIFFERENCES
+
+        directory = Path(directory)
+        try:
+            info = json.loads((directory / "method.json").read_text())
+            summary = json.loads((directory / "summary.json").read_text())
+        except (OSError, ValueError) as err:
+            return False, f"unreadable model record ({err})"
+        if info.get("architecture") != json.loads(json.dumps(self.architecture())):
+            return False, "it was built with another architecture"
+        current = asdict(self.train_settings())
+        saved = summary.get("settings") or {}
+        changed = sorted(k for k, v in current.items()
+                         if k not in _RESUMABLE_DIFFERENCES | {"device"} and saved.get(k) != v)
+        if changed:
+            return False, f"its training settings differ ({', '.join(changed)})"
+        params = {k: v for k, v in self.params.items() if self.hyperparams[k].retrain}
+        saved_params = {k: v for k, v in (summary.get("params") or {}).items() if k in params}
+        if json.loads(json.dumps(saved_params)) != json.loads(json.dumps(params)):
+            return False, "its parameters differ"
+        return True, ""
 
     @classmethod
     def is_trained(cls, directory) -> bool:
@@ -109,9 +146,15 @@ class NetworkMethod(Method):
             raise ValueError(f"{self.name}: network takes {self._n_energies} energies, got {stacks.shape[1]}")
         net = self.network.to(self.device)
         settings = self.train_settings()
-        logits = _predict_logits(net, torch.from_numpy(stacks), self.device, 64, amp=settings.amp,
-                                 amp_dtype=settings.amp_dtype)
-        return torch.sigmoid(logits).numpy()
+
+        def probabilities(x: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(_predict_logits(net, x, self.device, 64, amp=settings.amp,
+                                                 amp_dtype=settings.amp_dtype))
+
+        x = torch.from_numpy(stacks)
+        if self.params.get("tta"):
+            return symmetry.symmetric_average(probabilities, x).numpy()
+        return probabilities(x).numpy()
 
     # -------------------------------------------------------------- persistence
     def _save_state(self, directory: Path) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datasets.budget import past
+from methods import symmetry
 from methods.base import Method
 from methods.checkpoints import (
     _atomic_torch_save,
@@ -56,6 +57,7 @@ class TrainSettings:
     amp: bool = True  # mixed precision autocast (CUDA only)
     amp_dtype: str = "float16"  # float16 (with grad scaling) or bfloat16 (no scaling needed)
     compile: bool = False  # torch.compile the network for training and inference (CUDA only)
+    augment: bool = False  # each sample under a random one of the scene's 8 symmetries (methods.symmetry)
 
     def lovasz_start(self) -> int:
         """First epoch (1-based) trained with the Lovász hinge."""
@@ -66,9 +68,9 @@ class TrainSettings:
 #: (<= 10 min on 2 cores); "paper": the paper's settings (section III).
 TRAIN_PRESETS: dict[str, TrainSettings] = {
     "smoke": TrainSettings(epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4, eval_every=1,
-                           patience=1000, lam=0.5),
+                           patience=1000, lam=0.5, augment=True),
     "quick": TrainSettings(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
-                           patience=10, lam=0.5),
+                           patience=10, lam=0.5, augment=True),
     "paper": TrainSettings(epochs=250, batch_size=32, lr=1e-4, weight_decay=1e-4, eval_every=5,
                            patience=100, lam=PAPER_LAMBDA),
     # the paper preset fitted into one GPU call (benchmark preset "paper"): the paper's lr and
@@ -76,7 +78,7 @@ TRAIN_PRESETS: dict[str, TrainSettings] = {
     # lambda 0.5 is the quick preset's (the paper's 1/12 with a 0.5 threshold under-segments at
     # quick scale; see the README), epochs cut by the run's time budget
     "paper-gpu": TrainSettings(epochs=250, batch_size=128, lr=1e-4, weight_decay=1e-4, eval_every=5,
-                               patience=100, lam=0.5, amp_dtype="bfloat16", compile=True),
+                               patience=100, lam=0.5, amp_dtype="bfloat16", compile=True, augment=True),
 }
 
 #: settings that may differ between a run and its resumption
@@ -147,7 +149,8 @@ def _autocast(device: str, amp: bool, amp_dtype: str = "float16"):
 def _run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:
     return {
         "method": method.name,
-        "params": {k: v for k, v in method.params.items()},
+        "params": {k: v for k, v in method.params.items()
+                   if k not in method.hyperparams or method.hyperparams[k].retrain},
         "settings": asdict(settings),
         "n_train": int(n_train),
     }
@@ -294,7 +297,10 @@ def train_on_splits(
         total_loss, seen = 0.0, 0
         bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", disable=not progress, leave=False)
         for idx in bar:
-            xb, yb = x_train[idx].to(device), y_train[idx].to(device)
+            xb, yb = x_train[idx], y_train[idx]
+            if settings.augment:  # the scene's exact symmetries; draws from the checkpointed generator
+                xb, yb = symmetry.augment(xb, yb, generator)
+            xb, yb = xb.to(device), yb.to(device)
             with _autocast(device, settings.amp, settings.amp_dtype):
                 logits = step_net(xb)
             loss = lovasz_hinge(logits, yb) if use_lovasz else weighted_bce(logits, yb, settings.lam)

@@ -8,8 +8,9 @@ axis is a (monotonic, blurred) proxy for depth and the U-Net's local 3D convolut
 input is constant, leaving the convolutions nothing but the zero padding to tell depths apart.
 When E != D the stack is resampled (trilinear) along the energy axis to D layers.
 
-The volume is padded (edge replication) to a multiple of the product of the strides and the
-output cropped back, so any H, W, D work.
+The volume is mirror-padded (the scene's side walls are mirrors), split between both sides, to a
+multiple of the product of the strides and the output cropped back, so any H, W, D work. The
+first stride is 1, so the top level of the U-Net keeps the full resolution.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ class UNetConfig:
     num_res_units: int
 
 
+#: version of the layout around MONAI's UNet (saved with every model: a change retrains)
+ARCHITECTURE_LAYOUT = "energy-as-depth, reflect padding, full-resolution first level (2)"
+
 CONFIGS: dict[str, UNetConfig] = {
-    "tiny": UNetConfig(channels=(8, 16, 32), strides=(2, 2), num_res_units=1),
-    "small": UNetConfig(channels=(16, 32, 64, 128), strides=(2, 2, 2), num_res_units=2),
-    "base": UNetConfig(channels=(32, 64, 128, 256, 512), strides=(2, 2, 2, 2), num_res_units=2),
+    # the first stride is 1: the top level keeps the full 20 x 20 x 20 resolution (MONAI's UNet
+    # applies strides[0] to its first block, so a 2 there would leave no full-resolution features)
+    "tiny": UNetConfig(channels=(8, 16, 32), strides=(1, 2), num_res_units=1),
+    "small": UNetConfig(channels=(16, 32, 64, 128), strides=(1, 2, 2), num_res_units=2),
+    "base": UNetConfig(channels=(32, 64, 128, 256, 512), strides=(1, 2, 2, 2), num_res_units=2),
 }
 
 
@@ -67,8 +73,12 @@ class EnergyDepthUNet(nn.Module):
         if e != self.depth:
             volume = F.interpolate(volume, size=(self.depth, h, w), mode="trilinear", align_corners=True)
         pads = [(-n) % self.multiple for n in (self.depth, h, w)]
-        volume = F.pad(volume, (0, pads[2], 0, pads[1], 0, pads[0]), mode="replicate")
-        return self.unet(volume)[:, 0, : self.depth, :h, :w]
+        # mirror padding (the side walls are mirrors); split between both sides, cropped back
+        lo = [p // 2 for p in pads]
+        volume = F.pad(volume, (lo[2], pads[2] - lo[2], lo[1], pads[1] - lo[1], lo[0], pads[0] - lo[0]),
+                       mode="reflect")
+        out = self.unet(volume)[:, 0]
+        return out[:, lo[0] : lo[0] + self.depth, lo[1] : lo[1] + h, lo[2] : lo[2] + w]
 
 
 class UNet3D(NetworkMethod):
@@ -93,7 +103,10 @@ class UNet3D(NetworkMethod):
     def build_network(self, n_energies: int) -> nn.Module:
         return EnergyDepthUNet(self.depth, CONFIGS[self.params["config"]])
 
+    def architecture(self) -> dict:
+        return {**asdict(CONFIGS[self.params["config"]]), "layout": ARCHITECTURE_LAYOUT}
+
     def describe(self) -> dict:
         info = super().describe()
-        info["architecture"] = asdict(CONFIGS[self.params["config"]])
+        info["architecture"] = self.architecture()
         return info

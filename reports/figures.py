@@ -428,3 +428,39 @@ def bse_strip(bse: np.ndarray, energies_keV, title: str = "") -> bytes:
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05, top=0.86 if title else 0.92,
                         wspace=0.08, hspace=0.45)
     return to_png(fig)
+
+
+def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
+    """The dose study: mean IoU (test split and named cases) against the electrons per pixel,
+    per method, with the 95 % bootstrap interval of each mean as a band."""
+    mine = rows[rows["case"].astype(str).str.startswith("dose:")]
+    if mine.empty:
+        raise ValueError("no rows of the dose study (cases dose:<N>)")
+    mine = mine.assign(dose=mine["case"].str[5:].astype(int))
+    labels = ordered_labels(mine)
+    palette = label_palette(labels)
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for label in labels:
+        part = mine[mine["label"] == label]
+        doses = sorted(part["dose"].unique())
+        means, lows, highs = [], [], []
+        for dose in doses:
+            values = part.loc[part["dose"] == dose, "iou"].to_numpy(dtype=float)
+            values = values[np.isfinite(values)]
+            boot = values[rng.integers(0, len(values), size=(1000, len(values)))].mean(axis=1)
+            means.append(values.mean())
+            lows.append(np.percentile(boot, 2.5))
+            highs.append(np.percentile(boot, 97.5))
+        ax.plot(doses, means, marker="o", color=palette[label], label=label)
+        ax.fill_between(doses, lows, highs, color=palette[label], alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("electrons per pixel per energy")
+    ax.set_ylabel("mean IoU of Cu")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("IoU against dose", fontsize=10)
+    fig.tight_layout()
+    return to_png(fig)
+

@@ -97,7 +97,8 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
     paper = tables.load_paper_results()
     out: list[Figure] = []
     jobs: list[tuple] = []
-    by_case = runs_by_case(inputs)
+    by_case = {case: runs for case, runs in runs_by_case(inputs).items()
+               if not str(case).startswith("dose:")}  # the dose study has its own figure
     for case, runs in by_case.items():
         shown = min(MAX_SAMPLES_PER_FIGURE, len(runs[0].ids))
         more = f" (first {shown} of {len(runs[0].ids)} samples)" if shown < len(runs[0].ids) else ""
@@ -124,6 +125,12 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
         jobs.append(("iou-radius", "IoU versus nanowire radius",
                      "IoU per Cu core radius; dashed: the paper's Table 4.",
                      lambda: figures.iou_by_sample_plot(rows, "nanowire", paper["table4_nanowire"])))
+    if any(c.startswith("dose:") for c in present):
+        jobs.append(("iou-dose", "IoU against dose",
+                     "The dose study: every method on the test split and the named cases, "
+                     "binomially thinned from the data's electrons per pixel (the highest point: "
+                     "the data as stored); bands: 95 % bootstrap intervals of the means.",
+                     lambda: figures.iou_vs_dose_plot(rows)))
     depth_cases = [c for c in inputs.cases() if rows.loc[rows["case"] == c, "per_depth_iou"]
                    .notna().any()] if len(rows) else []
     if depth_cases:

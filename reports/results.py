@@ -19,14 +19,14 @@ from methods.base import label_of
 
 #: Columns of a result row (benchmark.cache.ROW_COLUMNS); absent ones are added empty.
 ROW_COLUMNS = (
-    "method", "label", "config", "variant", "case", "sample", "iou", "mre", "precision", "recall",
+    "method", "label", "config", "variant", "tta", "case", "sample", "iou", "class_mean_iou", "mre", "precision", "recall",
     "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device",
     "parameters", "macs", "seed", "preset", "dataset_hash", "git_commit", "versions",
     "run_key", "created_utc",
 )
 REQUIRED_COLUMNS = ("method", "case", "sample", "iou")
 NUMERIC_COLUMNS = (
-    "iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
+    "iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
 )
 VOLUME_KEYS = ("ids", "gt", "prob", "binary", "bse", "energies_keV")
 

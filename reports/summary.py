@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from reports.results import ReportInputs
-from reports.tables import METHOD_ORDER, load_paper_results, miou_table
+from reports.tables import METHOD_ORDER, bootstrap_interval, load_paper_results, miou_table
 
 #: IoU below which a reconstruction is called a failure in the remarks.
 FAIL_IOU = 0.5
@@ -149,14 +149,50 @@ def context_remarks(rows: pd.DataFrame) -> list[str]:
     return remarks
 
 
+def paired_remarks(rows: pd.DataFrame, case: str = "test") -> list[str]:
+    """"A beats B by x [lo, hi]" for every pair of methods scored on the same samples of ``case``
+    (the full variants, one threshold rule each): the bootstrap interval of the mean per-sample IoU
+    difference; where it includes 0 the remark says the two are not separable at this size."""
+    mine = rows[(rows["case"] == case) & (rows["variant"].astype(str) == "full")]
+    if mine.empty:
+        return []
+    table = mine.pivot_table(index="sample", columns="label", values="iou", aggfunc="mean")
+    labels = [lab for lab in table.columns if table[lab].notna().all()]
+    out = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            # the bootstrap of the per-sample differences (the samples resampled jointly), as
+            # benchmark.metrics.paired_difference_interval
+            mean, low, high, n = bootstrap_interval(table[a].to_numpy() - table[b].to_numpy(), seed=0)
+            first, second, sign = (a, b, 1.0) if mean >= 0 else (b, a, -1.0)
+            lo, hi = sorted((sign * low, sign * high))
+            verdict = ("separable" if lo > 0 else "NOT separable at this size (the interval includes 0)")
+            out.append(f"Paired on the {n} {case} samples: {first} beats {second} by "
+                       f"{abs(mean):.3f} IoU [{lo:.3f}, {hi:.3f}], {verdict}.")
+    return out
+
+
+def dose_remarks(rows: pd.DataFrame) -> list[str]:
+    """How the mean IoU of each method changes from the lowest to the highest dose studied."""
+    mine = rows[rows["case"].astype(str).str.startswith("dose:")]
+    if mine.empty:
+        return []
+    mine = mine.assign(dose=mine["case"].str[5:].astype(int))
+    means = mine.groupby(["label", "dose"])["iou"].mean().unstack("dose")
+    low, high = means.columns.min(), means.columns.max()
+    parts = [f"{label} {means.loc[label, low]:.3f} -> {means.loc[label, high]:.3f}" for label in means.index]
+    return [f"Dose study (test split and named cases thinned from the data's dose), mean IoU at {low} -> "
+            f"{high} e-/pixel: " + "; ".join(parts) + "."]
+
+
 def summary_remarks(inputs: ReportInputs) -> list[str]:
     """All remarks, most important first."""
     rows = inputs.rows
     if rows.empty:
         return ["No result rows were found, so there is nothing to compare yet. Run "
                 "`python -m benchmark run --method all --case all` and rebuild the report."]
-    return (heldout_remarks(rows, inputs.summaries) + nanowire_remarks(rows) + nanocube_remarks(rows)
-            + context_remarks(rows) + coverage_remarks(inputs))
+    return (heldout_remarks(rows, inputs.summaries) + paired_remarks(rows) + nanowire_remarks(rows)
+            + nanocube_remarks(rows) + dose_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
 
 
 __all__ = ["summary_remarks"]

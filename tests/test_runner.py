@@ -259,7 +259,7 @@ def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
         b.plan(["fake"], ["ablation"])
     # every method on every case, ablation only for bsevox
     everything = b.plan(["all"], ["all"])
-    assert {s.case for s in everything} == {"nanocube", "test", "ablation"}
+    assert {s.case for s in everything} == {"nanocube", "test", "ablation", "dose:2"}  # the fake data: 2 e-/px
     assert ModelSpec("bsevox", "tiny", "no-sope") in {s.model for s in everything}
 
 
@@ -280,7 +280,7 @@ def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
 def test_model_params_carry_training_preset_and_seed(tmp_path, fake_method):
     b = bench(tmp_path, seed=7)
     params = b.model_params(ModelSpec("bsevox", "tiny", "no-convffn"))
-    assert params == {"config": "tiny", "convffn": False, "preset": "smoke", "seed": 7}
+    assert params == {"config": "tiny", "convffn": False, "preset": "smoke", "seed": 7, "tta": False}
     assert b.model_dir(ModelSpec("bsevox", "tiny")).name == "bsevox-tiny-seed7"
     assert bench(tmp_path).model_dir(ModelSpec("bsevox", "tiny", "no-sope")).name == "bsevox-tiny-no-sope"
     assert b.model_params(ModelSpec("fake")) == {}
@@ -306,3 +306,14 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before  # not retrained
     assert again._models == {}  # nothing loaded: the cached run did no work
     assert math.isfinite(pd.read_parquet(tmp_path / "smoke" / "results.parquet")["iou"].mean())
+
+
+def test_the_dose_case_expands_to_one_case_per_reachable_dose(tmp_path, fake_method):
+    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False)
+    specs = bench.plan(["fake"], ["dose"])
+    assert [s.case for s in specs] == ["dose:10", "dose:25", "dose:50", "dose:60"]
+    rows = bench.run(specs[0])
+    assert set(rows["sample"]) == {"t0", "t1", "position1"}  # the test split and the named cases
+    assert set(rows["case"]) == {"dose:10"}
+    with pytest.raises(UsageError, match="can only be lowered"):
+        bench.run(RunSpec(ModelSpec("fake"), "dose:100"))

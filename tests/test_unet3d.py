@@ -30,7 +30,16 @@ def test_configs_grow_and_describe_reports_size():
     params = [s["parameters"] for s in sizes]
     assert params == sorted(params) and params[0] > 0
     assert all(s["macs"] > 0 for s in sizes)
-    assert sizes[1]["architecture"]["strides"] == (2, 2, 2)
+    assert sizes[1]["architecture"]["strides"] == (1, 2, 2)  # a full-resolution first level
+
+
+def test_full_resolution_features_and_mirror_padding():
+    """The first block of MONAI's UNet runs at stride 1 (full resolution); odd lateral sizes are
+    mirror-padded and cropped back to the input size."""
+    torch.manual_seed(0)
+    net = EnergyDepthUNet(depth=20, config=CONFIGS["tiny"]).eval()
+    assert net.unet.model[0].conv.unit0.conv.stride == (1, 1, 1)
+    assert net(torch.rand(2, 20, 19, 21)).shape == (2, 20, 19, 21)
     with pytest.raises(KeyError, match="unknown U-Net config"):
         create("unet3d", config="huge")
 

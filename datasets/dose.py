@@ -1,0 +1,56 @@
+"""A lower beam dose from a higher one: thinning the detected counts.
+
+Our images are simulated with exactly ``n`` primaries per pixel. Keeping ``m`` of them, drawn
+without replacement, gives the detected count of the ``m``-electron image as
+``Hypergeometric(k detected, n - k not, m drawn)`` given the ``n``-electron count ``k``: an exact
+draw of the image at exactly ``m`` e-/pixel (:func:`thin_to_dose`; mean ``k m / n``; a primary
+whose fast secondary is detected too counts twice, so counts above ``n`` are capped, a few per
+mille of pixels at most). Keeping each primary independently with ``p = m / n`` instead
+(:func:`thin_counts`, ``Binomial(k, p)``) gives a dose that is itself random (Binomial(n, p)
+primaries), as a real beam's Poisson dwell would: variance larger by the dose's own spread.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the doses of the ``dose`` benchmark case (e-/pixel), those at or below the data's dose
+DOSE_LEVELS = (10, 25, 50, 100, 300, 1000)
+
+
+def thin_counts(counts: np.ndarray, keep: float, rng: np.random.Generator) -> np.ndarray:
+    """``Binomial(counts, keep)`` element-wise (``keep`` in (0, 1])."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"the kept fraction must be in (0, 1], got {keep}")
+    counts = np.asarray(counts)
+    if np.any(counts < 0) or not np.all(counts == np.rint(counts)):
+        raise ValueError("counts must be non-negative integers")
+    return rng.binomial(counts.astype(np.int64), keep) if keep < 1.0 else counts.astype(np.int64)
+
+
+def thin_to_dose(counts: np.ndarray, electrons_per_pixel: int, to_electrons: int,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Counts of ``to_electrons`` primaries drawn without replacement from the
+    ``electrons_per_pixel`` that gave ``counts`` (hypergeometric; exact, see the module docstring)."""
+    if not 0 < to_electrons <= electrons_per_pixel:
+        raise ValueError(f"can only thin to a dose in (0, {electrons_per_pixel}] e-/pixel, got {to_electrons}")
+    counts = np.asarray(counts)
+    if np.any(counts < 0) or not np.all(counts == np.rint(counts)):
+        raise ValueError("counts must be non-negative integers")
+    good = np.minimum(counts.astype(np.int64), electrons_per_pixel)
+    if to_electrons == electrons_per_pixel:
+        return good
+    return rng.hypergeometric(good, electrons_per_pixel - good, to_electrons)
+
+
+def thin_yields(bse: np.ndarray, electrons_per_pixel: int, to_electrons: int, rng: np.random.Generator) -> np.ndarray:
+    """Yields ``bse`` (any shape) simulated with ``electrons_per_pixel`` as if simulated with
+    ``to_electrons`` <= ``electrons_per_pixel`` (:func:`thin_to_dose` of ``bse * electrons_per_pixel``)."""
+    counts = np.rint(np.asarray(bse, dtype=np.float64) * electrons_per_pixel)
+    return (thin_to_dose(counts, electrons_per_pixel, to_electrons, rng) / to_electrons).astype(np.float32)
+
+
+def dose_levels(stored_electrons_per_pixel: int) -> list[int]:
+    """The ``DOSE_LEVELS`` reachable from the data's dose, and the data's dose itself."""
+    levels = [d for d in DOSE_LEVELS if d < stored_electrons_per_pixel]
+    return [*levels, int(stored_electrons_per_pixel)]
