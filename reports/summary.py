@@ -96,8 +96,8 @@ def heldout_remarks(rows: pd.DataFrame, summaries: dict | None = None) -> list[s
         overlap = best["95% CI low"] <= second["95% CI high"]  # False when either is NaN
         remarks.append(
             f"Runner-up: {label2} with mIoU {second['mIoU']:.3f}; the intervals "
-            + ("overlap, so the ranking is not certain at this sample size." if overlap
-               else "do not overlap (or are undefined).")
+            + ("overlap, which alone does not rank them: the paired comparison of the same samples "
+               "below does." if overlap else "do not overlap (or are undefined).")
         )
     return remarks
 
