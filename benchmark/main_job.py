@@ -118,7 +118,14 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
 
     # 2. training ----------------------------------------------------------------------------------
     stopped_models = set()
+    workers = bench.preset.train_workers if str(bench.device) == "cpu" else 1
+    to_train = [m for m in training_order(bench, specs) if not bench.is_trained(m)]
+    if workers > 1 and len(to_train) > 1:
+        _train_in_parallel(bench, to_train, workers, budget.deadline(reserve), status, stopped_models, log)
+        save()
     for model in training_order(bench, specs):
+        if any(item.stage == "training" and item.name == model.tag() for item in status.items):
+            continue  # trained (or stopped) in parallel above
         if bench.is_trained(model):
             status.add("training", model.tag(), DONE, note="trained before")
             continue
@@ -154,6 +161,43 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
     status.complete = all(item.status == DONE for item in status.items)
     save()
     return status
+
+
+def _train_one(preset, results_dir, device: str, seed: int, model, deadline):
+    """A worker process: train one model with one torch thread (``(status, seconds, note)``)."""
+    from benchmark.runner import Benchmark
+    from datasets.budget import past
+
+    if past(deadline):
+        return NOT_STARTED, 0.0, ""
+    tic = time.monotonic()
+    bench = Benchmark(preset, results_dir=results_dir, device=device, seed=seed, progress=False, threads=1)
+    try:
+        bench.ensure_trained(model, deadline=deadline)
+    except BudgetExhausted as stop:
+        return STOPPED, time.monotonic() - tic, str(stop)
+    return DONE, time.monotonic() - tic, f"in a worker process (of {bench.preset.train_workers})"
+
+
+def _train_in_parallel(bench, models, workers: int, deadline, status, stopped_models, log) -> None:
+    """Train ``models`` in ``workers`` spawned processes, one torch thread each (each model's own
+    folder; the dataset is only read), results recorded in submission order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    log(f"training {len(models)} models in {workers} processes (1 torch thread each)")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(models)), mp_context=context) as pool:
+        futures = [pool.submit(_train_one, bench.preset, bench.store.root, bench.device, bench.seed, m, deadline)
+                   for m in models]
+        for model, future in zip(models, futures):
+            state, seconds, note = future.result()
+            status.add("training", model.tag(), state, seconds, note)
+            if state != DONE:
+                stopped_models.add(model)
+                log(f"time budget: {model.tag()} {state}")
+            else:
+                log(f"trained {model.tag()} ({seconds:.0f} s)")
 
 
 def format_status(status: MainJobStatus) -> str:

@@ -39,6 +39,8 @@ class BenchmarkPreset:
     #: learned methods average their predictions over the scene's 8 symmetries (test-time
     #: averaging; the ``tta`` parameter, recorded in every run's parameters and rows)
     tta: bool = False
+    #: on CPU, learned models train in this many processes at once (one torch thread each)
+    train_workers: int = 1
     #: (method, config) in the order the main job trains them when time is short (a time
     #: budget): these first, in this order, then the rest of the plan, the ablation last
     train_order: tuple[tuple[str, str], ...] = ()
@@ -90,6 +92,7 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
         timing_repeats=5,
         timing_warmup=1,
         tta=True,
+        train_workers=2,
     ),
     "paper": BenchmarkPreset(
         name="paper",

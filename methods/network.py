@@ -23,6 +23,29 @@ from methods.training import TRAIN_PRESETS, TrainSettings, _predict_logits, trai
 from methods.training import train as train_dataset
 
 
+class PerEnergyNormalised(nn.Module):
+    """``net((x - mean_e) / std_e)``: each energy channel standardised with the mean and standard
+    deviation of the training split (buffers: saved with the weights, applied at inference)."""
+
+    DESCRIPTION = "per-energy mean/std of the training split"
+
+    def __init__(self, net: nn.Module, n_energies: int):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.zeros(n_energies))
+        self.register_buffer("std", torch.ones(n_energies))
+
+    @torch.no_grad()
+    def set_statistics(self, stacks: torch.Tensor) -> None:
+        """From training stacks (N, E, H, W)."""
+        x = stacks.double().transpose(0, 1).reshape(stacks.shape[1], -1)
+        self.mean.copy_(x.mean(1).float())
+        self.std.copy_(x.std(1).clamp_min(1e-6).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean[:, None, None]) / self.std[:, None, None])
+
+
 class NetworkMethod(Method):
     """Shared machinery of the learned methods: build, train, save/load, batched inference."""
 
@@ -63,10 +86,11 @@ class NetworkMethod(Method):
         return replace(settings, **overrides, seed=int(self.params["seed"]), device=self.device)
 
     def init_network(self, n_energies: int, seed: int = 0) -> nn.Module:
-        """(Re)build the network with weights drawn from ``seed`` (global RNG left untouched)."""
+        """(Re)build the network with weights drawn from ``seed`` (global RNG left untouched),
+        behind the per-energy input normalisation (statistics set by the training loop)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.network = self.build_network(n_energies)
+            self.network = PerEnergyNormalised(self.build_network(n_energies), n_energies)
         self._n_energies = n_energies
         return self.network
 
@@ -74,8 +98,12 @@ class NetworkMethod(Method):
         """What defines the network's layers (subclasses: their config), saved in method.json."""
         return {}
 
+    def full_architecture(self) -> dict:
+        """``architecture()`` with what every network shares (the input normalisation)."""
+        return {**self.architecture(), "input": PerEnergyNormalised.DESCRIPTION}
+
     def _extra_info(self) -> dict:
-        return {"architecture": self.architecture()}
+        return {"architecture": self.full_architecture()}
 
     def saved_model_matches(self, directory) -> tuple[bool, str]:
         """The saved model's architecture, training settings and retraining parameters equal the
@@ -91,7 +119,7 @@ class NetworkMethod(Method):
             summary = json.loads((directory / "summary.json").read_text())
         except (OSError, ValueError) as err:
             return False, f"unreadable model record ({err})"
-        if info.get("architecture") != json.loads(json.dumps(self.architecture())):
+        if info.get("architecture") != json.loads(json.dumps(self.full_architecture())):
             return False, "it was built with another architecture"
         current = asdict(self.train_settings())
         saved = summary.get("settings") or {}
@@ -177,7 +205,11 @@ class NetworkMethod(Method):
         if n_energies is None:
             raise ValueError(f"{path}: cannot tell the number of input energies")
         self.init_network(int(n_energies), seed=int(self.params["seed"]))
-        _load_model_state(self.network, ckpt["model"], path)
+        state = ckpt["model"]
+        if not any(key.startswith("net.") for key in state):  # saved before the input normalisation
+            _load_model_state(self.network.net, state, path)
+        else:
+            _load_model_state(self.network, state, path)
         self.network.to(self.device).eval()
 
     def describe(self) -> dict:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from datasets.budget import past
 from methods import symmetry
 from methods.base import Method
+from methods.binarize import choose_threshold
 from methods.checkpoints import (
     _atomic_torch_save,
     _atomic_write_text,
@@ -234,7 +235,10 @@ def train_on_splits(
     method.image_shape = tuple(int(n) for n in x_train.shape[2:])  # lateral size the network learns
     if method.depth != y_train.shape[1]:
         raise ValueError(f"labels have depth {y_train.shape[1]} but the method's depth is {method.depth}")
-    net = method.init_network(x_train.shape[1], seed=settings.seed).to(device)
+    net = method.init_network(x_train.shape[1], seed=settings.seed)
+    if hasattr(net, "set_statistics"):  # per-energy input normalisation, from the train split only
+        net.set_statistics(x_train)
+    net = net.to(device)
     run_config = _run_config(method, settings, len(x_train))
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -318,13 +322,16 @@ def train_on_splits(
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
 
-        val_miou = float("nan")
+        val_miou, val_threshold = float("nan"), float("nan")
         evaluate = x_val is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs)
-        if evaluate:
-            val_miou = mean_iou(_predict_logits(step_net, x_val, device, 2 * settings.batch_size,
-                                                settings.amp, settings.amp_dtype), y_val)
+        if evaluate:  # selected as evaluated: at the threshold the validation split chooses
+            val_logits = _predict_logits(step_net, x_val, device, 2 * settings.batch_size, settings.amp,
+                                         settings.amp_dtype)
+            val_threshold = choose_threshold(torch.sigmoid(val_logits).numpy(), y_val.numpy())
+            val_miou = mean_iou(val_logits, y_val, threshold=val_threshold)
         history.append({
-            "epoch": epoch, "train_loss": total_loss / seen, "val_miou": val_miou, "lr": lr,
+            "epoch": epoch, "train_loss": total_loss / seen, "val_miou": val_miou,
+            "val_threshold": val_threshold, "lr": lr,
             "seconds": time.perf_counter() - tic, "loss": "lovasz" if use_lovasz else "wbce",
         })
         if progress:

@@ -150,3 +150,19 @@ def test_pack_fits_the_limit_and_holds_results_and_half_precision_weights(smoke_
         left = json.load(tar.extractfile("PACK_MANIFEST.json"))["left_out"]
     assert small.stat().st_size <= 2**20 and "report.html" in left  # what did not fit is listed
     assert "results.parquet" in names and "models/bsevox-tiny/best.fp16.pt" in names  # the first priorities
+
+
+@pytest.mark.slow
+def test_models_train_in_parallel_worker_processes(smoke_results, tmp_path):
+    from dataclasses import replace as replace_preset
+
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_results, root)
+    for name in ("unet3d-tiny", "bsevox-tiny-no-sope"):
+        shutil.rmtree(root / "models" / name)
+    preset = replace_preset(get_preset("smoke"), train_workers=2)
+    status = run_main_job(Benchmark(preset, results_dir=root, progress=False), TimeBudget(None))
+    assert status.complete
+    notes = {i.name: i.note for i in status.items if i.stage == "training"}
+    assert notes["unet3d-tiny"].startswith("in a worker process") and notes["bsevox-tiny"] == "trained before"
+    assert (root / "models" / "bsevox-tiny-no-sope" / "summary.json").is_file()

@@ -67,7 +67,8 @@ def test_training_outputs_and_reload(tmp_path):
                  "summary.json"):
         assert (tmp_path / name).exists(), name
     history = pd.read_csv(tmp_path / "history.csv")
-    assert list(history.columns[:5]) == ["epoch", "train_loss", "val_miou", "lr", "seconds"]
+    assert list(history.columns[:6]) == ["epoch", "train_loss", "val_miou", "val_threshold", "lr", "seconds"]
+    assert history["val_threshold"].between(0.05, 0.95).all()  # chosen on validation, as evaluated
     assert history["epoch"].tolist() == [1, 2, 3]
     assert json.loads((tmp_path / "summary.json").read_text())["best_epoch"] == summary["best_epoch"]
     assert summary["parameters"] > 0 and summary["macs"] > 0
@@ -168,3 +169,18 @@ def test_tiny_bsevox_overfits_a_handful_of_samples(tmp_path):
     pred, gt = prob > 0.5, data.labels > 0.5
     iou = [(p & g).sum() / (p | g).sum() for p, g in zip(pred, gt)]
     assert np.mean(iou) > 0.95, iou
+
+
+def test_inputs_are_normalised_per_energy_with_train_statistics(tmp_path):
+    """The network sees each energy standardised with the train split's mean and std, saved with
+    the weights: a stack scaled per energy after training is not what the network was fitted on."""
+    data = ToySplit(6, seed=4)
+    method = create("bsevox", config="tiny", preset="smoke")
+    train_on_splits(method, data, data, tmp_path, FAST, progress=False, energies_keV=data.energies_keV)
+    x = torch.from_numpy(data.bse)
+    torch.testing.assert_close(method.network.mean, x.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(method.network.std, x.double().transpose(0, 1).reshape(20, -1).std(1).float(),
+                               rtol=1e-4, atol=1e-6)
+    loaded = Method.load(tmp_path)
+    torch.testing.assert_close(loaded.network.mean, method.network.mean)
+
