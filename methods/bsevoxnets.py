@@ -363,6 +363,7 @@ class BseVoxNets(NetworkMethod):
         "sope": HyperParam(True, True, "SOPE patch embedding (False: plain patch embedding)"),
         "s2mlp": HyperParam(True, True, "S2-MLPv2 token mixing (False: channel-MLP-only blocks)"),
         "convffn": HyperParam(True, True, "ConvFFN in the upsampling stages (False: plain FFN)"),
+        "normalise_inputs": HyperParam(True, True, "standardise each energy with the train split's mean/std"),
         **NetworkMethod.training_hyperparams,
     }
 

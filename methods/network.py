@@ -90,7 +90,8 @@ class NetworkMethod(Method):
         behind the per-energy input normalisation (statistics set by the training loop)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.network = PerEnergyNormalised(self.build_network(n_energies), n_energies)
+            net = self.build_network(n_energies)
+            self.network = PerEnergyNormalised(net, n_energies) if self.params.get("normalise_inputs") else net
         self._n_energies = n_energies
         return self.network
 
@@ -100,7 +101,8 @@ class NetworkMethod(Method):
 
     def full_architecture(self) -> dict:
         """``architecture()`` with what every network shares (the input normalisation)."""
-        return {**self.architecture(), "input": PerEnergyNormalised.DESCRIPTION}
+        return {**self.architecture(),
+                "input": PerEnergyNormalised.DESCRIPTION if self.params.get("normalise_inputs") else "as simulated"}
 
     def _extra_info(self) -> dict:
         return {"architecture": self.full_architecture()}
@@ -206,7 +208,8 @@ class NetworkMethod(Method):
             raise ValueError(f"{path}: cannot tell the number of input energies")
         self.init_network(int(n_energies), seed=int(self.params["seed"]))
         state = ckpt["model"]
-        if not any(key.startswith("net.") for key in state):  # saved before the input normalisation
+        if isinstance(self.network, PerEnergyNormalised) and not any(key.startswith("net.") for key in state):
+            # saved before the input normalisation existed: identity statistics
             _load_model_state(self.network.net, state, path)
         else:
             _load_model_state(self.network, state, path)

@@ -184,3 +184,10 @@ def test_inputs_are_normalised_per_energy_with_train_statistics(tmp_path):
     loaded = Method.load(tmp_path)
     torch.testing.assert_close(loaded.network.mean, method.network.mean)
 
+
+
+def test_the_unet_takes_its_inputs_as_simulated_by_default():
+    from methods.network import PerEnergyNormalised
+
+    assert not isinstance(create("unet3d", config="tiny").init_network(20), PerEnergyNormalised)
+    assert isinstance(create("unet3d", config="tiny", normalise_inputs=True).init_network(20), PerEnergyNormalised)
