@@ -130,7 +130,8 @@ class NetworkMethod(Method):
         if changed:
             return False, f"its training settings differ ({', '.join(changed)})"
         params = {k: v for k, v in self.params.items() if self.hyperparams[k].retrain}
-        saved_params = {k: v for k, v in (summary.get("params") or {}).items() if k in params}
+        # a parameter the saved model predates counts as its default (what the model was made with)
+        saved_params = {k: (summary.get("params") or {}).get(k, self.hyperparams[k].default) for k in params}
         if json.loads(json.dumps(saved_params)) != json.loads(json.dumps(params)):
             return False, "its parameters differ"
         return True, ""
