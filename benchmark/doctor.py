@@ -91,6 +91,10 @@ def check_models(store: ResultsStore) -> list[Finding]:
     if not store.models_dir.is_dir():
         return findings
     for directory in sorted(p for p in store.models_dir.iterdir() if p.is_dir()):
+        if directory.name.startswith(".stale-"):
+            findings.append(Finding(str(directory), True, "set aside: made with other settings (kept for "
+                                    "inspection; delete it when not needed)"))
+            continue
         if not (directory / "method.json").is_file():
             findings.append(Finding(str(directory), False, "no method.json (training unfinished)",
                                     "the next run resumes or restarts the training"))

@@ -46,7 +46,8 @@ def _candidates(root: Path, models: list[str] | None) -> list[tuple[str, Path | 
 
     for name in ("results.parquet", "main_job.json"):
         add(root / name)
-    model_dirs = sorted(p for p in (root / "models").iterdir() if p.is_dir()) if (root / "models").is_dir() else []
+    model_dirs = sorted(p for p in (root / "models").iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if (root / "models").is_dir() else []
     for directory in model_dirs:
         for name in ("method.json", "summary.json", "history.csv"):
             add(directory / name)

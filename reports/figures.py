@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -55,6 +56,13 @@ def to_png(fig, tight: bool = True) -> bytes:
                 metadata={"Software": None})
     plt.close(fig)
     return buffer.getvalue()
+
+
+def plain_log_axis(axis) -> None:
+    """Plain-number tick labels on a log axis: the default ones are math text ("10^{-1}"),
+    which the report turns off (names in figures are never parsed as math)."""
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def label_palette(labels) -> dict[str, tuple]:
@@ -361,7 +369,8 @@ def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
     fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
     for name, history in histories.items():
         if "val_miou" in history:
-            ax_miou.plot(history["epoch"], history["val_miou"], marker=".", label=name,
+            evaluated = history.dropna(subset=["val_miou"])  # validation runs every eval_every epochs
+            ax_miou.plot(evaluated["epoch"], evaluated["val_miou"], marker=".", label=name,
                          color=palette[name])
         if "train_loss" in history:
             ax_loss.plot(history["epoch"], history["train_loss"], label=name, color=palette[name])
@@ -372,6 +381,7 @@ def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
     ax_loss.set_ylabel("training loss")
     if any("train_loss" in h and (h["train_loss"] > 0).all() for h in histories.values()):
         ax_loss.set_yscale("log")
+        plain_log_axis(ax_loss.yaxis)
     for ax in (ax_miou, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -392,6 +402,7 @@ def timing_plot(rows: pd.DataFrame) -> bytes:
     sns.barplot(data=table, y="label", x="seconds_per_volume", hue="device", ax=ax,
                 orient="h", palette="Set2")
     ax.set_xscale("log")
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel("seconds per volume (median, log scale)")
     ax.set_ylabel("")
     for container in ax.containers:
@@ -455,6 +466,9 @@ def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
         ax.plot(doses, means, marker="o", color=palette[label], label=label)
         ax.fill_between(doses, lows, highs, color=palette[label], alpha=0.15)
     ax.set_xscale("log")
+    all_doses = sorted(mine["dose"].unique())
+    ax.set_xticks(all_doses)
+    plain_log_axis(ax.xaxis)
     ax.set_xlabel("electrons per pixel per energy")
     ax.set_ylabel("mean IoU of Cu")
     ax.set_ylim(-0.02, 1.02)

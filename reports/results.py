@@ -203,7 +203,8 @@ def load_runs(results_dir: Path, rows: pd.DataFrame, missing: list[str]):
 def load_histories(results_dir: Path, missing: list[str]) -> dict[str, pd.DataFrame]:
     """Training histories (epoch, train_loss, val_miou, lr, seconds) per model folder."""
     histories = {}
-    for path in sorted(results_dir.glob("models/*/history.csv")):
+    for path in sorted(p for p in results_dir.glob("models/*/history.csv")
+                       if not p.parent.name.startswith(".")):  # .stale-* folders are set aside
         try:
             history = pd.read_csv(path)
         except Exception as err:

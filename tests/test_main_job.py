@@ -23,6 +23,7 @@ from methods.base import create
 from methods.checkpoints import load_checkpoint
 from methods.toys import ToySplit
 from methods.training import TrainSettings, train_on_splits
+from reports.results import load_inputs
 
 FAST = TrainSettings(epochs=3, batch_size=3, lr=3e-3, eval_every=1, patience=50, lam=0.5, lovasz_fraction=0.34)
 
@@ -166,3 +167,21 @@ def test_models_train_in_parallel_worker_processes(smoke_results, tmp_path):
     notes = {i.name: i.note for i in status.items if i.stage == "training"}
     assert notes["unet3d-tiny"].startswith("in a worker process") and notes["bsevox-tiny"] == "trained before"
     assert (root / "models" / "bsevox-tiny-no-sope" / "summary.json").is_file()
+
+
+@pytest.mark.slow
+def test_a_model_made_with_other_settings_is_set_aside_and_retrained(smoke_results, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_results, root)
+    summary_path = root / "models" / "bsevox-tiny" / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary["settings"]["lr"] = 0.123  # as if trained with another learning rate
+    summary_path.write_text(json.dumps(summary))
+    messages = []
+    bench = Benchmark("smoke", results_dir=root, progress=False, log=messages.append)
+    spec = ModelSpec("bsevox", "tiny")
+    assert not bench.is_trained(spec)
+    bench.ensure_trained(spec)
+    assert bench.is_trained(spec) and (root / "models" / ".stale-bsevox-tiny-0" / "summary.json").is_file()
+    assert any("training settings differ (lr)" in m for m in messages)
+    assert "stale" not in " ".join(load_inputs(root).histories)  # the report leaves set-aside models out
