@@ -140,18 +140,19 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
 
 
 def dose_case(dataset, electrons_per_pixel: int, seed: int = 0) -> CaseData:
-    """The test split and the stored named cases at ``electrons_per_pixel``, binomially thinned
-    from the dataset's dose (``datasets.dose``) with a generator seeded by (seed, dose)."""
+    """The test split and the stored named cases at ``electrons_per_pixel``, thinned from the
+    dataset's stored (simulated) dose (``datasets.dose``) with a generator seeded by (seed, dose)."""
     from datasets.dose import thin_yields
 
-    stored = int(dataset.electrons_per_pixel)
+    stored = int(getattr(dataset, "stored_electrons_per_pixel", dataset.electrons_per_pixel))
     if electrons_per_pixel > stored:
         raise UsageError(f"case {DOSE_PREFIX}{electrons_per_pixel}: the dataset holds {stored} e-/pixel; "
                          f"a dose can only be lowered (thinned) from it")
-    bse, labels, ids = dataset.arrays("test")
+    as_stored = {"stored": True} if hasattr(dataset, "stored_electrons_per_pixel") else {}
+    bse, labels, ids = dataset.arrays("test", **as_stored)
     bse, labels, ids = [bse], [labels], list(ids)
     for name in dataset.cases():
-        samples = dataset.case(name)
+        samples = dataset.case(name, **as_stored)
         ids += [s["id"] for s in samples]
         bse.append(np.stack([s["bse"] for s in samples]).astype(np.float32))
         labels.append(np.stack([s["label"] for s in samples]).astype(np.uint8))

@@ -28,6 +28,7 @@ import pandas as pd
 
 from benchmark.cache import DEFAULT_OUTPUTS
 from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN, NEBULA_CASE
+from benchmark.design_study import DEFAULT_DESIGNS
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
 from benchmark.runner import (
@@ -106,6 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "seconds; the report shows what ran (default: no limit)")
     common(p)
 
+    p = sub.add_parser("design-study", help="the quick dataset's design study: geometries x e-/pixel at a "
+                                            "fixed simulation budget, scored on validation data (README table)")
+    p.add_argument("--designs", default=",".join(DEFAULT_DESIGNS),
+                   help="comma-separated GEOMETRIESxELECTRONS[-once] (default %(default)s; -once: no fresh noise)")
+    p.add_argument("--dose", type=int, default=60, help="e-/pixel every design is read at (default 60)")
+    p.add_argument("--method", default="bsevox")
+    p.add_argument("--config", default="tiny")
+    p.add_argument("--results", type=Path, default=Path("outputs/design-study"))
+
     sub.add_parser("data", add_help=False, help="dataset commands: build, simulate, validate, compare-nebula, "
                    "bench, export-case, nebula-export/import (python -m datasets)")
     sub.add_parser("train", add_help=False, help="learned-method commands: train, grid-search, bench, list "
@@ -140,7 +150,8 @@ def main(argv=None) -> int:
         return importlib.import_module(LOWER_LAYER_COMMANDS[argv[0]]).main(forwarded)
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report,
-                "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor, "pack": cmd_pack}
+                "reconstruct": cmd_reconstruct, "main": cmd_main, "doctor": cmd_doctor, "pack": cmd_pack,
+                "design-study": cmd_design_study}
     return run_cli(commands[args.command], args, debug)
 
 
@@ -454,6 +465,15 @@ def cmd_pack(args) -> int:
           + (f" ({', '.join(manifest['left_out'][:5])}{' ...' if len(manifest['left_out']) > 5 else ''})"
              if manifest["left_out"] else ""))
     print(f"dataset: {manifest['dataset']['note']}")
+    return 0
+
+
+def cmd_design_study(args) -> int:
+    from benchmark.design_study import markdown, run_design_study
+
+    table = run_design_study(args.results, [d.strip() for d in args.designs.split(",") if d.strip()],
+                             dose=args.dose, method=args.method, config=args.config)
+    print(markdown(table))
     return 0
 
 

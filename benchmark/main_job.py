@@ -114,48 +114,55 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
     save()
 
     specs = bench.main_plan()
-    reserve = reserve_seconds(budget, len(specs))
+    seed_specs = bench.seed_plan()  # the preset's extra training seeds (mean and spread over seeds)
+    reserve = reserve_seconds(budget, len(specs) + len(seed_specs))
 
     # 2. training ----------------------------------------------------------------------------------
-    stopped_models = set()
+    jobs = [(bench, model) for model in training_order(bench, specs)]
+    for other in dict.fromkeys(b for b, _ in seed_specs):
+        jobs += [(other, model) for model in training_order(other, [spec for b, spec in seed_specs if b is other])]
+    stopped = set()  # (seed, model) pairs
     workers = bench.preset.train_workers if str(bench.device) == "cpu" else 1
-    to_train = [m for m in training_order(bench, specs) if not bench.is_trained(m)]
+    to_train = [(b, m) for b, m in jobs if not b.is_trained(m)]
     if workers > 1 and len(to_train) > 1:
-        _train_in_parallel(bench, to_train, workers, budget.deadline(reserve), status, stopped_models, log)
+        if budget.seconds is None:  # no priorities to keep: the costliest first balances the processes
+            to_train.sort(key=lambda job: -_training_cost(*job))
+        _train_in_parallel(bench, to_train, workers, budget.deadline(reserve), status, stopped, log)
         save()
-    for model in training_order(bench, specs):
-        if any(item.stage == "training" and item.name == model.tag() for item in status.items):
+    for owner, model in jobs:
+        name = _job_name(bench, owner, model)
+        if any(item.stage == "training" and item.name == name for item in status.items):
             continue  # trained (or stopped) in parallel above
-        if bench.is_trained(model):
-            status.add("training", model.tag(), DONE, note="trained before")
+        if owner.is_trained(model):
+            status.add("training", name, DONE, note="trained before")
             continue
         if budget.expired(reserve):
-            status.add("training", model.tag(), NOT_STARTED)
-            stopped_models.add(model)
+            status.add("training", name, NOT_STARTED)
+            stopped.add((owner.seed, model))
             continue
         tic = time.monotonic()
         try:
-            bench.ensure_trained(model, deadline=budget.deadline(reserve))
-            status.add("training", model.tag(), DONE, time.monotonic() - tic)
+            owner.ensure_trained(model, deadline=budget.deadline(reserve))
+            status.add("training", name, DONE, time.monotonic() - tic)
         except BudgetExhausted as stop:
-            status.add("training", model.tag(), STOPPED, time.monotonic() - tic, str(stop))
-            stopped_models.add(model)
+            status.add("training", name, STOPPED, time.monotonic() - tic, str(stop))
+            stopped.add((owner.seed, model))
             log(f"time budget: {stop}")
         save()
 
     # 3. evaluation --------------------------------------------------------------------------------
     report_reserve = 10.0 if budget.seconds is not None else 0.0
-    for spec in evaluation_order(specs):
-        name = spec.describe()
-        if spec.model in stopped_models:
+    for owner, spec in [(bench, spec) for spec in evaluation_order(specs)] + seed_specs:
+        name = spec.describe() + ("" if owner is bench else f" (seed {owner.seed})")
+        if (owner.seed, spec.model) in stopped:
             status.add("evaluation", name, SKIPPED, note="its model is not trained (time budget)")
             continue
-        cached = bench.is_cached(spec)
+        cached = owner.is_cached(spec)
         if budget.expired(report_reserve) and not cached:
             status.add("evaluation", name, NOT_STARTED)
             continue
         tic = time.monotonic()
-        bench.run(spec)
+        owner.run(spec)
         status.add("evaluation", name, DONE, time.monotonic() - tic, "cached" if cached else "")
         save()
     status.complete = all(item.status == DONE for item in status.items)
@@ -179,25 +186,39 @@ def _train_one(preset, results_dir, device: str, seed: int, model, deadline):
     return DONE, time.monotonic() - tic, f"in a worker process (of {bench.preset.train_workers})"
 
 
-def _train_in_parallel(bench, models, workers: int, deadline, status, stopped_models, log) -> None:
-    """Train ``models`` in ``workers`` spawned processes, one torch thread each (each model's own
-    folder; the dataset is only read), results recorded in submission order."""
+def _training_cost(owner, model) -> float:
+    """Multiply-accumulates per sample of a model's network (its relative training cost)."""
+    from methods.base import create
+
+    return float(create(model.method, device="cpu", **owner.model_params(model)).describe().get("macs") or 0.0)
+
+
+def _job_name(bench, owner, model) -> str:
+    """A training item's name: the model's tag, with its seed when not the main one."""
+    return model.tag() + ("" if owner.seed == bench.seed else f" (seed {owner.seed})")
+
+
+def _train_in_parallel(bench, jobs, workers: int, deadline, status, stopped, log) -> None:
+    """Train ``jobs`` ((benchmark of a seed, model) pairs) in ``workers`` spawned processes, one
+    torch thread each (each model's own folder; the dataset is only read), results recorded in
+    submission order."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    log(f"training {len(models)} models in {workers} processes (1 torch thread each)")
+    log(f"training {len(jobs)} models in {workers} processes (1 torch thread each)")
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(models)), mp_context=context) as pool:
-        futures = [pool.submit(_train_one, bench.preset, bench.store.root, bench.device, bench.seed, m, deadline)
-                   for m in models]
-        for model, future in zip(models, futures):
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        futures = [pool.submit(_train_one, bench.preset, bench.store.root, bench.device, owner.seed, m, deadline)
+                   for owner, m in jobs]
+        for (owner, model), future in zip(jobs, futures):
             state, seconds, note = future.result()
-            status.add("training", model.tag(), state, seconds, note)
+            name = _job_name(bench, owner, model)
+            status.add("training", name, state, seconds, note)
             if state != DONE:
-                stopped_models.add(model)
-                log(f"time budget: {model.tag()} {state}")
+                stopped.add((owner.seed, model))
+                log(f"time budget: {name} {state}")
             else:
-                log(f"trained {model.tag()} ({seconds:.0f} s)")
+                log(f"trained {name} ({seconds:.0f} s)")
 
 
 def format_status(status: MainJobStatus) -> str:

@@ -44,6 +44,8 @@ from datasets.budget import BudgetExhausted
 from methods.binarize import THRESHOLD_RULES, binarize
 
 DEFAULT_THRESHOLD_RULE = "validation"
+#: the cases the preset's extra training seeds are run on (besides the stored named cases)
+SEED_CASES = ("test",)
 MODEL_FILES_SUFFIXES = (".pt", ".safetensors", ".npz", ".npy")
 
 
@@ -513,9 +515,7 @@ class Benchmark:
         resolved = []
         for case in (resolve_case(c, self.dataset_cases()) for c in cases):
             if case == DOSE_CASE:  # the dose study: one case per dose level
-                from datasets.dose import dose_levels
-
-                resolved += [f"{DOSE_PREFIX}{n}" for n in dose_levels(self.dataset().electrons_per_pixel)]
+                resolved += [f"{DOSE_PREFIX}{n}" for n in self._dose_levels()]
             elif case not in resolved:
                 resolved.append(case)
         specs, skipped = [], []
@@ -535,6 +535,15 @@ class Benchmark:
         if not specs:
             raise BenchmarkError("nothing to run: " + "; ".join(skipped))
         return specs
+
+    def _dose_levels(self) -> list[int]:
+        """The ``dose`` case's levels: ``DOSE_LEVELS`` below the stored dose, the dataset's own dose
+        (what every other case is read at) and the stored dose."""
+        from datasets.dose import dose_levels
+
+        data = self.dataset()
+        stored = int(getattr(data, "stored_electrons_per_pixel", data.electrons_per_pixel))
+        return sorted(set(dose_levels(stored)) | {int(data.electrons_per_pixel)})
 
     def _nebula_applies(self) -> bool:
         from datasets.nebula_reference import SI_ONLY, load_reference
@@ -564,6 +573,26 @@ class Benchmark:
         """Run (or fetch from the cache) every spec; all their rows in one frame."""
         frames = [self.run(spec) for spec in specs]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def with_seed(self, seed: int) -> Benchmark:
+        """The same benchmark (results folder, dataset, device) with another training seed."""
+        other = Benchmark(self.preset, results_dir=self.store.root, device=self.device, seed=seed,
+                          progress=self.progress, log=self.log, dataset=self._dataset)
+        return other
+
+    def seed_plan(self) -> list[tuple[Benchmark, RunSpec]]:
+        """The preset's ``extra_seeds`` runs: every learned method's benchmarked configs (full
+        variant) with each extra seed on the test split and the named cases."""
+        learned = [m for m in method_names() if method_class(m).requires_training]
+        cases = [c for c in (*SEED_CASES, *self.dataset_cases()) if c in self.known_cases()]
+        plan = []
+        for seed in self.preset.extra_seeds:
+            if int(seed) == self.seed:
+                continue
+            other = self.with_seed(int(seed))
+            plan += [(other, spec) for spec in other.plan(learned, list(dict.fromkeys(cases)),
+                                                          threshold_rule="validation")]
+        return plan
 
     def main_plan(self) -> list[RunSpec]:
         """The main job: every method on every case with validation thresholds, plus MED-SEM with

@@ -39,7 +39,8 @@ class DatasetPreset:
     and energy; ``cutoff_eV``: detector energy threshold; ``test_fraction``: share of all samples
     held out for testing; ``val_fraction``: share of the remaining samples used for validation;
     ``shard_size``: samples per shard file (the unit of parallel work and of resumption);
-    ``seed``: dataset seed from which every geometry and simulation seed is derived;
+    ``seed``: dataset seed from which every geometry and simulation seed is derived (and the
+    thinning to ``dose``);
     ``cases``: named test cases simulated alongside; ``physics``: a physics preset of
     ``datasets.physics.PHYSICS_PRESETS`` (``None``: the simulator's default, ``nebula-like``, the
     physics that best reproduces Nebula's stacks); ``elastic``/``stopping``/``inelastic``/``barrier``:
@@ -61,6 +62,10 @@ class DatasetPreset:
     stopping: str | None = None
     inelastic: str | None = None
     barrier: str | None = None
+    #: e-/pixel the images are read at, below the simulated ``electrons_per_pixel``: validation,
+    #: test and named cases are thinned once (an exact, seeded draw per sample) and training
+    #: draws a fresh thinning every epoch (``datasets.dose``); None: the simulated dose
+    dose: int | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -83,6 +88,11 @@ class DatasetPreset:
             value = getattr(self, field_name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{field_name} must be in [0, 1), got {value!r}")
+        if self.dose is not None:
+            if int(self.dose) != self.dose or not 0 < self.dose <= self.electrons_per_pixel:
+                raise ValueError(f"dose must be an integer in (0, electrons_per_pixel={self.electrons_per_pixel}] "
+                                 f"e-/pixel, got {self.dose!r}")
+            object.__setattr__(self, "dose", None if int(self.dose) == self.electrons_per_pixel else int(self.dose))
         if isinstance(self.cases, str):
             raise TypeError(f"cases must be a sequence of case names, got the string {self.cases!r}")
         # Normalise types so that presets compare and serialise identically.
@@ -116,6 +126,8 @@ class DatasetPreset:
         settings.pop("description")
         settings["energies_keV"] = list(self.energies_keV)
         settings["cases"] = list(self.cases)
+        if settings["dose"] is None:  # only where set: datasets made before it keep their hash
+            settings.pop("dose")
         return settings
 
 

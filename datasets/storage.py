@@ -40,6 +40,7 @@ import hashlib
 import io
 import json
 import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -353,7 +354,16 @@ class BseDataset:
             )
         self.verify_files = verify
         self.energies_keV = np.asarray(self.meta["settings"]["energies_keV"], dtype=np.float64)
-        self.electrons_per_pixel = int(self.meta["settings"]["electrons_per_pixel"])
+        #: primaries per pixel the stacks were simulated (and stored) with
+        self.stored_electrons_per_pixel = int(self.meta["settings"]["electrons_per_pixel"])
+        #: the dose the dataset's images are read at (``settings["dose"]``, else the stored dose):
+        #: below the stored dose every stack is an exact thinning of the stored counts (see
+        #: :meth:`at_dose`); ``stored=True`` reads the stored stacks instead
+        self.electrons_per_pixel = int(self.meta["settings"].get("dose") or self.stored_electrons_per_pixel)
+        if not 0 < self.electrons_per_pixel <= self.stored_electrons_per_pixel:
+            raise DatasetError(f"{manifest_path}: dose {self.electrons_per_pixel} e-/pixel is not in "
+                               f"(0, {self.stored_electrons_per_pixel}] (the stored dose)")
+        self._dose_seed = int(self.meta["settings"].get("seed", 0))
         self.hash = self.meta["dataset_hash"]
         self._shards = self.meta["shards"]
         for entry in self._shards + ([self.meta["cases"]] if self.meta.get("cases") else []):
@@ -454,12 +464,44 @@ class BseDataset:
         sizes = ", ".join(f"{k}={len(v)}" for k, v in self.splits.items())
         return f"BseDataset({str(self.path)!r}, preset={self.meta.get('preset')!r}, {sizes}, hash={self.hash[:12]})"
 
-    def sample(self, sid: str) -> dict:
-        """One random sample: dict(id, bse (E,H,W) float32, label (D,H,W) uint8, geometry, params, seed)."""
+    @property
+    def thinned(self) -> bool:
+        """Whether images are read below the stored dose (thinned from the stored counts)."""
+        return self.electrons_per_pixel < self.stored_electrons_per_pixel
+
+    def at_dose(self, bse: np.ndarray, counts: np.ndarray | None, key: tuple[int, ...]) -> np.ndarray:
+        """Yields of one stored stack at the dataset's dose: ``electrons_per_pixel`` of the
+        ``stored_electrons_per_pixel`` primaries drawn without replacement
+        (``datasets.dose.thin_to_dose``), a fixed draw per (dataset seed, ``key``); the stored
+        yields when the doses agree."""
+        if not self.thinned:
+            return bse
+        from datasets.dose import thin_to_dose
+
+        stored = self.stored_electrons_per_pixel
+        counts = np.rint(np.asarray(bse, np.float64) * stored) if counts is None else np.asarray(counts)
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=self._dose_seed, spawn_key=(0xD05E, *key)))
+        return (thin_to_dose(counts, stored, self.electrons_per_pixel, rng) / self.electrons_per_pixel
+                ).astype(np.float32)
+
+    def stored_counts(self, split: str) -> np.ndarray:
+        """Detected electrons (N, E, H, W) int64 of a split at the stored dose (for fresh thinning)."""
+        counts = []
+        for sid in self.split_ids(split):
+            arrays = self._sample_arrays(sid)
+            counts.append(np.rint(np.asarray(arrays["bse"], np.float64) * self.stored_electrons_per_pixel)
+                          if arrays["counts"] is None else np.asarray(arrays["counts"]))
+        if not counts:
+            return np.zeros((0, len(self.energies_keV), *self.meta["image_shape"]), np.int64)
+        return np.stack(counts).astype(np.int64)
+
+    def sample(self, sid: str, stored: bool = False) -> dict:
+        """One random sample: dict(id, bse (E,H,W) float32, label (D,H,W) uint8, geometry, params, seed);
+        ``bse`` at the dataset's dose (``stored=True``: as stored)."""
         arrays = self._sample_arrays(sid)
         return {
             "id": sid,
-            "bse": arrays["bse"],
+            "bse": arrays["bse"] if stored else self.at_dose(arrays["bse"], arrays["counts"], (self._index[sid],)),
             "label": arrays["label"],
             "geometry": arrays["geometry"],
             "params": arrays["params"],
@@ -471,20 +513,21 @@ class BseDataset:
             raise UnknownNameError(f"unknown split {name!r}; available splits: {list(self.splits)}")
         return self.splits[name]
 
-    def split(self, name: str, noise_dose: float | None = None, seed: int = 0) -> SplitDataset:
+    def split(self, name: str, noise_dose: float | None = None, seed: int = 0, stored: bool = False) -> SplitDataset:
         """A torch ``Dataset`` over split ``name`` (``train``/``val``/``test``).
 
         Items are dicts ``{"bse": FloatTensor(E,H,W), "label": FloatTensor(D,H,W), "id": str}``.
         With ``noise_dose`` (electrons per pixel) each image gets shot noise
         ``Poisson(dose * yield) / dose``, drawn from a generator seeded by (``seed``, sample index):
         the same seed gives the same noisy images; use e.g. ``seed=epoch`` for fresh noise.
+        Images are at the dataset's dose (``stored=True``: the stored dose).
         """
-        return SplitDataset(self, self.split_ids(name), noise_dose=noise_dose, seed=seed)
+        return SplitDataset(self, self.split_ids(name), noise_dose=noise_dose, seed=seed, stored=stored)
 
-    def arrays(self, split: str, noise_dose: float | None = None, seed: int = 0):
+    def arrays(self, split: str, noise_dose: float | None = None, seed: int = 0, stored: bool = False):
         """``(bse (N,E,H,W) float32, labels (N,D,H,W) uint8, ids)`` of a split, optional noise as ``split``."""
         ids = self.split_ids(split)
-        items = [self.sample(sid) for sid in ids]
+        items = [self.sample(sid, stored=stored) for sid in ids]
         n_energies = len(self.energies_keV)
         if items:
             bse = np.stack([item["bse"] for item in items]).astype(np.float32)
@@ -501,8 +544,9 @@ class BseDataset:
         """Names of the named test cases stored with the dataset."""
         return list(self.meta["cases"]["names"]) if self.meta.get("cases") else []
 
-    def case(self, name: str) -> list[dict]:
-        """The samples of case ``name``: dicts(id, bse (E,H,W), label (D,H,W) uint8, geometry, params)."""
+    def case(self, name: str, stored: bool = False) -> list[dict]:
+        """The samples of case ``name``: dicts(id, bse (E,H,W), label (D,H,W) uint8, geometry, params),
+        ``bse`` at the dataset's dose (``stored=True``: as stored)."""
         if name not in self.cases():
             raise UnknownNameError(f"case {name!r} is not stored in {self.path}; stored cases: {self.cases()}")
         if name not in self._cases_cache:
@@ -516,10 +560,15 @@ class BseDataset:
                     "label": arrays["label"][i],
                     "geometry": arrays["geometry"][i],
                     "params": arrays["params"][i],
+                    "counts": None if arrays["counts"] is None else arrays["counts"][i],
                 }
                 for i, sid in enumerate(arrays["sample_id"])
             ]
-        return self._cases_cache[name]
+        samples = self._cases_cache[name]
+        if stored or not self.thinned:
+            return samples
+        case_key = zlib.crc32(name.encode())
+        return [{**s, "bse": self.at_dose(s["bse"], s["counts"], (case_key, i))} for i, s in enumerate(samples)]
 
 
 def _noise_seed(seed: int, sample_index: int) -> int:
@@ -543,13 +592,15 @@ def apply_shot_noise(bse: torch.Tensor, dose: float, seed: int, sample_index: in
 class SplitDataset(torch.utils.data.Dataset):
     """Samples of one split as torch tensors (see ``BseDataset.split``)."""
 
-    def __init__(self, dataset: BseDataset, ids: list[str], noise_dose: float | None = None, seed: int = 0):
+    def __init__(self, dataset: BseDataset, ids: list[str], noise_dose: float | None = None, seed: int = 0,
+                 stored: bool = False):
         if noise_dose is not None and (not np.isfinite(float(noise_dose)) or float(noise_dose) <= 0):
             raise ValueError(f"noise_dose must be a positive number of electrons per pixel, got {noise_dose!r}")
         self.dataset = dataset
         self.ids = list(ids)
         self.noise_dose = noise_dose
         self.seed = int(seed)
+        self.stored = bool(stored)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -557,7 +608,9 @@ class SplitDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         sid = self.ids[index]
         arrays = self.dataset._sample_arrays(sid)
-        bse = torch.from_numpy(np.array(arrays["bse"], dtype=np.float32))
+        bse = arrays["bse"] if self.stored else self.dataset.at_dose(arrays["bse"], arrays["counts"],
+                                                                      (self.dataset._index[sid],))
+        bse = torch.from_numpy(np.array(bse, dtype=np.float32))
         if self.noise_dose is not None:
             bse = apply_shot_noise(bse, self.noise_dose, self.seed, self.dataset._index[sid])
         label = torch.from_numpy(np.array(arrays["label"], dtype=np.float32))

@@ -112,7 +112,7 @@ def cmd_train(args) -> int:
 
 def cmd_grid_search(args) -> int:
     from datasets.storage import open_dataset
-    from methods.grid_search import PAPER_GRID, grid_search
+    from methods.grid_search import GRIDS, grid_search
     from methods.training import TRAIN_PRESETS
 
     _set_threads(args)
@@ -124,7 +124,13 @@ def cmd_grid_search(args) -> int:
     extra = {k: params[k] for k in ("sope", "s2mlp", "convffn") if k in params}
     out = Path(args.out) if args.out else (
         Path(args.data).resolve().parent / "grid-search" / f"{args.method}-{args.config}")
-    table = grid_search(args.method, args.config, dataset, grid=PAPER_GRID, settings=settings,
+    grid = dict(GRIDS[args.grid])
+    if args.lams:
+        grid["lam"] = [float(v) for v in args.lams.split(",")]
+    for key in ("lr", "weight_decay"):  # a value given on the command line pins that axis
+        if key in params:
+            grid[key] = [params[key]]
+    table = grid_search(args.method, args.config, dataset, grid=grid, settings=settings,
                         out_dir=out, max_trials=args.max_trials, seed=args.seed,
                         progress=not args.quiet, device=args.device, method_params=extra)
     print(table.sort_values("best_val_miou", ascending=False).head(10).to_string(index=False))
@@ -232,7 +238,11 @@ def main(argv=None) -> int:
     p = sub.add_parser("grid-search", help="lr x weight decay x lambda search on the validation split")
     _add_common(p)
     p.add_argument("--out", help="results directory (default: <data>/../grid-search/<method>-<config>)")
-    p.add_argument("--max-trials", type=int, help="random subset of the 252-point paper grid")
+    p.add_argument("--max-trials", type=int, help="a random subset of the grid's points")
+    p.add_argument("--grid", choices=("two-sided", "paper"), default="two-sided",
+                   help="two-sided: lambda in {1/n} and {1 - 1/n} (486 points, default); paper: the "
+                        "paper's {1/n} (252 points)")
+    p.add_argument("--lams", help="comma-separated lambdas replacing the grid's (e.g. 0.25,0.5,0.75)")
     p.set_defaults(func=cmd_grid_search)
 
     p = sub.add_parser("bench", help="inference throughput of every network config")

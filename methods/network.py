@@ -113,7 +113,7 @@ class NetworkMethod(Method):
         import json
         from dataclasses import asdict
 
-        from methods.training import _RESUMABLE_DIFFERENCES
+        from methods.training import _RESUMABLE_DIFFERENCES, saved_setting
 
         directory = Path(directory)
         try:
@@ -126,7 +126,7 @@ class NetworkMethod(Method):
         current = asdict(self.train_settings())
         saved = summary.get("settings") or {}
         changed = sorted(k for k, v in current.items()
-                         if k not in _RESUMABLE_DIFFERENCES | {"device"} and saved.get(k) != v)
+                         if k not in _RESUMABLE_DIFFERENCES | {"device"} and saved_setting(saved, k) != v)
         if changed:
             return False, f"its training settings differ ({', '.join(changed)})"
         params = {k: v for k, v in self.params.items() if self.hyperparams[k].retrain}

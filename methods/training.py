@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from datasets.budget import past
+from datasets.dose import thin_to_dose
 from methods import symmetry
 from methods.base import Method
 from methods.binarize import choose_threshold
@@ -59,6 +60,10 @@ class TrainSettings:
     amp_dtype: str = "float16"  # float16 (with grad scaling) or bfloat16 (no scaling needed)
     compile: bool = False  # torch.compile the network for training and inference (CUDA only)
     augment: bool = False  # each sample under a random one of the scene's 8 symmetries (methods.symmetry)
+    #: when the data are read below their simulated dose (a dataset ``dose``), every epoch sees a
+    #: fresh exact draw at that dose thinned from the stored counts (``datasets.dose``), instead of
+    #: the one fixed draw per sample that validation and test use
+    fresh_noise: bool = True
 
     def lovasz_start(self) -> int:
         """First epoch (1-based) trained with the Lovász hinge."""
@@ -157,6 +162,12 @@ def _run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:
     }
 
 
+def saved_setting(saved: dict, key: str):
+    """A saved run's training setting; one the run predates counts as its default (what it ran with)."""
+    defaults = {f.name: f.default for f in fields(TrainSettings)}
+    return saved.get(key, defaults.get(key))
+
+
 def _config_differences(saved: dict, current: dict) -> list[str]:
     diffs = []
     if saved.get("method") != current["method"]:
@@ -165,8 +176,9 @@ def _config_differences(saved: dict, current: dict) -> list[str]:
         if saved.get("params", {}).get(key) != value and key not in ("preset",):
             diffs.append(f"param {key}: {saved.get('params', {}).get(key)!r} != {value!r}")
     for key, value in current["settings"].items():
-        if key not in _RESUMABLE_DIFFERENCES and saved.get("settings", {}).get(key) != value:
-            diffs.append(f"setting {key}: {saved.get('settings', {}).get(key)!r} != {value!r}")
+        before = saved_setting(saved.get("settings", {}), key)
+        if key not in _RESUMABLE_DIFFERENCES and before != value:
+            diffs.append(f"setting {key}: {before!r} != {value!r}")
     if saved.get("n_train") != current["n_train"]:
         diffs.append(f"training samples: {saved.get('n_train')} != {current['n_train']}")
     return diffs
@@ -213,6 +225,7 @@ def train_on_splits(
     until_epoch: int | None = None,
     energies_keV=None,
     deadline: float | None = None,
+    train_counts: tuple[np.ndarray, int, int] | None = None,
 ) -> dict:
     """Train ``method.network`` on ``train_split``, select on ``val_split``; returns the summary.
 
@@ -220,8 +233,10 @@ def train_on_splits(
     and random draws as an uninterrupted run). ``until_epoch`` stops after that epoch as if
     interrupted (the run can be resumed later). ``deadline`` (``time.monotonic()`` seconds): stop
     after the epoch whose successor would end past it, checkpoint saved, returning
-    ``{"interrupted_at_epoch": n, "reason": "time budget"}`` (resumable the same way). On return
-    the method holds the best weights.
+    ``{"interrupted_at_epoch": n, "reason": "time budget"}`` (resumable the same way).
+    ``train_counts`` = ``(counts (N,E,H,W), stored e-/px, dose e-/px)``: with
+    ``settings.fresh_noise`` each batch is a fresh thinning of the stored counts to the dose
+    (``train_split`` then only sets the input statistics). On return the method holds the best weights.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -240,6 +255,14 @@ def train_on_splits(
         net.set_statistics(x_train)
     net = net.to(device)
     run_config = _run_config(method, settings, len(x_train))
+    fresh = train_counts if settings.fresh_noise else None
+    if fresh is not None:
+        counts, stored, dose = fresh
+        if counts.shape != x_train.shape:
+            raise ValueError(f"train_counts have shape {counts.shape}, the train split {tuple(x_train.shape)}")
+        if not 0 < dose <= stored:
+            raise ValueError(f"cannot thin {stored} e-/pixel to {dose} e-/pixel")
+        fresh = None if dose == stored else (np.asarray(counts, np.int64), int(stored), int(dose))
 
     optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
@@ -302,6 +325,10 @@ def train_on_splits(
         bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", disable=not progress, leave=False)
         for idx in bar:
             xb, yb = x_train[idx], y_train[idx]
+            if fresh is not None:  # a new exact draw at the dose; its seed from the checkpointed generator
+                counts, stored, dose = fresh
+                rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+                xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], stored, dose, rng) / dose).astype(np.float32))
             if settings.augment:  # the scene's exact symmetries; draws from the checkpointed generator
                 xb, yb = symmetry.augment(xb, yb, generator)
             xb, yb = xb.to(device), yb.to(device)
@@ -389,13 +416,20 @@ def train_on_splits(
 
 def train(method, dataset, out_dir, settings: TrainSettings | None = None,
           progress: bool = True, resume: bool = False, deadline: float | None = None) -> dict:
-    """Train ``method`` on ``dataset.split("train")``, selecting on ``dataset.split("val")``."""
+    """Train ``method`` on ``dataset.split("train")``, selecting on ``dataset.split("val")`` (both
+    at the dataset's dose; with a dose below the stored one and ``settings.fresh_noise``, every
+    epoch draws new training images from the stored counts)."""
     settings = settings or method.train_settings()
     if hasattr(dataset, "arrays"):  # datasets.storage: read each split in one go
         train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
     else:
         train_data, val_data = dataset.split("train"), dataset.split("val")
+    train_counts = None
+    if settings.fresh_noise and getattr(dataset, "thinned", False):  # stored above its dose: fresh draws
+        train_counts = (dataset.stored_counts("train"), dataset.stored_electrons_per_pixel,
+                        dataset.electrons_per_pixel)
     return train_on_splits(
         method, train_data, val_data, out_dir, settings,
         progress=progress, resume=resume, energies_keV=dataset.energies_keV, deadline=deadline,
+        train_counts=train_counts,
     )

@@ -76,7 +76,9 @@ def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.
     rows = inputs.rows
     cases = inputs.cases()
     summary = [tables.best_per_case_table(rows, cases),
-               tables.miou_table(rows, inputs.summaries)]
+               tables.miou_table(rows, inputs.summaries),
+               tables.seed_table(inputs.seed_rows if inputs.seed_rows is not None else rows),
+               tables.stratified_table(rows, inputs.runs)]
     summary = [t for t in summary if len(t.frame)]
     paper_style = [
         tables.per_sample_table(rows, "nanocube"),

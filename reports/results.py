@@ -53,8 +53,11 @@ class ReportInputs:
     """Everything a report is built from."""
 
     results_dir: Path
+    #: rows of each label's first (lowest) training seed: what every table and figure shows
     rows: pd.DataFrame
     runs: list[RunVolumes] = field(default_factory=list)
+    #: rows of every seed (the seed table: mean and spread over training seeds)
+    seed_rows: pd.DataFrame | None = None
     summaries: dict[str, dict] = field(default_factory=dict)
     histories: dict[str, pd.DataFrame] = field(default_factory=dict)
     dataset_meta: dict | None = None
@@ -225,8 +228,11 @@ def load_inputs(results_dir) -> ReportInputs:
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist")
     missing: list[str] = []
-    rows = load_rows(results_dir, missing)
+    seed_rows = load_rows(results_dir, missing)
+    rows = first_seed_rows(seed_rows)
     runs, summaries = load_runs(results_dir, rows, missing)
+    kept = set(rows["run_key"].dropna().astype(str)) if len(rows) else set()
+    runs = [run for run in runs if run.run_key in kept or not kept]
     histories = load_histories(results_dir, missing)
     dataset_meta = None
     dataset_json = results_dir / "data" / "dataset.json"
@@ -238,9 +244,19 @@ def load_inputs(results_dir) -> ReportInputs:
     else:
         missing.append("data/dataset.json is missing: dataset provenance comes from the rows only")
     return ReportInputs(
-        results_dir=results_dir, rows=rows, runs=runs, summaries=summaries,
+        results_dir=results_dir, rows=rows, seed_rows=seed_rows, runs=runs, summaries=summaries,
         histories=histories, dataset_meta=dataset_meta, missing=missing,
     )
+
+
+def first_seed_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each label's lowest training seed (other seeds feed the seed table only)."""
+    if rows.empty or "seed" not in rows.columns or rows["seed"].isna().all():
+        return rows
+    seeds = pd.to_numeric(rows["seed"], errors="coerce")
+    first = seeds.groupby(rows["label"]).transform("min")
+    keep = (seeds == first) | seeds.isna()
+    return rows[keep].reset_index(drop=True)
 
 
 def _present(value) -> bool:

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 
 from reports.results import ReportInputs
-from reports.tables import METHOD_ORDER, bootstrap_interval, load_paper_results, miou_table
+from reports.tables import (
+    METHOD_ORDER,
+    bootstrap_interval,
+    load_paper_results,
+    miou_table,
+    seed_table,
+    stratified_table,
+)
 
 #: IoU below which a reconstruction is called a failure in the remarks.
 FAIL_IOU = 0.5
@@ -185,14 +192,40 @@ def dose_remarks(rows: pd.DataFrame) -> list[str]:
             f"{high} e-/pixel: " + "; ".join(parts) + "."]
 
 
+def seed_remarks(seed_rows: pd.DataFrame | None) -> list[str]:
+    """Mean and spread of the test mIoU over training seeds, where several were trained."""
+    if seed_rows is None or seed_rows.empty:
+        return []
+    frame = seed_table(seed_rows).frame
+    if frame.empty:
+        return []
+    parts = [f"{label} {row['mean mIoU']:.3f} ± {row['sd']:.3f} ({len(row['seeds'].split(','))} seeds, "
+             f"range {row['min']:.3f}–{row['max']:.3f})" for label, row in frame.iterrows()]
+    return ["Over training seeds (same data, same test split), test mIoU mean ± sd: " + "; ".join(parts) + "."]
+
+
+def strata_remarks(rows: pd.DataFrame, runs) -> list[str]:
+    """Each method's weakest stratum of the test split (Cu volume or depth of the Cu's top)."""
+    frame = stratified_table(rows, runs).frame
+    if frame.empty:
+        return []
+    parts = []
+    for label, row in frame.iterrows():
+        populated = row[[c for c in frame.columns if not c.endswith("(n=0)")]].dropna()
+        if len(populated):
+            parts.append(f"{label} {populated.min():.3f} ({populated.idxmin()})")
+    return ["Weakest test stratum per method (mean IoU): " + "; ".join(parts) + "."] if parts else []
+
+
 def summary_remarks(inputs: ReportInputs) -> list[str]:
     """All remarks, most important first."""
     rows = inputs.rows
     if rows.empty:
         return ["No result rows were found, so there is nothing to compare yet. Run "
                 "`python -m benchmark run --method all --case all` and rebuild the report."]
-    return (heldout_remarks(rows, inputs.summaries) + paired_remarks(rows) + nanowire_remarks(rows)
-            + nanocube_remarks(rows) + dose_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
+    return (heldout_remarks(rows, inputs.summaries) + paired_remarks(rows) + seed_remarks(inputs.seed_rows)
+            + nanowire_remarks(rows) + nanocube_remarks(rows) + strata_remarks(rows, inputs.runs)
+            + dose_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
 
 
 __all__ = ["summary_remarks"]

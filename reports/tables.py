@@ -370,6 +370,99 @@ def miou_table(rows: pd.DataFrame, summaries: dict | None = None) -> Table:
     )
 
 
+def seed_table(seed_rows: pd.DataFrame) -> Table:
+    """Test mIoU of each learned method's training seeds: each seed's, their mean, standard
+    deviation (ddof 1) and range. Only labels trained with more than one seed appear."""
+    mine = seed_rows[(seed_rows["case"] == "test") & (seed_rows["variant"].astype(str) == "full")] \
+        if len(seed_rows) else seed_rows
+    mine = mine.assign(seed=pd.to_numeric(mine["seed"], errors="coerce")) if len(mine) else mine
+    index, records = [], []
+    for label in ordered_labels(mine) if len(mine) else []:
+        group = mine[mine["label"] == label]
+        per_seed = group.groupby("seed")["iou"].mean()
+        if len(per_seed) < 2:
+            continue
+        per_seed_class = group.groupby("seed")["class_mean_iou"].mean()
+        index.append(label)
+        records.append({"seeds": ", ".join(str(int(k)) for k in per_seed.index),
+                        "per-seed mIoU": ", ".join(f"{v:.3f}" for v in per_seed),
+                        "mean mIoU": float(per_seed.mean()), "sd": float(per_seed.std(ddof=1)),
+                        "min": float(per_seed.min()), "max": float(per_seed.max()),
+                        "mean class-mean IoU": float(per_seed_class.mean())})
+    columns = ["seeds", "per-seed mIoU", "mean mIoU", "sd", "min", "max", "mean class-mean IoU"]
+    frame = pd.DataFrame.from_records(records, index=pd.Index(index, name="method"), columns=columns)
+    best = best_mask(frame, {"mean mIoU": "max", "sd": "min", "mean class-mean IoU": "max"})
+    formatters = {c: fmt(3) for c in ("mean mIoU", "sd", "min", "max", "mean class-mean IoU")}
+    return Table(
+        "seeds", "Test mIoU over training seeds",
+        "Each learned method trained with several seeds (weight initialisation, batch order, "
+        "augmentation and noise draws) on the same data and scored on the same test split: the "
+        "per-seed mIoU, their mean, standard deviation (n - 1) and range. The seed-to-seed spread "
+        "is a source of error the per-sample bootstrap intervals (one trained model) do not "
+        "contain. Other tables show the first seed.",
+        frame, best, render_table("seeds", frame, best, formatters),
+    )
+
+
+#: strata of the test samples: Cu volume (voxels = nm^3) and depth of the Cu's top below the Si surface (nm)
+CU_VOLUME_BINS_NM3 = (0, 1, 200, 800, 2000, 8001)
+CU_TOP_BINS_NM = (0, 3, 6, 10, 15, 20)
+
+
+def sample_strata(labels: np.ndarray) -> pd.DataFrame:
+    """Per label volume (N, D, H, W) over the Si block (1 nm voxels, depth index = nm below the
+    surface): ``cu_volume_nm3`` and ``cu_top_nm`` (depth of the first layer with Cu; NaN without Cu)."""
+    labels = np.asarray(labels) > 0
+    volume = labels.reshape(len(labels), -1).sum(1)
+    has_layer = labels.reshape(len(labels), labels.shape[1], -1).any(2)
+    top = np.where(volume > 0, has_layer.argmax(1), np.nan).astype(float)
+    return pd.DataFrame({"cu_volume_nm3": volume.astype(float), "cu_top_nm": top})
+
+
+def _bin_labels(edges, unit: str) -> list[str]:
+    return [f"{lo}-{hi - 1} {unit}" for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def stratified_table(rows: pd.DataFrame, runs) -> Table:
+    """Test mIoU per stratum of Cu volume and of the Cu's top depth, per method (full variants):
+    where each method fails. Strata come from the saved ground-truth volumes (runs/*/volumes.npz)."""
+    mine = rows[(rows["case"] == "test") & (rows["variant"].astype(str) == "full")] if len(rows) else rows
+    strata = []
+    for run in runs:
+        if run.case != "test":
+            continue
+        frame = sample_strata(run.gt).assign(sample=run.ids, run_key=run.run_key)
+        strata.append(frame)
+    volume_names = _bin_labels(CU_VOLUME_BINS_NM3, "nm³")
+    volume_names[0] = "no Cu"
+    top_names = [f"top {name}" for name in _bin_labels(CU_TOP_BINS_NM, "nm")]
+    columns = volume_names + top_names
+    index, records, counts = [], [], {}
+    if strata and len(mine):
+        strata = pd.concat(strata, ignore_index=True)
+        joined = mine.merge(strata, on=["run_key", "sample"], how="inner")
+        joined["volume_bin"] = pd.cut(joined["cu_volume_nm3"], CU_VOLUME_BINS_NM3, right=False, labels=volume_names)
+        joined["top_bin"] = pd.cut(joined["cu_top_nm"], CU_TOP_BINS_NM, right=False, labels=top_names)
+        for label in ordered_labels(joined) if len(joined) else []:
+            group = joined[joined["label"] == label]
+            record = {**group.groupby("volume_bin", observed=False)["iou"].mean().to_dict(),
+                      **group.groupby("top_bin", observed=False)["iou"].mean().to_dict()}
+            index.append(label)
+            records.append({c: record.get(c, np.nan) for c in columns})
+            if not counts:
+                counts = {**group["volume_bin"].value_counts().to_dict(), **group["top_bin"].value_counts().to_dict()}
+    frame = pd.DataFrame.from_records(records, index=pd.Index(index, name="method"), columns=columns)
+    frame.columns = [f"{c} (n={counts.get(c, 0)})" for c in columns]
+    best = best_mask(frame, {c: "max" for c in frame.columns})
+    return Table(
+        "strata", "Test mIoU by Cu volume and by the depth of the Cu's top",
+        "Mean per-sample Cu IoU of the test samples in each stratum: Cu volume in nm³ (1 nm voxels) "
+        "and the depth of the topmost Cu voxel below the Si surface (nm). A sample without Cu counts "
+        "IoU 1 when nothing is predicted, else 0. n: test samples in the stratum. Bold: best per column.",
+        frame, best, render_table("strata", frame, best, fmt(3)),
+    )
+
+
 def best_per_case_table(rows: pd.DataFrame, cases: list[str]) -> Table:
     """For every case: the method with the highest mean IoU, its mean IoU and the runner-up."""
     index, records = [], []

@@ -58,3 +58,85 @@ def test_class_mean_iou_averages_the_cu_and_si_classes():
     pred[:1] = True  # half of the Cu found, no false Cu
     assert metrics.iou(pred, gt) == pytest.approx(0.5)
     assert metrics.class_mean_iou(pred, gt) == pytest.approx(0.5 * (0.5 + 32 / 48))
+
+
+# ------------------------------------------------------------------ datasets read below their dose
+@pytest.fixture(scope="module")
+def thinned_dataset(tmp_path_factory):
+    """The smoke dataset simulated at 20 e-/pixel and read at 5."""
+    from datasets.builder import build_dataset
+    from datasets.presets import get_preset
+    from datasets.storage import open_dataset
+
+    out = tmp_path_factory.mktemp("dose") / "data"
+    build_dataset(out, preset=get_preset("smoke", electrons_per_pixel=20, dose=5), progress=False)
+    return open_dataset(out)
+
+
+def test_a_dose_below_the_simulated_one_is_an_exact_fixed_thinning(thinned_dataset):
+    data = thinned_dataset
+    assert (data.electrons_per_pixel, data.stored_electrons_per_pixel, data.thinned) == (5, 20, True)
+    at_dose, labels, ids = data.arrays("train")
+    stored = data.arrays("train", stored=True)[0]
+    assert np.array_equal(at_dose, data.arrays("train")[0])  # one fixed draw per sample
+    assert np.allclose(at_dose * 5, np.rint(at_dose * 5), atol=1e-5)  # whole electrons at 5 e-/px
+    assert not np.array_equal(at_dose, stored)
+    assert at_dose.mean() == pytest.approx(stored.mean(), rel=0.05)  # same image, more noise
+    counts = data.stored_counts("train")
+    assert np.array_equal(counts, np.rint(stored * 20))
+    assert np.array_equal(data.sample(ids[0])["bse"], at_dose[0])
+    assert np.array_equal(np.asarray(data.split("train")[0]["bse"]), at_dose[0])
+    case, stored_case = data.case("nanocube"), data.case("nanocube", stored=True)
+    assert np.allclose(case[0]["bse"] * 5, np.rint(case[0]["bse"] * 5), atol=1e-5)
+    assert not np.array_equal(case[0]["bse"], stored_case[0]["bse"])
+
+
+def test_the_dose_is_part_of_the_preset_only_where_set():
+    from datasets.presets import get_preset
+
+    assert "dose" not in get_preset("quick").settings()  # datasets made before it keep their hash
+    assert "dose" not in get_preset("smoke", electrons_per_pixel=4, dose=4).settings()  # = simulated
+    assert get_preset("smoke", electrons_per_pixel=20, dose=5).settings()["dose"] == 5
+    with pytest.raises(ValueError, match="dose must be an integer"):
+        get_preset("smoke", electrons_per_pixel=4, dose=8)
+
+
+def test_training_draws_fresh_noise_every_epoch_and_resumes_exactly(thinned_dataset, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import torch
+
+    import methods.training as training
+    from methods.base import create
+    from methods.checkpoints import load_checkpoint
+
+    settings = replace(training.TRAIN_PRESETS["smoke"], epochs=3, batch_size=8, eval_every=1)
+    draws = []
+    original = training.thin_to_dose
+
+    def spy(counts, stored, dose, rng):
+        out = original(counts, stored, dose, rng)
+        draws.append(((stored, dose), out.copy()))
+        return out
+
+    monkeypatch.setattr(training, "thin_to_dose", spy)
+    full = create("bsevox", config="tiny", preset="smoke")
+    training.train(full, thinned_dataset, tmp_path / "full", settings, progress=False)
+    assert len(draws) == 3 and {d[0] for d in draws} == {(20, 5)}  # one batch per epoch, 20 -> 5 e-/px
+    assert not np.array_equal(draws[0][1], draws[1][1])  # a new draw each epoch
+
+    part = create("bsevox", config="tiny", preset="smoke")
+    data = thinned_dataset
+    counts = (data.stored_counts("train"), 20, 5)
+    training.train_on_splits(part, data.arrays("train")[:2], data.arrays("val")[:2], tmp_path / "part",
+                             settings, progress=False, until_epoch=2, train_counts=counts)
+    training.train_on_splits(part, data.arrays("train")[:2], data.arrays("val")[:2], tmp_path / "part",
+                             settings, progress=False, resume=True, train_counts=counts)
+    a, b = load_checkpoint(tmp_path / "full" / "latest.pt"), load_checkpoint(tmp_path / "part" / "latest.pt")
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+
+    draws.clear()
+    once = create("bsevox", config="tiny", preset="smoke")
+    training.train(once, thinned_dataset, tmp_path / "once", replace(settings, fresh_noise=False), progress=False)
+    assert draws == []  # the fixed draw of every sample, as validation and test see them

@@ -185,3 +185,37 @@ def test_a_model_made_with_other_settings_is_set_aside_and_retrained(smoke_resul
     assert bench.is_trained(spec) and (root / "models" / ".stale-bsevox-tiny-0" / "summary.json").is_file()
     assert any("training settings differ (lr)" in m for m in messages)
     assert "stale" not in " ".join(load_inputs(root).histories)  # the report leaves set-aside models out
+
+
+@pytest.mark.slow
+def test_extra_seeds_are_trained_run_and_reported_as_mean_and_spread(smoke_results, tmp_path):
+    from dataclasses import replace as replace_preset
+
+    from reports.html import build_report
+    from reports.tables import seed_table, stratified_table
+
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_results, root)
+    preset = replace_preset(get_preset("smoke"), extra_seeds=(1,))
+    status = run_main_job(Benchmark(preset, results_dir=root, progress=False), TimeBudget(None))
+    assert status.complete
+    trained = {i.name for i in status.items if i.stage == "training" and i.note != "trained before"}
+    assert trained == {"bsevox-tiny (seed 1)", "unet3d-tiny (seed 1)"}
+    assert (root / "models" / "bsevox-tiny-seed1" / "summary.json").is_file()
+    rows = pd.read_parquet(root / "results.parquet")
+    second = rows[rows["seed"] == 1]
+    assert set(second["method"]) == {"bsevox", "unet3d"} and set(second["variant"]) == {"full"}
+    assert set(second["case"]) == {"test", "nanocube", "nanowire"}
+
+    inputs = load_inputs(root)
+    assert set(inputs.rows["seed"]) == {0} and set(inputs.seed_rows["seed"]) == {0, 1}
+    table = seed_table(inputs.seed_rows).frame
+    assert set(table.index) == {"BSE-VoxNets (tiny)", "3D U-Net (tiny)"} and (table["seeds"] == "0, 1").all()
+    per_seed = second[(second["case"] == "test") & (second["method"] == "bsevox")]["iou"].mean()
+    assert f"{per_seed:.3f}" in table.loc["BSE-VoxNets (tiny)", "per-seed mIoU"]
+    strata = stratified_table(inputs.rows, inputs.runs).frame
+    assert len(strata) and strata.notna().any().any()
+    html = build_report(root).read_text()
+    assert "Test mIoU over training seeds" in html and "by the depth of the Cu" in html
+    rerun = run_main_job(Benchmark(preset, results_dir=root, progress=False), TimeBudget(None))
+    assert all(i.note in ("trained before", "cached") for i in rerun.items if i.stage != "data")

@@ -249,3 +249,31 @@ def test_nebula_table_puts_our_simulator_beside_nebulas_and_the_drop():
     assert table.frame.loc["bsevox", ("nanowire", "Nebula")] == pytest.approx(0.6)
     assert table.best.loc["bsevox", ("all 9", "Nebula")] and not table.best.loc["bsevox", ("all 9", "ours")]
     assert 'data-table="nebula"' in table.html
+
+
+def test_strata_are_the_cu_volume_and_the_depth_of_its_top():
+    from reports.tables import sample_strata
+
+    labels = np.zeros((3, 20, 4, 4), np.uint8)
+    labels[0, 7:9, :2, :2] = 1  # 8 voxels, top 7 nm below the surface
+    labels[1, 0, 0, 0] = 1  # 1 voxel at the surface
+    strata = sample_strata(labels)
+    assert strata["cu_volume_nm3"].tolist() == [8.0, 1.0, 0.0]
+    assert strata["cu_top_nm"].tolist()[:2] == [7.0, 0.0] and np.isnan(strata["cu_top_nm"][2])
+
+
+def test_tables_show_the_first_seed_and_the_seed_table_all():
+    from reports.results import first_seed_rows
+    from reports.tables import seed_table
+
+    base = {"method": "unet3d", "config": "small", "variant": "full", "case": "test", "label": "U",
+            "class_mean_iou": 0.8}
+    rows = pd.DataFrame([{**base, "sample": s, "seed": seed, "iou": iou}
+                         for seed, iou in ((0, 0.6), (1, 0.7), (2, 0.8)) for s in ("a", "b")]
+                        + [{**base, "method": "medsem", "label": "M", "sample": "a", "seed": 0, "iou": 0.5}])
+    first = first_seed_rows(rows)
+    assert set(first["seed"]) == {0} and len(first) == 3
+    table = seed_table(rows).frame
+    assert list(table.index) == ["U"]  # one seed only: not in the seed table
+    assert table.loc["U", "mean mIoU"] == pytest.approx(0.7) and table.loc["U", "sd"] == pytest.approx(0.1)
+    assert (table.loc["U", "min"], table.loc["U", "max"]) == (pytest.approx(0.6), pytest.approx(0.8))

@@ -191,3 +191,13 @@ def test_the_unet_takes_its_inputs_as_simulated_by_default():
 
     assert not isinstance(create("unet3d", config="tiny").init_network(20), PerEnergyNormalised)
     assert isinstance(create("unet3d", config="tiny", normalise_inputs=True).init_network(20), PerEnergyNormalised)
+
+
+def test_the_default_lambda_search_goes_both_ways():
+    from methods.grid_search import DEFAULT_GRID, PAPER_GRID
+
+    lams = DEFAULT_GRID["lam"]
+    assert min(lams) == pytest.approx(1 / 15) and max(lams) == pytest.approx(14 / 15)
+    assert len(lams) == 27 and len(set(lams)) == 27  # 1/2 once
+    assert all(lam <= 0.5 for lam in PAPER_GRID["lam"])  # the paper's: Cu weighted down only
+    assert sum(lam > 0.5 for lam in lams) == 13 and sum(lam < 0.5 for lam in lams) == 13
