@@ -57,7 +57,7 @@ from datasets.scene import BLOCK_Z_NM, PAPER_SHAPE_ZYX, block_labels
 SIMULATOR_ENV = "BSE_DATASET_SIMULATOR"
 DEFAULT_SIMULATOR = "datasets.simulate"
 #: Independent random streams derived from the dataset seed.
-STREAM_GEOMETRY, STREAM_SHARD_SIMULATION, STREAM_CASE_SIMULATION = 1, 2, 3
+STREAM_GEOMETRY, STREAM_SHARD_SIMULATION, STREAM_CASE_SIMULATION, STREAM_CASE_REPEAT = 1, 2, 3, 4
 LOCK_NAME = ".build.lock"
 
 
@@ -103,7 +103,7 @@ def plan_units(preset: DatasetPreset, device: str, simulator: str) -> list[WorkU
     if preset.cases:
         from datasets.cases import get_case
 
-        n_case_samples = sum(len(get_case(name)) for name in preset.cases)
+        n_case_samples = sum(len(get_case(name)) for name in preset.cases) * preset.case_repeats
         units.append(WorkUnit("cases", 0, storage.CASES_NAME, 0, n_case_samples, 0, preset, device, simulator))
     return units
 
@@ -181,23 +181,30 @@ def run_unit(unit: WorkUnit):
         )
         return unit, arrays
 
-    from datasets.cases import get_case
+    from datasets.cases import get_case, repeat_id
 
     cases = {}
+    repeats = unit.preset.case_repeats
     for case_index, name in enumerate(unit.preset.cases):
         samples = get_case(name)
-        seed = derive_seed(unit.preset.seed, STREAM_CASE_SIMULATION, case_index)
         geometries = np.stack([sample.geometry for sample in samples])
-        bse, counts = _simulate(simulator, geometries, seed, unit)
+        # repeat 0 keeps the seed of a dataset without repeats; repeat r its own stream item
+        seeds = [derive_seed(unit.preset.seed, STREAM_CASE_SIMULATION, case_index)]
+        seeds += [derive_seed(unit.preset.seed, STREAM_CASE_REPEAT, case_index * 10_000 + r) for r in range(1, repeats)]
+        simulated = [_simulate(simulator, geometries, seed, unit) for seed in seeds]
         arrays = storage.SampleArrays(
-            sample_ids=[sample.name for sample in samples],
-            bse=bse,
-            counts=counts,
-            label=np.stack([sample.label for sample in samples]),
-            geometry=geometries,
-            params=[dict(sample.params) for sample in samples],
+            sample_ids=[repeat_id(sample.name, r) for r in range(repeats) for sample in samples],
+            bse=np.concatenate([bse for bse, _ in simulated]),
+            counts=None if simulated[0][1] is None else np.concatenate([counts for _, counts in simulated]),
+            label=np.tile(np.stack([sample.label for sample in samples]), (repeats, 1, 1, 1)),
+            geometry=np.tile(geometries, (repeats, 1, 1, 1)),
+            params=[{**dict(sample.params), **({"repeat": r} if r else {})}
+                    for r in range(repeats) for sample in samples],
         )
-        cases[name] = (arrays, {"simulation_seed": seed})
+        attrs = {"simulation_seed": seeds[0]}
+        if repeats > 1:
+            attrs["repeat_seeds"] = np.asarray(seeds, dtype=np.uint64)
+        cases[name] = (arrays, attrs)
     return unit, cases
 
 

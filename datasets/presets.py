@@ -66,6 +66,9 @@ class DatasetPreset:
     #: test and named cases are thinned once (an exact, seeded draw per sample) and training
     #: draws a fresh thinning every epoch (``datasets.dose``); None: the simulated dose
     dose: int | None = None
+    #: each named-case geometry is simulated this many times with independent seeds (repeat r > 0
+    #: stored as ``<sample>@r<r>``), so the report gives a mean and spread per case sample
+    case_repeats: int = 1
     description: str = ""
 
     def __post_init__(self):
@@ -93,6 +96,9 @@ class DatasetPreset:
                 raise ValueError(f"dose must be an integer in (0, electrons_per_pixel={self.electrons_per_pixel}] "
                                  f"e-/pixel, got {self.dose!r}")
             object.__setattr__(self, "dose", None if int(self.dose) == self.electrons_per_pixel else int(self.dose))
+        if int(self.case_repeats) != self.case_repeats or self.case_repeats < 1:
+            raise ValueError(f"case_repeats must be a positive integer, got {self.case_repeats!r}")
+        object.__setattr__(self, "case_repeats", int(self.case_repeats))
         if isinstance(self.cases, str):
             raise TypeError(f"cases must be a sequence of case names, got the string {self.cases!r}")
         # Normalise types so that presets compare and serialise identically.
@@ -128,6 +134,8 @@ class DatasetPreset:
         settings["cases"] = list(self.cases)
         if settings["dose"] is None:  # only where set: datasets made before it keep their hash
             settings.pop("dose")
+        if settings["case_repeats"] == 1:
+            settings.pop("case_repeats")
         return settings
 
 

@@ -83,6 +83,7 @@ def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.
     paper_style = [
         tables.per_sample_table(rows, "nanocube"),
         tables.per_sample_table(rows, "nanowire"),
+        *[t for t in [tables.repeat_table(rows)] if len(t.frame)],
         tables.ablation_table(rows),
         tables.config_table(rows),
     ]

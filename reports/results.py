@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datasets.cases import split_repeat
 from methods.base import label_of
 
 #: Columns of a result row (benchmark.cache.ROW_COLUMNS); absent ones are added empty.
@@ -228,11 +229,11 @@ def load_inputs(results_dir) -> ReportInputs:
     if not results_dir.is_dir():
         raise FileNotFoundError(f"results folder {results_dir} does not exist")
     missing: list[str] = []
-    seed_rows = load_rows(results_dir, missing)
+    seed_rows = with_repeats(load_rows(results_dir, missing))
     rows = first_seed_rows(seed_rows)
     runs, summaries = load_runs(results_dir, rows, missing)
     kept = set(rows["run_key"].dropna().astype(str)) if len(rows) else set()
-    runs = [run for run in runs if run.run_key in kept or not kept]
+    runs = [first_repeat(run) for run in runs if run.run_key in kept or not kept]
     histories = load_histories(results_dir, missing)
     dataset_meta = None
     dataset_json = results_dir / "data" / "dataset.json"
@@ -247,6 +248,25 @@ def load_inputs(results_dir) -> ReportInputs:
         results_dir=results_dir, rows=rows, seed_rows=seed_rows, runs=runs, summaries=summaries,
         histories=histories, dataset_meta=dataset_meta, missing=missing,
     )
+
+
+def with_repeats(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows with ``sample`` = the case sample and ``repeat`` = which simulation of it (0 for all
+    but the repeats of a named case, ``position4@r2`` -> ``position4``, 2); ``sample_id`` keeps
+    the stored id. Tables average a sample over its repeats; the repeat table gives their spread."""
+    if rows.empty:
+        return rows.assign(sample_id=pd.Series(dtype=object), repeat=pd.Series(dtype=int))
+    parts = [split_repeat(s) for s in rows["sample"].astype(str)]
+    return rows.assign(sample_id=rows["sample"], sample=[p[0] for p in parts], repeat=[p[1] for p in parts])
+
+
+def first_repeat(run: RunVolumes) -> RunVolumes:
+    """The run's volumes without the repeats of named-case samples (figures show each sample once)."""
+    keep = [i for i, sid in enumerate(run.ids) if split_repeat(sid)[1] == 0]
+    if len(keep) == len(run.ids):
+        return run
+    return RunVolumes(run.run_key, run.label, run.method, run.case, [run.ids[i] for i in keep],
+                      run.gt[keep], run.prob[keep], run.binary[keep], run.bse[keep], run.energies_keV)
 
 
 def first_seed_rows(rows: pd.DataFrame) -> pd.DataFrame:

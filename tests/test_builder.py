@@ -383,3 +383,24 @@ def test_a_second_build_waits_for_the_first_and_reuses_its_data(tmp_path, capsys
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_named_cases_can_be_simulated_several_times_with_independent_seeds(tmp_path):
+    from datasets.builder import build_dataset
+    from datasets.cases import split_repeat
+    from datasets.presets import get_preset
+    from datasets.storage import open_dataset
+
+    once = open_dataset(build_dataset(tmp_path / "once", preset=get_preset("smoke", n_geometries=4, shard_size=4),
+                                      progress=False))
+    thrice = open_dataset(build_dataset(tmp_path / "thrice", progress=False,
+                                        preset=get_preset("smoke", n_geometries=4, shard_size=4, case_repeats=3)))
+    ids = [s["id"] for s in thrice.case("nanocube")]
+    assert ids[:4] == ["position1", "position2", "position3", "position4"] and ids[4] == "position1@r1"
+    assert len(ids) == 12 and split_repeat("position3@r2") == ("position3", 2)
+    first = {s["id"]: s for s in once.case("nanocube")}
+    repeats = {s["id"]: s for s in thrice.case("nanocube")}
+    assert np.array_equal(repeats["position2"]["bse"], first["position2"]["bse"])  # repeat 0 = no repeats
+    assert not np.array_equal(repeats["position2@r1"]["bse"], repeats["position2"]["bse"])  # new electrons
+    assert np.array_equal(repeats["position2@r1"]["label"], repeats["position2"]["label"])  # same geometry
+    assert "case_repeats" not in get_preset("smoke").settings()

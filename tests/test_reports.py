@@ -277,3 +277,21 @@ def test_tables_show_the_first_seed_and_the_seed_table_all():
     assert list(table.index) == ["U"]  # one seed only: not in the seed table
     assert table.loc["U", "mean mIoU"] == pytest.approx(0.7) and table.loc["U", "sd"] == pytest.approx(0.1)
     assert (table.loc["U", "min"], table.loc["U", "max"]) == (pytest.approx(0.6), pytest.approx(0.8))
+
+
+def test_case_repeats_are_averaged_in_the_case_tables_and_spread_in_their_own():
+    from reports.results import with_repeats
+    from reports.tables import per_sample_table, repeat_table
+
+    base = {"method": "unet3d", "config": "small", "variant": "full", "case": "nanocube", "label": "U", "seed": 0}
+    rows = pd.DataFrame([{**base, "sample": sid, "iou": iou}
+                         for sid, iou in (("position1", 0.9), ("position1@r1", 0.8), ("position1@r2", 0.7),
+                                          ("position4", 0.4))])
+    rows = with_repeats(rows)
+    assert rows["sample"].tolist() == ["position1"] * 3 + ["position4"]
+    assert rows["repeat"].tolist() == [0, 1, 2, 0]
+    table = per_sample_table(rows, "nanocube").frame
+    assert table.loc["U", ("Position 1", "ours")] == pytest.approx(0.8)  # mean over the 3 repeats
+    spread = repeat_table(rows).frame
+    assert list(spread.columns) == ["nanocube: Position 1"]  # position 4 has one simulation only
+    assert spread.loc["U", "nanocube: Position 1"] == "0.800 ± 0.100"
