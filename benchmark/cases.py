@@ -38,8 +38,9 @@ CASE_DESCRIPTIONS = {
     "ablation": "Table 1: BSE-VoxNets without SOPE / S2-MLPv2 / ConvFFN, scored on the test split",
     NEBULA_CASE: "the nanocube and nanowire geometries as simulated by Nebula (the paper's simulator), "
                  "thinned to the dataset's electrons per pixel: IoU on the paper's data, beside ours",
-    DOSE_CASE: "the dose study: the test split and the named cases binomially thinned to 10, 25, 50, 100, "
-               "300, 1000 e-/pixel (those below the data's dose) and at the data's dose; cases dose:<N>",
+    DOSE_CASE: "the dose study: test geometries and the named cases simulated at a top dose (the dataset's "
+               "dose-study data, else its stored data) and thinned exactly to 10, 25, 50, 100, 300, 1000 "
+               "e-/pixel (those up to the top) and the data's dose; cases dose:<N>",
     CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
                          "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
@@ -139,31 +140,45 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
     )
 
 
+def dose_source(dataset) -> tuple[int, list[str], np.ndarray, np.ndarray, str]:
+    """What the dose case thins: the dataset's dose-study data at its top dose when it has them
+    (the first test geometries and the named cases simulated once more), else the stored test
+    split and named cases; ``(top e-/pixel, ids, bse, labels, description)``."""
+    top = getattr(dataset, "dose_study_electrons_per_pixel", None)
+    if top:
+        groups = dataset.dose_study()
+        samples = [s for group in groups.values() for s in group]
+        n_test = len(groups.get("test", []))
+        what = (f"the first {n_test} test geometries and the named cases, simulated once more at "
+                f"{top} e-/pixel")
+    else:
+        top = int(getattr(dataset, "stored_electrons_per_pixel", dataset.electrons_per_pixel))
+        as_stored = {"stored": True} if hasattr(dataset, "stored_electrons_per_pixel") else {}
+        bse, labels, ids = dataset.arrays("test", **as_stored)
+        samples = [{"id": i, "bse": b, "label": lab} for i, b, lab in zip(ids, bse, labels)]
+        for name in dataset.cases():
+            samples += dataset.case(name, **as_stored)
+        what = f"the test split and the named cases as stored ({top} e-/pixel)"
+    return (int(top), [s["id"] for s in samples], np.stack([s["bse"] for s in samples]).astype(np.float32),
+            np.stack([s["label"] for s in samples]).astype(np.uint8), what)
+
+
 def dose_case(dataset, electrons_per_pixel: int, seed: int = 0) -> CaseData:
-    """The test split and the stored named cases at ``electrons_per_pixel``, thinned from the
-    dataset's stored (simulated) dose (``datasets.dose``) with a generator seeded by (seed, dose)."""
+    """The dose study at ``electrons_per_pixel``: :func:`dose_source`'s samples thinned from its
+    top dose (``datasets.dose``, exact) with a generator seeded by (seed, dose)."""
     from datasets.dose import thin_yields
 
-    stored = int(getattr(dataset, "stored_electrons_per_pixel", dataset.electrons_per_pixel))
-    if electrons_per_pixel > stored:
-        raise UsageError(f"case {DOSE_PREFIX}{electrons_per_pixel}: the dataset holds {stored} e-/pixel; "
+    top, ids, bse, labels, what = dose_source(dataset)
+    if electrons_per_pixel > top:
+        raise UsageError(f"case {DOSE_PREFIX}{electrons_per_pixel}: the dose study's data hold {top} e-/pixel; "
                          f"a dose can only be lowered (thinned) from it")
-    as_stored = {"stored": True} if hasattr(dataset, "stored_electrons_per_pixel") else {}
-    bse, labels, ids = dataset.arrays("test", **as_stored)
-    bse, labels, ids = [bse], [labels], list(ids)
-    for name in dataset.cases():
-        samples = dataset.case(name, **as_stored)
-        ids += [s["id"] for s in samples]
-        bse.append(np.stack([s["bse"] for s in samples]).astype(np.float32))
-        labels.append(np.stack([s["label"] for s in samples]).astype(np.uint8))
-    bse, labels = np.concatenate(bse), np.concatenate(labels)
-    if electrons_per_pixel < stored:
+    if electrons_per_pixel < top:
         rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0xD05E, electrons_per_pixel)))
-        bse = thin_yields(bse, stored, electrons_per_pixel, rng)
+        bse = thin_yields(bse, top, electrons_per_pixel, rng)
     return CaseData(f"{DOSE_PREFIX}{electrons_per_pixel}", ids, bse, labels,
                     np.asarray(dataset.energies_keV, dtype=float),
-                    {"dose_electrons_per_pixel": int(electrons_per_pixel), "stored_electrons_per_pixel": stored,
-                     "seed": int(seed)})
+                    {"dose_electrons_per_pixel": int(electrons_per_pixel), "stored_electrons_per_pixel": top,
+                     "source": what, "seed": int(seed)})
 
 
 def nebula_case(dataset, seed: int = 0) -> CaseData:

@@ -537,13 +537,15 @@ class Benchmark:
         return specs
 
     def _dose_levels(self) -> list[int]:
-        """The ``dose`` case's levels: ``DOSE_LEVELS`` below the stored dose, the dataset's own dose
-        (what every other case is read at) and the stored dose."""
+        """The ``dose`` case's levels: ``DOSE_LEVELS`` below the top dose of its data (the dose
+        study's own, else the stored dose), the dataset's own dose (what every other case is read
+        at) and the top dose."""
         from datasets.dose import dose_levels
 
         data = self.dataset()
-        stored = int(getattr(data, "stored_electrons_per_pixel", data.electrons_per_pixel))
-        return sorted(set(dose_levels(stored)) | {int(data.electrons_per_pixel)})
+        top = getattr(data, "dose_study_electrons_per_pixel", None) or \
+            int(getattr(data, "stored_electrons_per_pixel", data.electrons_per_pixel))
+        return sorted(set(dose_levels(int(top))) | {int(data.electrons_per_pixel)})
 
     def _nebula_applies(self) -> bool:
         from datasets.nebula_reference import SI_ONLY, load_reference

@@ -57,7 +57,7 @@ from datasets.scene import BLOCK_Z_NM, PAPER_SHAPE_ZYX, block_labels
 SIMULATOR_ENV = "BSE_DATASET_SIMULATOR"
 DEFAULT_SIMULATOR = "datasets.simulate"
 #: Independent random streams derived from the dataset seed.
-STREAM_GEOMETRY, STREAM_SHARD_SIMULATION, STREAM_CASE_SIMULATION, STREAM_CASE_REPEAT = 1, 2, 3, 4
+STREAM_GEOMETRY, STREAM_SHARD_SIMULATION, STREAM_CASE_SIMULATION, STREAM_CASE_REPEAT, STREAM_DOSE_STUDY = 1, 2, 3, 4, 5
 LOCK_NAME = ".build.lock"
 
 
@@ -100,10 +100,13 @@ def plan_units(preset: DatasetPreset, device: str, simulator: str) -> list[WorkU
                 derive_seed(preset.seed, STREAM_SHARD_SIMULATION, shard), preset, device, simulator,
             )
         )
-    if preset.cases:
+    if preset.cases or preset.dose_study_electrons_per_pixel:
         from datasets.cases import get_case
 
         n_case_samples = sum(len(get_case(name)) for name in preset.cases) * preset.case_repeats
+        if preset.dose_study_electrons_per_pixel:  # counted in primaries of the stored dose
+            n_case_samples += round((len(dose_study_test_ids(preset)) + sum(len(get_case(n)) for n in preset.cases))
+                                    * preset.dose_study_electrons_per_pixel / preset.electrons_per_pixel)
         units.append(WorkUnit("cases", 0, storage.CASES_NAME, 0, n_case_samples, 0, preset, device, simulator))
     return units
 
@@ -142,12 +145,49 @@ def physics_config(simulator: ModuleType, preset: DatasetPreset):
     return config_class(**names)
 
 
-def _simulate(simulator, geometries: np.ndarray, seed: int, unit: WorkUnit) -> tuple[np.ndarray, np.ndarray]:
+def dose_study_test_ids(preset: DatasetPreset) -> list[str]:
+    """The test samples simulated again at the dose study's top dose: the first
+    ``dose_study_test_samples`` of the test split (a pure function of the preset, as the split)."""
+    if not preset.dose_study_electrons_per_pixel:
+        return []
+    ids = [storage.sample_id(i) for i in range(preset.n_geometries)]
+    test = storage.make_splits(ids, preset.test_fraction, preset.val_fraction, preset.seed)["test"]
+    return test[: preset.dose_study_test_samples]
+
+
+def _dose_study_groups(simulator, unit: WorkUnit) -> dict:
+    """``dose-study:test`` and ``dose-study:<case>`` groups simulated at the top dose."""
+    from datasets.cases import get_case
+    from datasets.geometry import random_geometry
+
+    preset, top = unit.preset, unit.preset.dose_study_electrons_per_pixel
+    groups = {}
+    test_ids = dose_study_test_ids(preset)
+    sources = []
+    if test_ids:
+        drawn = [random_geometry(derive_seed(preset.seed, STREAM_GEOMETRY, int(sid[1:]))) for sid in test_ids]
+        sources.append(("test", test_ids, np.stack([g for g, _ in drawn]), [p for _, p in drawn]))
+    for name in preset.cases:
+        samples = get_case(name)
+        sources.append((name, [s.name for s in samples], np.stack([s.geometry for s in samples]),
+                        [dict(s.params) for s in samples]))
+    for index, (name, ids, geometries, params) in enumerate(sources):
+        seed = derive_seed(preset.seed, STREAM_DOSE_STUDY, index)
+        bse, counts = _simulate(simulator, geometries, seed, unit, electrons_per_pixel=top)
+        arrays = storage.SampleArrays(sample_ids=ids, bse=bse, counts=counts,
+                                      label=np.stack([block_labels(g) for g in geometries]),
+                                      geometry=geometries, params=params)
+        groups[f"{storage.DOSE_STUDY_PREFIX}{name}"] = (arrays, {"simulation_seed": seed, "electrons_per_pixel": top})
+    return groups
+
+
+def _simulate(simulator, geometries: np.ndarray, seed: int, unit: WorkUnit,
+              electrons_per_pixel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     preset = unit.preset
     stacks = simulator.simulate_stacks(
         geometries,
         energies_keV=preset.energies_keV,
-        electrons_per_pixel=preset.electrons_per_pixel,
+        electrons_per_pixel=electrons_per_pixel or preset.electrons_per_pixel,
         seed=seed,
         device=_WORKER_DEVICE or unit.device,
         physics=physics_config(simulator, preset),
@@ -205,6 +245,8 @@ def run_unit(unit: WorkUnit):
         if repeats > 1:
             attrs["repeat_seeds"] = np.asarray(seeds, dtype=np.uint64)
         cases[name] = (arrays, attrs)
+    if unit.preset.dose_study_electrons_per_pixel:
+        cases.update(_dose_study_groups(simulator, unit))
     return unit, cases
 
 
@@ -572,9 +614,13 @@ def _complete_manifest(manifest: dict, preset: DatasetPreset, units: list[WorkUn
         for u in units if u.kind == "shard"
     ]
     cases = None
-    if preset.cases:
+    if preset.cases or preset.dose_study_electrons_per_pixel:
         cases_unit = next(u for u in units if u.kind == "cases")
         cases = {**entries[cases_unit.file], "names": list(preset.cases), "n_samples": cases_unit.n_samples}
+        if preset.dose_study_electrons_per_pixel:
+            cases["dose_study"] = {"electrons_per_pixel": preset.dose_study_electrons_per_pixel,
+                                   "groups": (["test"] if dose_study_test_ids(preset) else []) + list(preset.cases),
+                                   "test_ids": dose_study_test_ids(preset)}
     manifest = {
         **manifest,
         "complete": True,

@@ -69,6 +69,11 @@ class DatasetPreset:
     #: each named-case geometry is simulated this many times with independent seeds (repeat r > 0
     #: stored as ``<sample>@r<r>``), so the report gives a mean and spread per case sample
     case_repeats: int = 1
+    #: the dose study's own data: the first ``dose_study_test_samples`` test geometries and the
+    #: named cases simulated once more at this dose (e-/pixel, above the stored dose), so the
+    #: ``dose`` case can thin them to 10 ... 1000 e-/pixel; None: the dose case thins the stored data
+    dose_study_electrons_per_pixel: int | None = None
+    dose_study_test_samples: int = 0
     description: str = ""
 
     def __post_init__(self):
@@ -99,6 +104,16 @@ class DatasetPreset:
         if int(self.case_repeats) != self.case_repeats or self.case_repeats < 1:
             raise ValueError(f"case_repeats must be a positive integer, got {self.case_repeats!r}")
         object.__setattr__(self, "case_repeats", int(self.case_repeats))
+        if self.dose_study_electrons_per_pixel is not None:
+            top = self.dose_study_electrons_per_pixel
+            if int(top) != top or top <= self.electrons_per_pixel:
+                raise ValueError(f"dose_study_electrons_per_pixel must be an integer above electrons_per_pixel="
+                                 f"{self.electrons_per_pixel}, got {top!r}")
+            if int(self.dose_study_test_samples) != self.dose_study_test_samples or self.dose_study_test_samples < 0:
+                raise ValueError(f"dose_study_test_samples must be a non-negative integer, got "
+                                 f"{self.dose_study_test_samples!r}")
+            object.__setattr__(self, "dose_study_electrons_per_pixel", int(top))
+            object.__setattr__(self, "dose_study_test_samples", int(self.dose_study_test_samples))
         if isinstance(self.cases, str):
             raise TypeError(f"cases must be a sequence of case names, got the string {self.cases!r}")
         # Normalise types so that presets compare and serialise identically.
@@ -136,6 +151,9 @@ class DatasetPreset:
             settings.pop("dose")
         if settings["case_repeats"] == 1:
             settings.pop("case_repeats")
+        if settings["dose_study_electrons_per_pixel"] is None:
+            settings.pop("dose_study_electrons_per_pixel")
+            settings.pop("dose_study_test_samples")
         return settings
 
 

@@ -57,6 +57,8 @@ MANIFEST_NAME = "dataset.json"
 SPLITS_NAME = "splits.json"
 CASES_NAME = "cases.h5"
 SHARDS_DIR = "shards"
+#: groups of ``cases.h5`` holding the dose study's data (``dose-study:test``, ``dose-study:nanocube``...)
+DOSE_STUDY_PREFIX = "dose-study:"
 SPLIT_NAMES = ("train", "val", "test")
 #: Datasets up to this many bytes of arrays are kept in memory once loaded.
 DEFAULT_CACHE_BYTES = 4 * 2**30
@@ -544,16 +546,27 @@ class BseDataset:
         """Names of the named test cases stored with the dataset."""
         return list(self.meta["cases"]["names"]) if self.meta.get("cases") else []
 
-    def case(self, name: str, stored: bool = False) -> list[dict]:
-        """The samples of case ``name``: dicts(id, bse (E,H,W), label (D,H,W) uint8, geometry, params),
-        ``bse`` at the dataset's dose (``stored=True``: as stored)."""
-        if name not in self.cases():
-            raise UnknownNameError(f"case {name!r} is not stored in {self.path}; stored cases: {self.cases()}")
-        if name not in self._cases_cache:
+    @property
+    def dose_study_electrons_per_pixel(self) -> int | None:
+        """The top dose of the dose study's own data (None: the dataset has none)."""
+        study = (self.meta.get("cases") or {}).get("dose_study")
+        return int(study["electrons_per_pixel"]) if study else None
+
+    def dose_study(self) -> dict[str, list[dict]]:
+        """The dose study's samples at its top dose, per source (``test``: the first test
+        geometries; the named cases): {source: [dict(id, bse, label, geometry, params, counts)]}."""
+        study = (self.meta.get("cases") or {}).get("dose_study")
+        if not study:
+            raise UnknownNameError(f"{self.path} holds no dose-study data (dataset preset field "
+                                   "dose_study_electrons_per_pixel)")
+        return {group: self._case_group(DOSE_STUDY_PREFIX + group) for group in study["groups"]}
+
+    def _case_group(self, group: str) -> list[dict]:
+        if group not in self._cases_cache:
             entry = self.meta["cases"]
             with self._open_h5(entry, self._read_verified(entry)) as h5:
-                arrays = _read_group(h5[name])
-            self._cases_cache[name] = [
+                arrays = _read_group(h5[group])
+            self._cases_cache[group] = [
                 {
                     "id": sid,
                     "bse": arrays["bse"][i],
@@ -564,7 +577,14 @@ class BseDataset:
                 }
                 for i, sid in enumerate(arrays["sample_id"])
             ]
-        samples = self._cases_cache[name]
+        return self._cases_cache[group]
+
+    def case(self, name: str, stored: bool = False) -> list[dict]:
+        """The samples of case ``name``: dicts(id, bse (E,H,W), label (D,H,W) uint8, geometry, params),
+        ``bse`` at the dataset's dose (``stored=True``: as stored)."""
+        if name not in self.cases():
+            raise UnknownNameError(f"case {name!r} is not stored in {self.path}; stored cases: {self.cases()}")
+        samples = self._case_group(name)
         if stored or not self.thinned:
             return samples
         case_key = zlib.crc32(name.encode())

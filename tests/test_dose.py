@@ -140,3 +140,27 @@ def test_training_draws_fresh_noise_every_epoch_and_resumes_exactly(thinned_data
     once = create("bsevox", config="tiny", preset="smoke")
     training.train(once, thinned_dataset, tmp_path / "once", replace(settings, fresh_noise=False), progress=False)
     assert draws == []  # the fixed draw of every sample, as validation and test see them
+
+
+def test_the_dose_study_has_its_own_data_at_a_top_dose(tmp_path):
+    from benchmark.cases import dose_case
+    from benchmark.runner import Benchmark
+    from datasets.builder import build_dataset
+    from datasets.presets import get_preset
+    from datasets.storage import open_dataset
+
+    preset = get_preset("smoke", dose_study_electrons_per_pixel=30, dose_study_test_samples=1)
+    data = open_dataset(build_dataset(tmp_path / "data", preset=preset, progress=False))
+    assert data.dose_study_electrons_per_pixel == 30 and data.cases() == ["nanocube", "nanowire"]
+    groups = data.dose_study()
+    assert list(groups) == ["test", "nanocube", "nanowire"]
+    assert [s["id"] for s in groups["test"]] == data.split_ids("test")[:1]
+    assert np.array_equal(groups["test"][0]["label"], data.sample(groups["test"][0]["id"])["label"])  # same geometry
+    assert np.allclose(groups["nanocube"][0]["bse"] * 30, np.rint(groups["nanocube"][0]["bse"] * 30), atol=1e-4)
+    case = dose_case(data, 25)
+    assert len(case.ids) == 1 + 4 + 5 and case.fingerprint["stored_electrons_per_pixel"] == 30
+    assert np.allclose(case.bse * 25, np.rint(case.bse * 25), atol=1e-4)
+    bench = Benchmark("smoke", results_dir=tmp_path / "results", dataset=data, progress=False)
+    assert bench._dose_levels() == [2, 10, 25, 30]  # below the top, the data's own dose, the top
+    with pytest.raises(ValueError, match="above electrons_per_pixel"):
+        get_preset("smoke", dose_study_electrons_per_pixel=2)
