@@ -48,12 +48,12 @@ def parse_design(text: str) -> tuple[int, int, bool]:
     return n, e, not once
 
 
-def _eval_set(root: Path, dose: int, progress: bool):
+def _eval_set(root: Path, dose: int, progress: bool, n_geometries: int = EVALUATION_GEOMETRIES):
     from datasets.builder import build_dataset
     from datasets.presets import get_preset
     from datasets.storage import open_dataset
 
-    preset = get_preset("quick", n_geometries=EVALUATION_GEOMETRIES, electrons_per_pixel=dose, seed=EVALUATION_SEED,
+    preset = get_preset("quick", n_geometries=n_geometries, electrons_per_pixel=dose, seed=EVALUATION_SEED,
                         cases=(), shard_size=50)
     path = build_dataset(root / "evaluation-data", preset=preset, progress=progress, wait_for_lock=True)
     data = open_dataset(path)
@@ -64,8 +64,11 @@ def _eval_set(root: Path, dose: int, progress: bool):
 
 def run_design_study(results_dir="outputs/design-study", designs=DEFAULT_DESIGNS, dose: int = 60,
                      method: str = "bsevox", config: str = "tiny", train_preset: str = "quick",
-                     progress: bool = True, log=print) -> pd.DataFrame:
-    """Run (or finish) the study; returns its table (also written as CSV and Markdown)."""
+                     progress: bool = True, log=print, reference_geometries: int = REFERENCE_GEOMETRIES,
+                     evaluation_geometries: int = EVALUATION_GEOMETRIES) -> pd.DataFrame:
+    """Run (or finish) the study; returns its table (also written as CSV and Markdown).
+    ``reference_geometries``: a design of N geometries trains ``reference_geometries / N`` times
+    the train preset's epochs (equal training steps)."""
     from benchmark.metrics import bootstrap_mean_interval
     from datasets.builder import build_dataset
     from datasets.presets import get_preset
@@ -76,7 +79,7 @@ def run_design_study(results_dir="outputs/design-study", designs=DEFAULT_DESIGNS
 
     root = Path(results_dir)
     root.mkdir(parents=True, exist_ok=True)
-    eval_data, eval_stacks, eval_labels = _eval_set(root, dose, progress)
+    eval_data, eval_stacks, eval_labels = _eval_set(root, dose, progress, evaluation_geometries)
     base = TRAIN_PRESETS[train_preset]
     rows = []
     for text in designs:
@@ -91,7 +94,7 @@ def run_design_study(results_dir="outputs/design-study", designs=DEFAULT_DESIGNS
         build_dataset(data_dir, preset=preset, progress=progress, wait_for_lock=True)
         simulated_s = time.monotonic() - tic
         data = open_dataset(data_dir)
-        scale = REFERENCE_GEOMETRIES / n
+        scale = reference_geometries / n
         settings = replace(base, epochs=max(1, round(base.epochs * scale)),
                            eval_every=max(1, round(base.eval_every * scale)),
                            patience=max(1, round(base.patience * scale)), fresh_noise=fresh)

@@ -29,7 +29,7 @@ from pathlib import Path
 
 MIB = 2**20
 #: the config order of BSE-VoxNets from small to large (paper Table 2)
-SMALL_FIRST = ("tiny", "lite", "small", "medium", "moderate", "base")
+SMALL_FIRST = ("tiny", "matched", "lite", "small", "medium", "moderate", "base")
 
 
 def _size_on_disk(path: Path) -> int:

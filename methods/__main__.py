@@ -243,6 +243,8 @@ def main(argv=None) -> int:
                    help="two-sided: lambda in {1/n} and {1 - 1/n} (486 points, default); paper: the "
                         "paper's {1/n} (252 points)")
     p.add_argument("--lams", help="comma-separated lambdas replacing the grid's (e.g. 0.25,0.5,0.75)")
+    p.add_argument("--lr", type=float, help="pin the learning rate (default: the grid's)")
+    p.add_argument("--weight-decay", type=float, help="pin the weight decay (default: the grid's)")
     p.set_defaults(func=cmd_grid_search)
 
     p = sub.add_parser("bench", help="inference throughput of every network config")

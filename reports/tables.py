@@ -23,7 +23,7 @@ from reports.results import method_label, quiet_mean
 PAPER_RESULTS_PATH = Path(__file__).parent / "data" / "paper_results.json"
 OURS, PAPER = "ours", "paper"
 METHOD_ORDER = ("medsem", "unet3d", "bsevox")
-CONFIG_ORDER = ("tiny", "lite", "small", "base", "medium", "moderate")
+CONFIG_ORDER = ("tiny", "matched", "lite", "small", "base", "medium", "moderate")
 VARIANT_ORDER = ("full", "no-sope", "no-s2mlp", "no-convffn")
 MODULES = {"sope": "SOPE", "s2mlp": "S2-MLPv2", "convffn": "ConvFFN"}
 
@@ -441,7 +441,7 @@ def seed_table(seed_rows: pd.DataFrame) -> Table:
 
 #: strata of the test samples: Cu volume (voxels = nm^3) and depth of the Cu's top below the Si surface (nm)
 CU_VOLUME_BINS_NM3 = (0, 1, 200, 800, 2000, 8001)
-CU_TOP_BINS_NM = (0, 3, 6, 10, 15, 20)
+CU_TOP_BINS_NM = (0, 1, 5, 10, 20)
 
 
 def sample_strata(labels: np.ndarray) -> pd.DataFrame:
@@ -455,7 +455,7 @@ def sample_strata(labels: np.ndarray) -> pd.DataFrame:
 
 
 def _bin_labels(edges, unit: str) -> list[str]:
-    return [f"{lo}-{hi - 1} {unit}" for lo, hi in zip(edges[:-1], edges[1:])]
+    return [f"{lo} {unit}" if hi - 1 == lo else f"{lo}-{hi - 1} {unit}" for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def stratified_table(rows: pd.DataFrame, runs) -> Table:

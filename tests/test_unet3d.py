@@ -53,3 +53,9 @@ def test_fit_and_reconstruct_with_smoke_preset(tmp_path):
     prob = method.reconstruct(data.bse[:3], data.energies_keV)
     assert prob.shape == (3, 20, 20, 20) and prob.dtype == np.float32
     assert 0.0 <= prob.min() and prob.max() <= 1.0
+
+
+def test_a_unet_config_matches_the_tiny_bsevoxnets_parameter_count():
+    unet = create("unet3d", config="matched").describe()["parameters"]
+    bsevox = create("bsevox", config="tiny").describe()["parameters"]
+    assert abs(unet - bsevox) / bsevox < 0.10  # within 10 %: a like-for-like comparison
