@@ -446,6 +446,7 @@ def cmd_main(args) -> int:
     status = run_main_job(bench, budget)
     if bench.store.results_path.is_file():
         rows = pd.read_parquet(bench.store.results_path)
+        rows = rows[rows["seed"] == bench.seed]  # the extra seeds: in the report's seed table
         if len(rows):
             print_table(rows, per_sample=False)
         report = build_report(bench.store.root)

@@ -188,7 +188,7 @@ def dose_remarks(rows: pd.DataFrame) -> list[str]:
     means = mine.groupby(["label", "dose"])["iou"].mean().unstack("dose")
     low, high = means.columns.min(), means.columns.max()
     parts = [f"{label} {means.loc[label, low]:.3f} -> {means.loc[label, high]:.3f}" for label in means.index]
-    return [f"Dose study (test split and named cases thinned from the data's dose), mean IoU at {low} -> "
+    return [f"Dose study (test geometries and the named cases, thinned exactly from the top dose), mean IoU at {low} -> "
             f"{high} e-/pixel: " + "; ".join(parts) + "."]
 
 
