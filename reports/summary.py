@@ -19,6 +19,8 @@ from reports.tables import (
 
 #: IoU below which a reconstruction is called a failure in the remarks.
 FAIL_IOU = 0.5
+#: the dose study's "enough electrons": within this IoU of a method's best over the doses
+DOSE_PLATEAU_IOU = 0.01
 EXPECTED_CASES = ("nanocube", "nanowire", "test", "ablation")
 
 
@@ -188,8 +190,22 @@ def dose_remarks(rows: pd.DataFrame) -> list[str]:
     means = mine.groupby(["label", "dose"])["iou"].mean().unstack("dose")
     low, high = means.columns.min(), means.columns.max()
     parts = [f"{label} {means.loc[label, low]:.3f} -> {means.loc[label, high]:.3f}" for label in means.index]
-    return [f"Dose study (test geometries and the named cases, thinned exactly from the top dose), mean IoU at {low} -> "
-            f"{high} e-/pixel: " + "; ".join(parts) + "."]
+    remarks = [f"Dose study (test geometries and the named cases, thinned exactly from the top dose), mean IoU "
+               f"at {low} -> {high} e-/pixel: " + "; ".join(parts) + "."]
+    needed = []
+    for label in means.index:
+        row = means.loc[label].dropna()
+        if len(row) > 1:
+            enough = min(d for d, v in row.items() if v >= row.max() - DOSE_PLATEAU_IOU)
+            needed.append((label, enough, row.max()))
+    if needed:
+        text = "; ".join(f"{label} from {dose} e-/pixel (best {best:.3f})" for label, dose, best in needed)
+        remarks.append(f"Electrons per pixel each method needs to come within {DOSE_PLATEAU_IOU} IoU of its best: "
+                       f"{text}.")
+        if high > min(d for _, d, _ in needed) and all(d < high for _, d, _ in needed):
+            remarks.append("Above those doses more electrons do not help any method: with these models, "
+                           "data and training, accuracy is limited by something other than shot noise.")
+    return remarks
 
 
 def seed_remarks(seed_rows: pd.DataFrame | None) -> list[str]:

@@ -295,3 +295,14 @@ def test_case_repeats_are_averaged_in_the_case_tables_and_spread_in_their_own():
     spread = repeat_table(rows).frame
     assert list(spread.columns) == ["nanocube: Position 1"]  # position 4 has one simulation only
     assert spread.loc["U", "nanocube: Position 1"] == "0.800 ± 0.100"
+
+
+def test_the_dose_remarks_say_how_many_electrons_each_method_needs():
+    from reports.summary import dose_remarks
+
+    ious = {10: 0.50, 50: 0.685, 100: 0.695, 1000: 0.70}
+    rows = pd.DataFrame([{"case": f"dose:{d}", "label": "U", "sample": "a", "iou": v} for d, v in ious.items()])
+    remarks = dose_remarks(rows)
+    assert "U 0.500 -> 0.700" in remarks[0]
+    assert "U from 100 e-/pixel (best 0.700)" in remarks[1]  # 50 is more than 0.01 short, 100 within it
+    assert "more electrons do not help" in remarks[2]
