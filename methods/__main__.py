@@ -111,6 +111,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_grid_search(args) -> int:
+    from datasets.cli_errors import UsageError
     from datasets.storage import open_dataset
     from methods.grid_search import GRIDS, grid_search
     from methods.training import TRAIN_PRESETS
@@ -126,7 +127,12 @@ def cmd_grid_search(args) -> int:
         Path(args.data).resolve().parent / "grid-search" / f"{args.method}-{args.config}")
     grid = dict(GRIDS[args.grid])
     if args.lams:
-        grid["lam"] = [float(v) for v in args.lams.split(",")]
+        try:
+            grid["lam"] = [float(v) for v in args.lams.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--lams {args.lams!r}: give comma-separated numbers, e.g. 0.25,0.5,0.75") from None
+        if not grid["lam"] or not all(0.0 < lam < 1.0 for lam in grid["lam"]):
+            raise UsageError(f"--lams {args.lams!r}: every lambda must lie in (0, 1)")
     for key in ("lr", "weight_decay"):  # a value given on the command line pins that axis
         if key in params:
             grid[key] = [params[key]]

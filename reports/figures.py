@@ -467,7 +467,10 @@ def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
         ax.fill_between(doses, lows, highs, color=palette[label], alpha=0.15)
     ax.set_xscale("log")
     all_doses = sorted(mine["dose"].unique())
-    ax.set_xticks(all_doses)
+    labelled = [d for i, d in enumerate(all_doses)  # a label closer than x1.3 to the previous one is left out
+                if i == 0 or d / all_doses[i - 1] >= 1.3 or i == len(all_doses) - 1]
+    labelled = [d for i, d in enumerate(labelled) if i == len(labelled) - 1 or labelled[i + 1] / d >= 1.3]
+    ax.set_xticks(labelled)
     plain_log_axis(ax.xaxis)
     ax.set_xlabel("electrons per pixel per energy")
     ax.set_ylabel("mean IoU of Cu")

@@ -70,10 +70,17 @@ class ReportInputs:
 
 
 def order_cases(cases) -> list[str]:
-    """Sort case names: nanocube, nanowire, test, ablation, then the rest alphabetically."""
+    """Sort case names: nanocube, nanowire, test, ablation, then the rest alphabetically, numbers
+    by value (``dose:25`` before ``dose:100``)."""
+    import re
+
     first = ["nanocube", "nanowire", "test", "ablation"]
     cases = list(dict.fromkeys(str(c) for c in cases))
-    return [c for c in first if c in cases] + sorted(c for c in cases if c not in first)
+
+    def natural(text: str) -> list:
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+    return [c for c in first if c in cases] + sorted((c for c in cases if c not in first), key=natural)
 
 
 def method_label(method: str, config=None, variant=None, threshold_rule=None, name=None) -> str:

@@ -96,3 +96,12 @@ def test_datasets_simulate_to_a_directory_fails_before_simulating(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "is a directory" in done.stderr and "Traceback" not in done.stderr
     assert not list(tmp_path.glob("**/*.tmp*"))
+
+
+@pytest.mark.parametrize("lams, message", [("abc", "comma-separated numbers"), ("0.5,1.5", "must lie in (0, 1)")])
+def test_grid_search_rejects_bad_lambdas_in_one_line(smoke_data, tmp_path, capsys, lams, message):
+    argv = ["grid-search", "--method", "bsevox", "--config", "tiny", "--preset", "smoke", "--data", str(smoke_data),
+            "--lams", lams, "--out", str(tmp_path / "grid"), "--quiet"]
+    assert methods_main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "grid").exists()  # nothing trained
