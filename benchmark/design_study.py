@@ -107,7 +107,8 @@ def run_design_study(results_dir="outputs/design-study", designs=DEFAULT_DESIGNS
             model = type(model).load(model_dir)
             model.params["tta"] = True
         else:
-            log(f"design {text}: training {method} {config} ({settings.epochs} epochs, fresh noise {fresh})")
+            log(f"design {text}: training {method} {config} ({settings.epochs} epochs, fresh noise "
+                f"{fresh and electrons > dose})")
             summary = train(model, data, model_dir, settings, progress=progress, resume=True)
         trained_s = time.monotonic() - tic
         val_stacks, val_labels, _ = data.arrays("val")
