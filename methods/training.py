@@ -214,19 +214,229 @@ def _write_curve(history: pd.DataFrame, path: Path, title: str) -> None:
 
 
 # ---------------------------------------------------------------------------- the loop
-def train_on_splits(
-    method,
-    train_split,
-    val_split,
-    out_dir,
-    settings: TrainSettings,
-    progress: bool = True,
-    resume: bool = False,
-    until_epoch: int | None = None,
-    energies_keV=None,
-    deadline: float | None = None,
-    train_counts: tuple[np.ndarray, int, int] | None = None,
-) -> dict:
+class Trainer:
+    """One training run of ``method.network`` in named steps: ``__init__`` (setup: data, network,
+    optimizer, schedule), :meth:`resume`, then per epoch :meth:`train_epoch`, :meth:`validate`
+    and :meth:`save_checkpoint`, and :meth:`finish` (best weights into the method, outputs).
+    :meth:`run` drives them; :func:`train_on_splits` is the one-call form.
+
+    Every random draw (batch order, fresh shot noise, augmentation) comes from one
+    ``torch.Generator`` seeded with ``settings.seed`` and saved in each checkpoint, so a resumed
+    run repeats an uninterrupted one bit for bit.
+    """
+
+    def __init__(self, method, train_split, val_split, out_dir, settings: TrainSettings,
+                 progress: bool = True, energies_keV=None,
+                 train_counts: tuple[np.ndarray, int, int] | None = None):
+        self.method, self.settings, self.progress = method, settings, progress
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.device = settings.device
+        self.started = time.perf_counter()
+        self.x_train, self.y_train = stack_split(train_split, progress, "loading train split")
+        self.x_val, self.y_val = stack_split(val_split, progress, "loading val split") \
+            if val_split is not None else (None, None)
+        if energies_keV is not None:
+            method.energies_keV = np.asarray(energies_keV, dtype=float)
+        method.image_shape = tuple(int(n) for n in self.x_train.shape[2:])  # lateral size learnt
+        if method.depth != self.y_train.shape[1]:
+            raise ValueError(f"labels have depth {self.y_train.shape[1]} but the method's depth is {method.depth}")
+        net = method.init_network(self.x_train.shape[1], seed=settings.seed)
+        if hasattr(net, "set_statistics"):  # per-energy input normalisation, from the train split only
+            net.set_statistics(self.x_train)
+        self.net = net.to(self.device)
+        self.run_config = _run_config(method, settings, len(self.x_train))
+        self.fresh = self._fresh_noise_source(train_counts)
+        self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
+        on_cuda = torch.device(self.device).type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=settings.amp and on_cuda
+                                           and settings.amp_dtype == "float16")
+        self.step_net = torch.compile(net) if settings.compile and on_cuda else net  # same parameters
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.history: list[dict] = []
+        self.best = {"epoch": 0, "val_miou": -1.0}
+        self.start_epoch = 1
+        self.latest_path, self.best_path = self.out_dir / "latest.pt", self.out_dir / "best.pt"
+
+    def _fresh_noise_source(self, train_counts):
+        """``(counts, stored, dose)`` to thin every batch from, or None (fixed training images)."""
+        if train_counts is None or not self.settings.fresh_noise:
+            return None
+        counts, stored, dose = train_counts
+        if counts.shape != self.x_train.shape:
+            raise ValueError(f"train_counts have shape {counts.shape}, the train split {tuple(self.x_train.shape)}")
+        if not 0 < dose <= stored:
+            raise ValueError(f"cannot thin {stored} e-/pixel to {dose} e-/pixel")
+        return None if dose == stored else (np.asarray(counts, np.int64), int(stored), int(dose))
+
+    # -------------------------------------------------------------- checkpoints
+    def resume(self) -> None:
+        """Continue from ``latest.pt`` (if there): weights, optimizer, schedule, scaler, generator,
+        history; a checkpoint made with other settings is refused with the differences."""
+        if not self.latest_path.exists():
+            return
+        ckpt = load_checkpoint(self.latest_path)
+        diffs = _config_differences(ckpt.get("config", {}), self.run_config)
+        if diffs:
+            raise ValueError(f"checkpoint {self.latest_path} was made by a different run: " + "; ".join(diffs))
+        _load_model_state(self.net, ckpt["model"], self.latest_path)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"], self.generator)
+        self.history, self.best = list(ckpt["history"]), dict(ckpt["best"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+
+    def checkpoint(self, epoch: int) -> dict:
+        """Everything needed to resume after ``epoch`` exactly."""
+        energies = self.method.energies_keV
+        return {
+            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "epoch": epoch, "rng": _rng_state(self.generator), "config": self.run_config,
+            "history": self.history, "best": self.best, "n_energies": int(self.x_train.shape[1]),
+            "energies_keV": None if energies is None else [float(e) for e in energies],
+        }
+
+    def save_checkpoint(self, epoch: int, improved: bool) -> None:
+        """``latest.pt`` every epoch, ``best.pt`` when ``epoch`` is the best so far; ``history.csv``."""
+        state = self.checkpoint(epoch)
+        if improved or self.best["epoch"] == epoch:
+            _atomic_torch_save(state, self.best_path)
+        _atomic_torch_save(state, self.latest_path)
+        _atomic_write_text(self.out_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+
+    # -------------------------------------------------------------- one epoch
+    def batches(self) -> list[torch.Tensor]:
+        """This epoch's shuffled sample indices in batches (a last batch of one is merged into
+        the one before: BatchNorm needs more than one sample)."""
+        n, size = len(self.x_train), self.settings.batch_size
+        order = torch.randperm(n, generator=self.generator)
+        batches = [order[i : i + size] for i in range(0, n, size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            batches[-2] = torch.cat(batches[-2:])
+            batches.pop()
+        return batches
+
+    def batch_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacks and labels of one batch: a fresh dose draw and a random symmetry where enabled
+        (both drawn from the checkpointed generator), on the training device."""
+        xb, yb = self.x_train[idx], self.y_train[idx]
+        if self.fresh is not None:  # a new exact draw at the dose
+            counts, stored, dose = self.fresh
+            rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
+            xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], stored, dose, rng) / dose).astype(np.float32))
+        if self.settings.augment:  # the scene's exact symmetries
+            xb, yb = symmetry.augment(xb, yb, self.generator)
+        return xb.to(self.device), yb.to(self.device)
+
+    def train_epoch(self, epoch: int) -> float:
+        """One pass over the training split (weighted BCE, or the Lovász hinge in the last part);
+        the mean training loss. Steps the learning-rate schedule."""
+        settings, use_lovasz = self.settings, epoch >= self.settings.lovasz_start()
+        self.net.train()
+        total_loss, seen, tic = 0.0, 0, time.perf_counter()
+        bar = tqdm(self.batches(), desc=f"epoch {epoch}/{settings.epochs}", disable=not self.progress, leave=False)
+        for idx in bar:
+            xb, yb = self.batch_inputs(idx)
+            with _autocast(self.device, settings.amp, settings.amp_dtype):
+                logits = self.step_net(xb)
+            loss = lovasz_hinge(logits, yb) if use_lovasz else weighted_bce(logits, yb, settings.lam)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            total_loss += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{total_loss / seen:.4f}", samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
+        bar.close()
+        self.scheduler.step()
+        return total_loss / seen
+
+    def validate(self, epoch: int) -> tuple[float, float]:
+        """(validation mIoU, threshold) at the threshold the validation split chooses (the rule the
+        benchmark scores with); NaNs on epochs without evaluation or without a validation split."""
+        settings = self.settings
+        if self.x_val is None or (epoch % settings.eval_every != 0 and epoch != settings.epochs):
+            return float("nan"), float("nan")
+        val_logits = _predict_logits(self.step_net, self.x_val, self.device, 2 * settings.batch_size,
+                                     settings.amp, settings.amp_dtype)
+        threshold = choose_threshold(torch.sigmoid(val_logits).numpy(), self.y_val.numpy())
+        return mean_iou(val_logits, self.y_val, threshold=threshold), threshold
+
+    # -------------------------------------------------------------- the run
+    def run(self, until_epoch: int | None = None, deadline: float | None = None) -> dict:
+        """Epochs from where the run stands to ``until_epoch`` (default: all), early stopping on
+        ``settings.patience``, a clean stop before ``deadline``; the summary (see :func:`train_on_splits`)."""
+        settings = self.settings
+        stopped_early = budget_stop = False
+        last_epoch = min(until_epoch if until_epoch is not None else settings.epochs, settings.epochs)
+        for epoch in range(self.start_epoch, last_epoch + 1):
+            if epoch - self.best["epoch"] > settings.patience and self.best["epoch"] > 0:
+                stopped_early = True
+                break
+            tic = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            train_loss = self.train_epoch(epoch)
+            val_miou, val_threshold = self.validate(epoch)
+            self.history.append({
+                "epoch": epoch, "train_loss": train_loss, "val_miou": val_miou, "val_threshold": val_threshold,
+                "lr": lr, "seconds": time.perf_counter() - tic,
+                "loss": "lovasz" if epoch >= settings.lovasz_start() else "wbce",
+            })
+            if self.progress:
+                tqdm.write(f"epoch {epoch}: loss {train_loss:.4f}"
+                           + (f", val mIoU {val_miou:.4f}" if np.isfinite(val_miou) else ""))
+            improved = bool(np.isfinite(val_miou)) and val_miou > self.best["val_miou"]
+            if improved or (self.x_val is None and epoch == settings.epochs):
+                self.best = {"epoch": epoch, "val_miou": val_miou}
+            self.save_checkpoint(epoch, improved)
+            if epoch < settings.epochs and past(deadline, time.perf_counter() - tic):
+                budget_stop = True
+                break
+        finished_epoch = self.history[-1]["epoch"] if self.history else 0
+        if budget_stop:
+            return {"interrupted_at_epoch": finished_epoch, "epochs": settings.epochs, "reason": "time budget"}
+        if until_epoch is not None and finished_epoch < settings.epochs and not stopped_early:
+            return {"interrupted_at_epoch": finished_epoch}
+        return self.finish(finished_epoch, stopped_early)
+
+    def finish(self, finished_epoch: int, stopped_early: bool) -> dict:
+        """Load the best weights (the latest when nothing was evaluated) into the method, save it,
+        draw the training curve and write ``summary.json``; the summary."""
+        method, settings = self.method, self.settings
+        selected = self.best_path if self.best_path.exists() else self.latest_path
+        _load_model_state(self.net, load_checkpoint(selected)["model"], selected)
+        self.net.eval()
+        method.fitted = True
+        method._trained_dir = self.out_dir.resolve()
+        method.save(self.out_dir)
+        frame = pd.DataFrame(self.history)
+        _write_curve(frame, self.out_dir / "training_curve.png", f"{method.name} {method.params.get('config', '')}".strip())
+        seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
+        n = len(self.x_train)
+        summary = {
+            "method": method.name, "params": method.params, "settings": asdict(settings),
+            "best_epoch": int(self.best["epoch"]),
+            "best_val_miou": None if self.best["val_miou"] < 0 else float(self.best["val_miou"]),
+            "epochs_run": int(finished_epoch), "stopped_early": bool(stopped_early),
+            "train_seconds": seconds, "wall_seconds": time.perf_counter() - self.started,
+            "train_samples_per_s": float(len(frame) * n / seconds) if seconds > 0 else None,
+            "n_train": int(n), "n_val": 0 if self.x_val is None else int(len(self.x_val)),
+            "energies_keV": None if method.energies_keV is None else [float(e) for e in method.energies_keV],
+            **{k: method.describe()[k] for k in ("parameters", "macs")},
+        }
+        _atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+
+def train_on_splits(method, train_split, val_split, out_dir, settings: TrainSettings,
+                    progress: bool = True, resume: bool = False, until_epoch: int | None = None,
+                    energies_keV=None, deadline: float | None = None,
+                    train_counts: tuple[np.ndarray, int, int] | None = None) -> dict:
     """Train ``method.network`` on ``train_split``, select on ``val_split``; returns the summary.
 
     ``resume=True`` continues from ``out_dir/latest.pt`` exactly (same batches, learning rates
@@ -238,180 +448,11 @@ def train_on_splits(
     ``settings.fresh_noise`` each batch is a fresh thinning of the stored counts to the dose
     (``train_split`` then only sets the input statistics). On return the method holds the best weights.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = settings.device
-    started = time.perf_counter()
-    x_train, y_train = stack_split(train_split, progress, "loading train split")
-    x_val, y_val = stack_split(val_split, progress, "loading val split") if val_split is not None \
-        else (None, None)
-    if energies_keV is not None:
-        method.energies_keV = np.asarray(energies_keV, dtype=float)
-    method.image_shape = tuple(int(n) for n in x_train.shape[2:])  # lateral size the network learns
-    if method.depth != y_train.shape[1]:
-        raise ValueError(f"labels have depth {y_train.shape[1]} but the method's depth is {method.depth}")
-    net = method.init_network(x_train.shape[1], seed=settings.seed)
-    if hasattr(net, "set_statistics"):  # per-energy input normalisation, from the train split only
-        net.set_statistics(x_train)
-    net = net.to(device)
-    run_config = _run_config(method, settings, len(x_train))
-    fresh = train_counts if settings.fresh_noise else None
-    if fresh is not None:
-        counts, stored, dose = fresh
-        if counts.shape != x_train.shape:
-            raise ValueError(f"train_counts have shape {counts.shape}, the train split {tuple(x_train.shape)}")
-        if not 0 < dose <= stored:
-            raise ValueError(f"cannot thin {stored} e-/pixel to {dose} e-/pixel")
-        fresh = None if dose == stored else (np.asarray(counts, np.int64), int(stored), int(dose))
-
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    use_amp = settings.amp and torch.device(device).type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and settings.amp_dtype == "float16")
-    on_cuda = torch.device(device).type == "cuda"
-    step_net = torch.compile(net) if settings.compile and on_cuda else net  # same parameters as net
-    generator = torch.Generator().manual_seed(settings.seed)
-    history: list[dict] = []
-    best = {"epoch": 0, "val_miou": -1.0}
-    start_epoch = 1
-
-    latest_path, best_path = out_dir / "latest.pt", out_dir / "best.pt"
-    if resume and latest_path.exists():
-        ckpt = load_checkpoint(latest_path)
-        diffs = _config_differences(ckpt.get("config", {}), run_config)
-        if diffs:
-            raise ValueError(f"checkpoint {latest_path} was made by a different run: " + "; ".join(diffs))
-        _load_model_state(net, ckpt["model"], latest_path)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"], generator)
-        history, best = list(ckpt["history"]), dict(ckpt["best"])
-        start_epoch = int(ckpt["epoch"]) + 1
-
-    def checkpoint(epoch: int) -> dict:
-        return {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "rng": _rng_state(generator),
-            "config": run_config,
-            "history": history,
-            "best": best,
-            "n_energies": int(x_train.shape[1]),
-            "energies_keV": None if method.energies_keV is None
-            else [float(e) for e in method.energies_keV],
-        }
-
-    n = len(x_train)
-    stopped_early = False
-    budget_stop = False
-    last_epoch = until_epoch if until_epoch is not None else settings.epochs
-    for epoch in range(start_epoch, min(last_epoch, settings.epochs) + 1):
-        if epoch - best["epoch"] > settings.patience and best["epoch"] > 0:
-            stopped_early = True
-            break
-        tic = time.perf_counter()
-        use_lovasz = epoch >= settings.lovasz_start()
-        net.train()
-        order = torch.randperm(n, generator=generator)
-        batches = [order[i : i + settings.batch_size] for i in range(0, n, settings.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:  # BatchNorm needs >1 sample per batch
-            batches[-2] = torch.cat(batches[-2:])
-            batches.pop()
-        total_loss, seen = 0.0, 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{settings.epochs}", disable=not progress, leave=False)
-        for idx in bar:
-            xb, yb = x_train[idx], y_train[idx]
-            if fresh is not None:  # a new exact draw at the dose; its seed from the checkpointed generator
-                counts, stored, dose = fresh
-                rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
-                xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], stored, dose, rng) / dose).astype(np.float32))
-            if settings.augment:  # the scene's exact symmetries; draws from the checkpointed generator
-                xb, yb = symmetry.augment(xb, yb, generator)
-            xb, yb = xb.to(device), yb.to(device)
-            with _autocast(device, settings.amp, settings.amp_dtype):
-                logits = step_net(xb)
-            loss = lovasz_hinge(logits, yb) if use_lovasz else weighted_bce(logits, yb, settings.lam)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{total_loss / seen:.4f}",
-                            samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
-        bar.close()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-
-        val_miou, val_threshold = float("nan"), float("nan")
-        evaluate = x_val is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs)
-        if evaluate:  # selected as evaluated: at the threshold the validation split chooses
-            val_logits = _predict_logits(step_net, x_val, device, 2 * settings.batch_size, settings.amp,
-                                         settings.amp_dtype)
-            val_threshold = choose_threshold(torch.sigmoid(val_logits).numpy(), y_val.numpy())
-            val_miou = mean_iou(val_logits, y_val, threshold=val_threshold)
-        history.append({
-            "epoch": epoch, "train_loss": total_loss / seen, "val_miou": val_miou,
-            "val_threshold": val_threshold, "lr": lr,
-            "seconds": time.perf_counter() - tic, "loss": "lovasz" if use_lovasz else "wbce",
-        })
-        if progress:
-            tqdm.write(f"epoch {epoch}: loss {total_loss / seen:.4f}"
-                       + (f", val mIoU {val_miou:.4f}" if evaluate else ""))
-        improved = evaluate and val_miou > best["val_miou"]
-        if improved or (x_val is None and epoch == settings.epochs):
-            best = {"epoch": epoch, "val_miou": val_miou}
-        state = checkpoint(epoch)
-        if improved or best["epoch"] == epoch:
-            _atomic_torch_save(state, best_path)
-        _atomic_torch_save(state, latest_path)
-        frame = pd.DataFrame(history)
-        _atomic_write_text(out_dir / "history.csv", frame.to_csv(index=False))
-        if epoch < settings.epochs and past(deadline, time.perf_counter() - tic):
-            budget_stop = True
-            break
-
-    finished_epoch = history[-1]["epoch"] if history else 0
-    if budget_stop:
-        return {"interrupted_at_epoch": finished_epoch, "epochs": settings.epochs, "reason": "time budget"}
-    if until_epoch is not None and finished_epoch < settings.epochs and not stopped_early:
-        return {"interrupted_at_epoch": finished_epoch}
-
-    # the method keeps the best weights (the latest ones when nothing was evaluated)
-    selected = best_path if best_path.exists() else latest_path
-    _load_model_state(net, load_checkpoint(selected)["model"], selected)
-    net.eval()
-    method.fitted = True
-    method._trained_dir = out_dir.resolve()
-    method.save(out_dir)
-    frame = pd.DataFrame(history)
-    _write_curve(frame, out_dir / "training_curve.png",
-                 f"{method.name} {method.params.get('config', '')}".strip())
-    seconds = float(frame["seconds"].sum()) if len(frame) else 0.0
-    summary = {
-        "method": method.name,
-        "params": method.params,
-        "settings": asdict(settings),
-        "best_epoch": int(best["epoch"]),
-        "best_val_miou": None if best["val_miou"] < 0 else float(best["val_miou"]),
-        "epochs_run": int(finished_epoch),
-        "stopped_early": bool(stopped_early),
-        "train_seconds": seconds,
-        "wall_seconds": time.perf_counter() - started,
-        "train_samples_per_s": float(len(frame) * n / seconds) if seconds > 0 else None,
-        "n_train": int(n),
-        "n_val": 0 if x_val is None else int(len(x_val)),
-        "energies_keV": None if method.energies_keV is None else [float(e) for e in method.energies_keV],
-        **{k: method.describe()[k] for k in ("parameters", "macs")},
-    }
-    _atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    return summary
+    trainer = Trainer(method, train_split, val_split, out_dir, settings, progress=progress,
+                      energies_keV=energies_keV, train_counts=train_counts)
+    if resume:
+        trainer.resume()
+    return trainer.run(until_epoch=until_epoch, deadline=deadline)
 
 
 def train(method, dataset, out_dir, settings: TrainSettings | None = None,
