@@ -1,9 +1,10 @@
-"""Command line of the learned methods: ``python -m methods {train,grid-search,bench,list}``.
+"""Command line of the learned methods: ``python -m methods {train,grid-search,bench,train-bench,list}``.
 
     python -m methods train --method bsevox --config lite --data outputs/quick/data --preset quick
     python -m methods train ... --resume            # continue from <out>/latest.pt exactly
     python -m methods grid-search --method bsevox --config tiny --data DIR --max-trials 20
     python -m methods bench --device cpu [--json]   # inference volumes/s of every config
+    python -m methods train-bench --threads 1       # training samples/s of step variants, side by side
     python -m methods list [--json]                 # parameters and MACs of every config
 """
 
@@ -209,6 +210,21 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_train_bench(args) -> int:
+    import torch
+
+    from methods.train_bench import DEFAULT_CONFIGS, VARIANTS, format_rows, train_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    configs = [tuple(item.split(":", 1)) for item in args.configs.split(",")] if args.configs else DEFAULT_CONFIGS
+    variants = args.variants.split(",") if args.variants else VARIANTS
+    rows = train_bench(configs, variants, args.batch_size, args.steps, args.rounds,
+                       progress=(lambda m: None) if args.json else (lambda m: print(m, file=sys.stderr)))
+    print(json.dumps(rows, indent=2) if args.json else format_rows(rows))
+    return 0
+
+
 def cmd_list(args) -> int:
     from methods.complexity import list_network_configs
 
@@ -261,6 +277,17 @@ def main(argv=None) -> int:
     p.add_argument("--configs", help="comma list of method:config (default: all)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train-bench", help="training samples/s of the networks under step variants, "
+                       "side by side (eager, batch x2, channels-last, compile, bf16)")
+    p.add_argument("--configs", help="comma list of method:config (default: bsevox:tiny,unet3d:matched)")
+    p.add_argument("--variants", help="comma list (default: all; bf16 only on CPUs with bf16 instructions)")
+    p.add_argument("--batch-size", type=int, default=32, help="the eager batch (quick preset: 32)")
+    p.add_argument("--steps", type=int, default=3, help="optimizer steps per timing")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the median is reported")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train_bench)
 
     p = sub.add_parser("list", help="parameters and MACs of every network config")
     p.add_argument("--json", action="store_true")
