@@ -9,7 +9,8 @@ with a threshold rule, scores every sample (``benchmark.metrics``), times the me
 The run key hashes everything the result depends on: method, parameters, variant, case (and a
 custom geometry's content), preset, seed, threshold rule, device type, dataset hash, the code
 version (``code_version``: the method's sources, the suite modules they import, and
-``benchmark/metrics.py``) and the trained model's files. A run with a cached key does no work; a failed run writes nothing.
+``benchmark/metrics.py``) and the trained model's files. A run with a cached key does no work;
+a failed run writes nothing.
 """
 
 from __future__ import annotations
