@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as _dt
 import functools
 import hashlib
@@ -11,6 +12,11 @@ import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+#: the suite's packages whose modules a code version follows through imports
+TRACED_PACKAGES = ("methods", "datasets")
+#: modules that decide no result and are never part of a code version: the method registry
+UNTRACED_MODULES = frozenset({"methods.registry"})
 
 #: distribution names whose versions are recorded with every result
 TRACKED_PACKAGES = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pandas")
@@ -94,6 +100,66 @@ def source_hash(*paths: Path) -> str:
             digest.update(str(file.relative_to(REPO_ROOT) if file.is_relative_to(REPO_ROOT) else file.name).encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def imported_sources(*files: Path) -> list[Path]:
+    """``files`` and every module of ``TRACED_PACKAGES`` they import, transitively: the sources
+    a piece of code runs, for its code version (``source_hash``). Sorted, no duplicates.
+
+    Imports are read from each file's syntax tree (``import a.b``, ``from a.b import c``,
+    relative imports inside the suite), at module level and inside functions alike, so a lazy
+    import counts; ``from package import name`` counts ``package/name.py`` when that is a
+    module, else ``package/__init__.py``. Not seen: imports made by name at run time
+    (``importlib.import_module``) and the ``__init__.py`` of packages a dotted import passes
+    through. ``UNTRACED_MODULES`` are skipped. A file outside the repository (a plugin) counts
+    by itself; only its imports of the suite are followed.
+    """
+    found: set[Path] = set()
+    pending = [Path(file).resolve() for file in files]
+    while pending:
+        path = pending.pop()
+        if path in found or not path.is_file():
+            continue
+        found.add(path)
+        pending.extend(_suite_imports(path))
+    return sorted(found)
+
+
+def _suite_module_named(dotted: str) -> Path | None:
+    """The file of the longest prefix of ``dotted`` that is a module of ``TRACED_PACKAGES``."""
+    parts = dotted.split(".")
+    if parts[0] not in TRACED_PACKAGES:
+        return None
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in UNTRACED_MODULES:
+            return None
+        base = REPO_ROOT.joinpath(*parts[:end])
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _suite_imports(path: Path) -> list[Path]:
+    """The suite modules ``path`` imports (see ``imported_sources``)."""
+    if path.is_relative_to(REPO_ROOT):
+        package = list(path.relative_to(REPO_ROOT).with_suffix("").parts)
+        package = package[:-1]  # a module's package; an __init__.py's own package is its folder
+    else:
+        package = None  # outside the repository: relative imports stay in the plugin
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                if package is None or node.level - 1 > len(package):
+                    continue
+                source = ".".join(package[:len(package) - node.level + 1] + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            names += [f"{source}.{alias.name}" for alias in node.names]
+    return [file for file in map(_suite_module_named, names) if file is not None]
 
 
 def file_hash(*paths: Path) -> str:

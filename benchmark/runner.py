@@ -8,8 +8,9 @@ with a threshold rule, scores every sample (``benchmark.metrics``), times the me
 
 The run key hashes everything the result depends on: method, parameters, variant, case (and a
 custom geometry's content), preset, seed, threshold rule, device type, dataset hash, the code
-version (``code_version``: the method's sources and ``benchmark/metrics.py``) and the trained
-model's files. A run with a cached key does no work; a failed run writes nothing.
+version (``code_version``: the method's sources, the suite modules they import, and
+``benchmark/metrics.py``) and the trained model's files. A run with a cached key does no work;
+a failed run writes nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from benchmark.cases import (
 )
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
 from benchmark.presets import NO_CONFIG, BenchmarkPreset, get_preset
-from benchmark.provenance import REPO_ROOT, file_hash, provenance, source_hash
+from benchmark.provenance import REPO_ROOT, file_hash, imported_sources, provenance, source_hash
 from datasets.budget import BudgetExhausted
 from methods.binarize import THRESHOLD_RULES, binarize
 
@@ -88,18 +89,17 @@ class RunSpec:
 
 
 def method_names() -> list[str]:
-    from methods.base import available
+    """Registered method names, plugins included (``methods.registry``)."""
+    from methods.registry import available
 
     return available()
 
 
 def method_class(name: str):
-    from methods.base import get
+    """The method class registered as ``name``; ``UnknownNameError`` lists the known names."""
+    from methods.registry import get
 
-    try:
-        return get(name)
-    except KeyError as err:
-        raise UnknownNameError(f"unknown method '{name}'; known methods: {', '.join(method_names())}") from err
+    return get(name)
 
 
 def network_configs(name: str) -> list[str]:
@@ -108,24 +108,23 @@ def network_configs(name: str) -> list[str]:
 
 
 def code_version(name: str) -> str:
-    """Hash of the sources a method's results depend on: the modules of its class hierarchy
-    inside ``methods`` (a whole sub-package such as ``methods/medsem/`` when the class lives in
-    one), ``methods/binarize.py`` and ``benchmark/metrics.py``. Editing another method's file
-    does not invalidate this method's cached runs."""
+    """Hash of the sources a method's results depend on (``provenance.source_hash``).
+
+    It covers the module of each class in the method's hierarchy down to ``Method`` (a plugin's
+    own file, wherever it lives), every module of ``methods/`` and ``datasets/`` those modules
+    import, transitively (``provenance.imported_sources``, read from their syntax trees), and
+    what scores every run: ``methods/binarize.py`` and ``benchmark/metrics.py`` with their
+    imports. The registry (``methods/registry.py``) and modules the method does not import are
+    not part of it: registering a method or editing another method reruns nothing else.
+    """
+    from methods.base import Method
+
     klass = method_class(name)
-    methods_dir = REPO_ROOT / "methods"
-    paths = {methods_dir / "binarize.py", Path(metrics.__file__).resolve()}
-    for cls in klass.__mro__:
-        module = sys.modules.get(cls.__module__)
-        source = Path(getattr(module, "__file__", "") or "")
-        if not source.is_file():
-            continue
-        source = source.resolve()
-        if source.parent != methods_dir and source.parent.parent == methods_dir:
-            paths.add(source.parent)  # a method package: all its files
-        else:
-            paths.add(source)
-    return source_hash(*sorted(paths))
+    hierarchy = klass.__mro__[: klass.__mro__.index(Method) + 1]
+    files = [Path(sys.modules[cls.__module__].__file__) for cls in hierarchy
+             if getattr(sys.modules.get(cls.__module__), "__file__", None)]
+    files += [REPO_ROOT / "methods" / "binarize.py", Path(metrics.__file__)]
+    return source_hash(*imported_sources(*files))
 
 
 class Benchmark:

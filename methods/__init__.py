@@ -1,5 +1,6 @@
 """Reconstruction methods behind one interface: ``methods.get("medsem")``, ``methods.create(...)``."""
 
-from methods.base import REGISTRY, HyperParam, Method, available, create, get
+from methods.base import HyperParam, Method
+from methods.registry import REGISTRY, available, create, get, register
 
-__all__ = ["REGISTRY", "HyperParam", "Method", "available", "create", "get"]
+__all__ = ["REGISTRY", "HyperParam", "Method", "available", "create", "get", "register"]

@@ -1,19 +1,19 @@
-"""The shared method interface (in the spirit of DIVal's ``Reconstructor``) and its registry.
+"""The shared method interface (in the spirit of DIVal's ``Reconstructor``).
 
 A method turns a batch of multi-energy BSE stacks ``(B, E, H, W)`` into a Cu probability
 volume ``(B, D, H, W)`` in [0, 1] over the Si block (D = 20 for the paper scene). Turning the
 probability into a binary volume is a separate step (``methods.binarize``).
 
-Adding a method: write ``methods/mymethod.py`` with a ``Method`` subclass, then add one line to
-``REGISTRY`` below (``"mymethod": "methods.mymethod:MyMethod"``), or call ``register`` from your
-own package. Registry entries are import paths, so listing methods imports nothing heavy. The
-benchmark reads everything else from the class: ``label``, ``configs()``, ``variants``,
-``applies()``, ``dataset_params()``, ``fit()`` and ``is_trained()`` (docs/extending.md).
+Adding a method: a ``Method`` subclass in your own module, registered from there
+(``methods.registry``: an entry point, ``BSE_BENCH_PLUGINS`` or ``register``); nothing in the
+suite is edited (docs/extending.md). The benchmark reads everything else from the class:
+``label``, ``configs()``, ``variants``, ``applies()``, ``dataset_params()``, ``fit()`` and
+``is_trained()``. The registry's functions are re-exported here for code that imports them
+from ``methods.base``.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from abc import ABC, abstractmethod
@@ -23,14 +23,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from datasets.errors import UnknownNameError
+from methods.registry import REGISTRY, available, create, get, label_of, register
 
-#: name -> "module:Class". One line per method family.
-REGISTRY: dict[str, str] = {
-    "medsem": "methods.medsem:MedSem",
-    "unet3d": "methods.unet3d:UNet3D",
-    "bsevox": "methods.bsevoxnets:BseVoxNets",
-}
+__all__ = ["REGISTRY", "HyperParam", "Method", "available", "create", "get", "label_of", "register"]
 
 
 @dataclass(frozen=True)
@@ -281,36 +276,3 @@ def _jsonable(obj):
     if hasattr(obj, "__dataclass_fields__"):
         return asdict(obj)
     return str(obj)
-
-
-def available() -> list[str]:
-    """Registered method names."""
-    return sorted(REGISTRY)
-
-
-def label_of(name) -> str:
-    """The label a registered method declares (for rows written before labels existed), else ``name``."""
-    try:
-        return get(str(name)).display_name()
-    except (KeyError, ImportError, AttributeError):
-        return str(name)
-
-
-def register(name: str, target: str) -> None:
-    """Register a method ``name`` as ``"package.module:Class"`` (imported when first used)."""
-    if ":" not in target:
-        raise ValueError(f"register('{name}', '{target}'): the target must read 'package.module:Class'")
-    REGISTRY[name] = target
-
-
-def get(name: str) -> type[Method]:
-    """Import and return the method class registered as ``name`` (lazy import)."""
-    if name not in REGISTRY:
-        raise UnknownNameError(f"unknown method '{name}'; known methods: {', '.join(available())}")
-    module_name, _, class_name = REGISTRY[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)
-
-
-def create(name: str, device: str = "cpu", **params) -> Method:
-    """Instantiate the method registered as ``name`` with the given hyper-parameters."""
-    return get(name)(device=device, **params)

@@ -4,7 +4,7 @@ It "learns" the Cu probability of every voxel of the Si block as the training sp
 sharpens it with the stack's contrast at the highest energy. Not a good method; a complete one:
 it declares its label, configs and parameters, trains through ``fit`` into the folder it is
 given, saves and loads its state, and the benchmark runs it like the others once it is
-registered: ``methods.base.register("fakelearned", "fake_learned_method:FakeLearned")``.
+registered: ``methods.registry.register("fakelearned", "fake_learned_method:FakeLearned")``.
 """
 
 from __future__ import annotations
