@@ -1,4 +1,8 @@
-"""``python -m reports RESULTS_DIR [--out FILE]``: rebuild the HTML report from saved results."""
+"""``python -m reports RESULTS_DIR [--out FILE]``: rebuild the HTML report from saved results.
+
+``python -m reports readme [RESULTS_DIR] [--check]``: write README.md's results block from a results
+folder's snapshot (see :mod:`reports.readme`); ``--check`` fails when README.md disagrees with it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,41 @@ import sys
 from reports.html import build_report
 
 
+def readme_main(argv) -> int:
+    from reports import readme
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reports readme",
+        description="Write README.md's generated results block from the committed snapshot "
+        f"({readme.SNAPSHOT_DIR.relative_to(readme.REPO_ROOT)}); with RESULTS_DIR, first take a "
+        "new snapshot of that results folder.",
+    )
+    parser.add_argument("results_dir", nargs="?", default=None, help="results folder, e.g. outputs/quick")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when README.md disagrees with the snapshot")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            readme.check_readme()
+            print("README.md's results agree with the snapshot")
+            return 0
+        if args.results_dir:
+            print(f"snapshot written to {readme.write_snapshot(args.results_dir)}")
+        changed = readme.update_readme()
+    except readme.ReadmeOutOfDate as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("README.md updated" if changed else "README.md already up to date")
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["readme"]:
+        return readme_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m reports",
         description="Build the self-contained HTML report of a benchmark results folder "

@@ -1,0 +1,167 @@
+"""The README's results, written from saved results: one source for the README and the report.
+
+``python -m reports readme outputs/quick`` copies the rows and run summaries of a results folder
+into a small snapshot (``docs/results/quick/``: ``results.parquet``, ``summaries.json``,
+``provenance.json``; committed, a few hundred KiB) and rewrites the block of README.md between
+:data:`BEGIN` and :data:`END` with the report's own tables (the functions of
+:mod:`reports.tables`, the same numbers as the HTML report), rendered as Markdown.
+``python -m reports readme --check`` rebuilds the block from the committed snapshot and fails when
+README.md disagrees (a test runs it), so the README cannot drift from the data it quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from reports import tables
+from reports.results import ReportInputs, first_seed_rows, load_rows, with_repeats
+from reports.summary import paired_remarks
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README_PATH = REPO_ROOT / "README.md"
+SNAPSHOT_DIR = REPO_ROOT / "docs" / "results" / "quick"
+BEGIN = "<!-- BEGIN GENERATED RESULTS: `python -m reports readme outputs/quick` writes this block -->"
+END = "<!-- END GENERATED RESULTS -->"
+
+
+class ReadmeOutOfDate(ValueError):
+    """README.md's generated block differs from what the snapshot gives."""
+
+
+def write_snapshot(results_dir, dest=SNAPSHOT_DIR) -> Path:
+    """Copy what the README's tables need from ``results_dir`` into ``dest``: the rows, the run
+    summaries of the rows' runs (their saved bootstrap intervals) and the main job's provenance."""
+    results_dir, dest = Path(results_dir), Path(dest)
+    source = results_dir / "results.parquet"
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} does not exist: run `python -m benchmark main` first")
+    rows = pd.read_parquet(source)
+    summaries = {}
+    for key in sorted(rows["run_key"].dropna().astype(str).unique()):
+        path = results_dir / "runs" / key / "summary.json"
+        if path.is_file():
+            summaries[key] = json.loads(path.read_text())
+    provenance = {}
+    for name in ("main_job.json", "data/dataset.json"):
+        path = results_dir / name
+        if path.is_file():
+            provenance[name] = json.loads(path.read_text())
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest / "results.parquet")
+    (dest / "summaries.json").write_text(json.dumps(summaries, indent=1, sort_keys=True) + "\n")
+    (dest / "provenance.json").write_text(json.dumps(_slim(provenance), indent=1, sort_keys=True) + "\n")
+    return dest
+
+
+def _slim(provenance: dict) -> dict:
+    """Provenance without the per-file checksums (long and of no use to a README reader)."""
+    dataset = dict(provenance.get("data/dataset.json") or {})
+    for key in ("files", "sha256"):
+        dataset.pop(key, None)
+    return {**provenance, "data/dataset.json": dataset} if dataset else provenance
+
+
+def load_snapshot(snapshot_dir=SNAPSHOT_DIR) -> ReportInputs:
+    """The report inputs of a snapshot (rows, seed rows, summaries; no volumes)."""
+    snapshot_dir = Path(snapshot_dir)
+    if not (snapshot_dir / "results.parquet").is_file():
+        raise FileNotFoundError(f"no results snapshot in {snapshot_dir}: run `python -m reports readme outputs/quick`")
+    missing: list[str] = []
+    seed_rows = with_repeats(load_rows(snapshot_dir, missing))
+    summaries_path = snapshot_dir / "summaries.json"
+    summaries = json.loads(summaries_path.read_text()) if summaries_path.is_file() else {}
+    return ReportInputs(results_dir=snapshot_dir, rows=first_seed_rows(seed_rows), seed_rows=seed_rows,
+                        summaries=summaries, missing=missing)
+
+
+def _cell(value, column: str) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "—"
+        if column.split(" ")[0] in ("samples", "n"):
+            return f"{value:.0f}"
+        return f"{value:.1f}" if "(%)" in column else f"{value:.3f}"
+    return "—" if value is None or (isinstance(value, str) and not value) else str(value)
+
+
+def table_markdown(table: tables.Table, drop: tuple[str, ...] = ()) -> str:
+    """One report table as a Markdown table; the report's best cells in bold."""
+    frame = table.frame.drop(columns=[c for c in drop if c in table.frame.columns])
+    names = [" ".join(str(p) for p in c) if isinstance(c, tuple) else str(c) for c in frame.columns]
+    head = frame.index.name or ""
+    lines = ["| " + " | ".join([head, *names]) + " |", "|" + "---|" * (len(names) + 1)]
+    for label, row in frame.iterrows():
+        cells = []
+        for column, name in zip(frame.columns, names):
+            text = _cell(row[column], name)
+            bold = column in table.best.columns and bool(table.best.loc[label, column])
+            cells.append(f"**{text}**" if bold and text != "—" else text)
+        lines.append("| " + " | ".join([str(label), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(inputs: ReportInputs) -> str:
+    """The README's generated results: the report's key tables and its paired comparisons."""
+    rows = inputs.rows
+    parts = []
+    main = tables.miou_table(rows, inputs.summaries)
+    if len(main.frame):
+        parts += [f"**{main.title}**", "", table_markdown(main, drop=("interval from",)), ""]
+    pairs = paired_remarks(rows)
+    if pairs:
+        parts += ["Paired on the same test samples (bootstrap of the per-sample IoU difference, first seed):", ""]
+        parts += [f"- {remark}" for remark in pairs] + [""]
+    seeds = tables.seed_table(inputs.seed_rows if inputs.seed_rows is not None else rows)
+    if len(seeds.frame):
+        parts += [f"**{seeds.title}**", "", table_markdown(seeds), ""]
+    for case in ("nanocube", "nanowire"):
+        table = tables.per_sample_table(rows, case)
+        if len(table.frame):
+            parts += [f"**{table.title}**", "", table_markdown(table), ""]
+    repeats = tables.repeat_table(rows)
+    if len(repeats.frame):
+        parts += [f"**{repeats.title}**", "", table_markdown(repeats), ""]
+    if len(rows) and (rows["case"] == "nebula").any():
+        nebula = tables.nebula_table(rows)
+        parts += [f"**{nebula.title}**", "", table_markdown(nebula), ""]
+    ablation = tables.ablation_table(rows)
+    if len(ablation.frame):
+        parts += [f"**{ablation.title}**", "", table_markdown(ablation), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def generated_block(snapshot_dir=SNAPSHOT_DIR) -> str:
+    return f"{BEGIN}\n\n{results_markdown(load_snapshot(snapshot_dir))}\n{END}"
+
+
+def _split(text: str, readme: Path) -> tuple[str, str]:
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise ValueError(f"{readme} must hold exactly one generated-results block ({BEGIN} ... {END})")
+    head, rest = text.split(BEGIN, 1)
+    return head, rest.split(END, 1)[1]
+
+
+def update_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> bool:
+    """Rewrite README's generated block from the snapshot; True when it changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    head, tail = _split(text, readme)
+    new = head + generated_block(snapshot_dir) + tail
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
+def check_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> None:
+    """Raise :class:`ReadmeOutOfDate` when README's generated block is not what the snapshot gives."""
+    readme = Path(readme)
+    text = readme.read_text()
+    head, tail = _split(text, readme)
+    if head + generated_block(snapshot_dir) + tail != text:
+        raise ReadmeOutOfDate(f"{readme}'s results disagree with {snapshot_dir}: run "
+                              "`python -m reports readme` (or with outputs/quick to take new results)")
