@@ -27,6 +27,7 @@ import numpy as np
 from datasets.errors import UnknownNameError
 from datasets.geometry_files import CUSTOM_SUFFIXES, load_custom_geometry  # noqa: F401 - re-exported
 from datasets.nebula import export_tri
+from datasets.sample_ids import REPEAT_SEPARATOR, repeat_id, split_repeat  # noqa: F401 (re-exported)
 from datasets.scene import (
     BLOCK_Z_NM,
     block_labels,
@@ -35,24 +36,6 @@ from datasets.scene import (
 from datasets.shapes import BLOCK_ORIGIN_NM, BLOCK_SHAPE_ZYX, box_mask, cylinder_mask
 
 CUSTOM_PREFIX = "custom:"
-#: a named case's geometry simulated more than once (``DatasetPreset.case_repeats``): repeat r > 0
-#: of sample ``position4`` is stored as ``position4@r<r>``
-REPEAT_SEPARATOR = "@r"
-
-
-def repeat_id(name: str, repeat: int) -> str:
-    """The stored id of repeat ``repeat`` (0 = the sample's own name) of case sample ``name``."""
-    return name if int(repeat) == 0 else f"{name}{REPEAT_SEPARATOR}{int(repeat)}"
-
-
-def split_repeat(sample_id: str) -> tuple[str, int]:
-    """``"position4@r2"`` -> ``("position4", 2)``; an id without a repeat -> ``(id, 0)``."""
-    base, sep, repeat = str(sample_id).rpartition(REPEAT_SEPARATOR)
-    if sep and base and repeat.isdigit():
-        return base, int(repeat)
-    return str(sample_id), 0
-
-
 @dataclass
 class CaseSample:
     """One geometry of a test case; ``params`` (JSON-serialisable) describes how it was built."""

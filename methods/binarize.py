@@ -88,8 +88,8 @@ def choose_threshold(prob_val, labels_val, grid=DEFAULT_THRESHOLD_GRID) -> float
 
 def oracle_threshold(case: str, sample: str) -> float:
     """ORACLE threshold the paper used for MED-SEM on ``case``/``sample`` (tuned on test data);
-    a repeat of a sample (``position4@r2``, ``datasets.cases.split_repeat``) gets its sample's."""
-    from datasets.cases import split_repeat
+    a repeat of a sample (``position4@r2``, ``datasets.sample_ids.split_repeat``) gets its sample's."""
+    from datasets.sample_ids import split_repeat
 
     sample = split_repeat(sample)[0]
     if case not in ORACLE_THRESHOLDS:

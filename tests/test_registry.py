@@ -222,6 +222,10 @@ def test_the_suites_methods_hash_their_own_sources():
     bsevox, medsem = sources("bsevox"), sources("medsem")
     assert {"methods/bsevoxnets.py", "methods/network.py", "methods/training.py", "methods/base.py"} <= bsevox
     assert not {"methods/registry.py", "methods/unet3d.py", "methods/medsem/method.py"} & bsevox
+    # the case definitions (where a user adds a named case) are in no learned method's version,
+    # nor in the binarisation's, which every method's version holds
+    binarize = {str(p.relative_to(REPO)) for p in provenance.imported_sources(REPO / "methods" / "binarize.py")}
+    assert "datasets/cases.py" not in bsevox | binarize and "datasets/sample_ids.py" in binarize
     assert {"methods/medsem/method.py", "methods/medsem/psf.py", "datasets/simulate.py"} <= medsem
     assert not {"methods/registry.py", "methods/network.py", "methods/bsevoxnets.py"} & medsem
 
