@@ -183,7 +183,7 @@ def dose_case(dataset, electrons_per_pixel: int, seed: int = 0) -> CaseData:
 
 def nebula_case(dataset, seed: int = 0) -> CaseData:
     """Nebula's stacks of the nine named-case geometries (sample ids as in ``nanocube`` and
-    ``nanowire``), binomially thinned from 3,000 e-/pixel to the dataset's dose, so a method meets
+    ``nanowire``), thinned exactly from 3,000 e-/pixel (hypergeometric: ``datasets.dose.thin_to_dose``) to the dataset's dose, so a method meets
     the paper's simulator's data at the noise level it was trained on."""
     from datasets.dose import thin_to_dose
     from datasets.nebula_reference import REFERENCE_FILES, load_reference
