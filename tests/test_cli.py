@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from test_runner import FakeDataset, FakeMethod
 
-from benchmark import cli
+from benchmark import cli, reconstruct
 from benchmark.errors import BenchmarkError
 from benchmark.runner import Benchmark
 from methods import base
@@ -143,12 +143,12 @@ def test_reconstruct_writes_probability_and_binary_volumes(tmp_path, capsys, fak
 
 
 def test_energy_mismatch_names_the_energies():
-    cli.check_energies([1.0, 2.0], None, "medsem")  # a method that accepts any energies
-    cli.check_energies([1.0, 2.0], np.array([1.0, 2.0]), "bsevox-tiny")
+    reconstruct.check_energies([1.0, 2.0], None, "medsem")  # a method that accepts any energies
+    reconstruct.check_energies([1.0, 2.0], np.array([1.0, 2.0]), "bsevox-tiny")
     with pytest.raises(BenchmarkError, match=r"missing from the stack: \[2.0\] keV; not trained on: \[2.5\] keV"):
-        cli.check_energies([1.0, 2.5], [1.0, 2.0], "bsevox-tiny")
+        reconstruct.check_energies([1.0, 2.5], [1.0, 2.0], "bsevox-tiny")
     with pytest.raises(BenchmarkError, match=r"missing from the stack: \[3.0\] keV"):
-        cli.check_energies([1.0, 2.0], [1.0, 2.0, 3.0], "bsevox-tiny")
+        reconstruct.check_energies([1.0, 2.0], [1.0, 2.0, 3.0], "bsevox-tiny")
 
 
 def test_report_calls_reports_build_report(tmp_path, capsys, monkeypatch, fake_setup):
@@ -315,7 +315,7 @@ def test_reconstruct_of_another_lateral_size_is_refused_or_announced(tmp_path, c
     from benchmark.runner import ModelSpec
 
     with pytest.raises(BenchmarkError, match="trained on 20 x 20 images; the stack is 20 x 21"):
-        cli._check_lateral_size(Learned(), ModelSpec("fake"), (20, 21))  # old models: the paper scene's size
+        reconstruct.check_lateral_size(Learned(), ModelSpec("fake").tag(), (20, 21))  # old models: the paper scene's size
     assert _reconstruct(tmp_path, stack) == 0  # a classical method: reconstructed on purpose, and said so
     assert "reconstructs the 20 x 21 stack as given" in capsys.readouterr().err
     assert np.load(tmp_path / "volume.npy").shape == (20, 20, 21)
