@@ -34,15 +34,15 @@ TABLE_COLUMNS = ["method", "config", "variant", "case", "sample", "iou", "mre", 
                  "threshold_rule", "seconds_per_volume"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
     from benchmark.cases import CUSTOM_CASE_PATTERN, DOSE_PREFIX, named_cases
     from datasets.presets import get_preset as get_dataset_preset
     from methods.binarize import THRESHOLD_RULES
 
     parser = argparse.ArgumentParser(
-        prog="python -m benchmark",
-        description="The bse-bench command line (also installed as bse-bench): "
-                    f"{', '.join(COMMANDS)}; `python -m benchmark COMMAND --help` for each.")
+        prog=prog,
+        description="The bse-bench command line (python -m benchmark, or the console script bse-bench): "
+                    f"{', '.join(COMMANDS)}; `{prog} COMMAND --help` for each.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(p, preset_default="quick"):
@@ -162,7 +162,7 @@ LOWER_LAYER_COMMANDS = {"data": "datasets.__main__", "train": "methods.__main__"
 METHODS_SUBCOMMANDS = ("train", "grid-search", "bench", "list", "-h", "--help")
 
 
-def main(argv=None) -> int:
+def main(argv=None, prog: str = "python -m benchmark") -> int:
     from datasets.cli_errors import run_cli, split_debug
 
     argv, debug = split_debug(argv)
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         if argv[0] == "train" and (not forwarded or forwarded[0] not in METHODS_SUBCOMMANDS):
             forwarded = ["train", *forwarded]  # `bse-bench train --method ...` trains
         return importlib.import_module(LOWER_LAYER_COMMANDS[argv[0]]).main(forwarded)
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     return run_cli(command_functions()[args.command], args, debug)
 
 
@@ -359,4 +359,4 @@ def cmd_design_study(args) -> int:
 
 def main_entry() -> None:
     """The ``bse-bench`` console script (``[project.scripts]``): ``python -m benchmark``."""
-    sys.exit(main())
+    sys.exit(main(prog="bse-bench"))
