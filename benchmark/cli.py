@@ -221,7 +221,7 @@ def rows_to_records(rows) -> list[dict]:
 def _json_value(value):
     import pandas as pd
 
-    from benchmark.listing import _json_value as plain_json_value
+    from benchmark.listing import json_value as plain_json_value
 
     if value is pd.NA:
         return None

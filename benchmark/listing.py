@@ -26,12 +26,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bse-bench"
 
 
-def _json_value(value):
+def json_value(value):
     """JSON-ready value: NaN and infinities -> None, NumPy scalars -> Python numbers."""
     if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
+        return {k: json_value(v) for k, v in value.items()}
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -72,10 +72,10 @@ def compute_method_listing() -> dict:
             "method": name,
             "requires_training": bool(klass.requires_training),
             "configs": network_configs(name),
-            "parameters": {p: {"default": _json_value(hp.default), "retrain": hp.retrain, "doc": hp.doc}
+            "parameters": {p: {"default": json_value(hp.default), "retrain": hp.retrain, "doc": hp.doc}
                            for p, hp in klass.hyperparams.items()},
         })
-    sizes = [{k: _json_value(v) for k, v in row.items()} for row in list_network_configs()]
+    sizes = [{k: json_value(v) for k, v in row.items()} for row in list_network_configs()]
     return {"methods": methods, "network_configs": sizes}
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkError, UsageError
+from benchmark.listing import json_value
 
 #: the reconstruction's lateral pixel pitch in the paper scene (nm): one pixel per 1 nm voxel column
 PIXEL_PITCH_NM = 1.0
@@ -120,7 +121,7 @@ def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, th
         "stack_electrons_per_pixel": stack_dose,
         "model_training_electrons_per_pixel": model_dose,
         "model_training_dose_source": model_dose_source,
-        "scores_against_stack_labels": scores,
+        "scores_against_stack_labels": None if scores is None else json_value(scores),  # NaN -> null
     }
 
 
@@ -252,6 +253,17 @@ def label_scores(binary: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
+def format_scores(scores: dict) -> str:
+    """The IoU line: per class and their mean, then Cu precision and recall ("n/a" where undefined)."""
+    def value(key):
+        number = scores[key]
+        return "n/a" if number is None or number != number else f"{number:.3f}"
+
+    return (f"IoU against the stack's labels: Cu {value('iou_cu')}, Si {value('iou_si')}, class mean "
+            f"{value('class_mean_iou')} (Cu precision {value('precision_cu')}, recall {value('recall_cu')}; "
+            f"{scores['cu_voxels_true']} Cu voxels true, {scores['cu_voxels_found']} found)")
+
+
 def check_energies(given_keV, trained_keV, name: str) -> None:
     """Raise naming the energies that differ between a stack and the trained method."""
     if trained_keV is None:
@@ -341,10 +353,7 @@ def reconstruct_stack(args, bench) -> int:
           f"{meta['si_surface_z_nm']:g} nm -> {', '.join(str(p) for p in written)}")
     print(f"Cu mask (threshold {threshold:.2f}: {why}; {int(binary.sum())} Cu voxels)")
     if scores is not None:
-        print(f"IoU against the stack's labels: Cu {scores['iou_cu']:.3f}, Si {scores['iou_si']:.3f}, class mean "
-              f"{scores['class_mean_iou']:.3f} (Cu precision {scores['precision_cu']:.3f}, recall "
-              f"{scores['recall_cu']:.3f}; {scores['cu_voxels_true']} Cu voxels true, "
-              f"{scores['cu_voxels_found']} found)")
+        print(format_scores(scores))
     return 0
 
 

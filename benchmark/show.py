@@ -1,9 +1,9 @@
 """``python -m benchmark show VOLUME [-o out.png]``: slices of a reconstruction as one PNG.
 
-The figure has xy slices at several depths and one xz cut through the middle row, axes in nm in
-the scene frame (z down from the detector plane), the Si surface marked on the xz cut, and one
-colour bar (Cu probability, or the Cu mask with ``--binary``). Its size is exactly
-``FIGURE_SIZE_IN`` x ``dpi`` pixels.
+The figure has xy slices at several depths and one xz cut through the row (y) holding the most
+Cu probability, axes in nm in the scene frame (z down from the detector plane), the Si surface
+marked on the xz cut, and one colour bar (Cu probability, or the Cu mask with ``--binary``).
+Its size is exactly ``FIGURE_SIZE_IN`` x ``dpi`` pixels.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100)
         ax.set_title(f"xy at z = {oz + k * dz:.1f} nm", fontsize=9)
         ax.set_xlabel("x (nm)")
     axes[0].set_ylabel("y (nm)")
-    row = height // 2
+    row = int(np.argmax(volume.sum(axis=(0, 2))))  # the xz cut through the row holding the most Cu
     xz = axes[-1]
     xz.imshow(volume[:, row, :], origin="upper", extent=(*x_edges, z_edges[1], z_edges[0]), aspect="auto", **style)
     surface = meta.get("si_surface_z_nm")

@@ -190,3 +190,16 @@ def test_show_names_bad_inputs(tmp_path, capsys):
 def test_slice_depths_spread_over_the_volume():
     assert show.slice_depths(20) == [2, 7, 12, 17]
     assert show.slice_depths(2) == [0, 1]
+
+
+def test_undefined_scores_are_null_in_the_metadata_and_n_a_in_the_line(tmp_path):
+    labels = np.zeros((20, 4, 4), np.uint8)
+    labels[:, 1, 1] = 1
+    scores = reconstruct.label_scores(np.zeros_like(labels), labels)  # nothing found: precision 0 / 0, Si 300 / 320
+    meta = reconstruct.volume_metadata((20, 4, 4), method="m", model_dir=None, model_fingerprint="-",
+                                       threshold=0.5, threshold_reason="", stack_path="s", energies_keV=[1.0],
+                                       stack_dose=None, model_dose=None, model_dose_source="", scores=scores)
+    assert meta["scores_against_stack_labels"]["precision_cu"] is None
+    reconstruct.save_volume(tmp_path / "v.npy", np.zeros((20, 4, 4)), np.zeros((20, 4, 4)), meta)
+    assert "NaN" not in (tmp_path / "v.json").read_text()
+    assert "Cu 0.000, Si 0.938, class mean 0.469 (Cu precision n/a, recall 0.000" in reconstruct.format_scores(scores)
