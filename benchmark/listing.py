@@ -81,8 +81,9 @@ def compute_method_listing() -> dict:
 
 def method_listing(use_cache: bool = True) -> dict:
     """The method part of the listing, from the cache when the method sources are unchanged."""
-    from methods.base import REGISTRY
+    from methods.base import REGISTRY, available
 
+    available()  # loads the method plugins, where the registry has them, so their sources count
     path = cache_dir() / f"list-{CACHE_FORMAT}-{method_sources_hash(REGISTRY)}.json"
     if use_cache and path.is_file():
         try:
