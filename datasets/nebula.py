@@ -12,7 +12,7 @@ Formats, as documented on the Nebula project's pages (nebula-simulator.github.io
   binary records of 7 float32 (x, y, z in nm; direction dx, dy, dz, not necessarily unit; energy
   in eV) then 2 int32 tags, native byte order. Secondaries inherit their primary's tags, so the
   tags carry the pixel indices of a SEM image. Nebula writes the detected electrons, in the same
-  record layout, to standard output: ``nebula_gpu geometry.tri beam.pri si.hdf5 cu.hdf5 > det.bin``
+  record layout, to standard output: ``nebula_gpu geometry.tri beam.pri silicon.hdf5 copper.hdf5 > det.bin``
   ("Running Nebula", /nebula-run).
 
 Coordinates. The suite's scene (:mod:`datasets.scene`) has z pointing down into the sample; the

@@ -37,7 +37,14 @@ from datasets.physics import (
     PhysicsConfig,
     PhysicsTables,
 )
-from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV, Scene, validate_geometry
+from datasets.scene import (
+    BLOCK_Z_NM,
+    DEFAULT_CUTOFF_EV,
+    DEFAULT_ENERGIES_KEV,
+    Scene,
+    block_labels,
+    validate_geometry,
+)
 from datasets.stack import BseStack
 from datasets.transport import Transport, TransportStats, material_ids_to_indices
 
@@ -228,6 +235,8 @@ def _cmd_simulate(args) -> int:
                            seed=args.seed, device=args.device, physics=physics_from_args(args),
                            cutoff_eV=args.cutoff_eV, progress=not args.quiet)
     stack.meta["geometry_file"] = str(path)
+    if geometry.shape[0] >= BLOCK_Z_NM[1]:  # the geometry covers the Si block: keep its ground truth
+        stack.labels = block_labels(geometry)
     out = stack.save(out)
     print(f"wrote {out}: bse {stack.bse.shape}, energies {stack.energies_keV[0]:g}-{stack.energies_keV[-1]:g} keV, "
           f"mean yield {stack.bse.mean():.4f}")

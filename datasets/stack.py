@@ -5,7 +5,10 @@ A stack file is a ``.npz`` holding
 - ``bse``: (E, H, W) float32 backscatter yield per pixel (fraction of primaries detected);
 - ``energies_keV``: (E,) float beam energies, strictly increasing;
 - optionally ``counts`` (E, H, W) int64 detected electrons and ``electrons_per_pixel`` (scalar)
-  when the stack was simulated, and ``cutoff_eV`` (scalar).
+  when the stack was simulated, and ``cutoff_eV`` (scalar);
+- optionally ``labels`` (D, H, W) uint8 ground truth: the Cu mask over the Si block (1 = Cu), the
+  reconstruction target, written by ``python -m datasets simulate`` for geometries covering the
+  block; ``python -m benchmark reconstruct`` scores its volume against it.
 
 A stack measured on a microscope can be brought in the same format (only ``bse`` and
 ``energies_keV`` are required).
@@ -32,6 +35,7 @@ class BseStack:
     electrons_per_pixel: int | None = None
     cutoff_eV: float | None = None
     meta: dict = field(default_factory=dict)
+    labels: np.ndarray | None = None
 
     def __post_init__(self):
         self.bse = np.asarray(self.bse, dtype=np.float32)
@@ -41,6 +45,15 @@ class BseStack:
             self.counts = np.asarray(self.counts, dtype=np.int64)
             if self.counts.shape != self.bse.shape:
                 raise ValueError(f"counts shape {self.counts.shape} differs from bse shape {self.bse.shape}")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels)
+            if self.labels.ndim != 3 or self.labels.shape[1:] != self.bse.shape[1:]:
+                raise ValueError(f"labels must have shape (D, {self.bse.shape[1]}, {self.bse.shape[2]}) to match "
+                                 f"bse {self.bse.shape}, got {self.labels.shape}")
+            if not np.isin(self.labels, (0, 1)).all():
+                raise ValueError("labels must be a Cu mask of 0 and 1 (1 = Cu), got values "
+                                 f"{sorted(np.unique(self.labels).tolist())[:5]}")
+            self.labels = self.labels.astype(np.uint8)
 
     def save(self, path) -> Path:
         path = Path(path)
@@ -52,6 +65,8 @@ class BseStack:
             arrays["electrons_per_pixel"] = np.int64(self.electrons_per_pixel)
         if self.cutoff_eV is not None:
             arrays["cutoff_eV"] = np.float64(self.cutoff_eV)
+        if self.labels is not None:
+            arrays["labels"] = self.labels
         if self.meta:
             arrays["meta_json"] = np.array(json.dumps(self.meta, default=str))
         if path.is_dir():
@@ -92,6 +107,7 @@ class BseStack:
                     electrons_per_pixel=int(data["electrons_per_pixel"]) if "electrons_per_pixel" in files else None,
                     cutoff_eV=float(data["cutoff_eV"]) if "cutoff_eV" in files else None,
                     meta=meta,
+                    labels=data["labels"] if "labels" in files else None,
                 )
         except (zipfile.BadZipFile, EOFError, OSError) as err:
             raise ValueError(f"{path} is corrupt or not a .npz BSE stack file: {err}") from err

@@ -1,5 +1,6 @@
 """The ``python -m benchmark`` command line: errors, --json output, reconstruct, report, list."""
 
+import argparse
 import json
 import re
 import subprocess
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 from test_runner import FakeDataset, FakeMethod
 
-from benchmark import cli
+from benchmark import cli, listing, reconstruct
 from benchmark.errors import BenchmarkError
+from benchmark.listing import compute_method_listing
 from benchmark.runner import Benchmark
 from methods import base
 
@@ -143,12 +145,12 @@ def test_reconstruct_writes_probability_and_binary_volumes(tmp_path, capsys, fak
 
 
 def test_energy_mismatch_names_the_energies():
-    cli.check_energies([1.0, 2.0], None, "medsem")  # a method that accepts any energies
-    cli.check_energies([1.0, 2.0], np.array([1.0, 2.0]), "bsevox-tiny")
+    reconstruct.check_energies([1.0, 2.0], None, "medsem")  # a method that accepts any energies
+    reconstruct.check_energies([1.0, 2.0], np.array([1.0, 2.0]), "bsevox-tiny")
     with pytest.raises(BenchmarkError, match=r"missing from the stack: \[2.0\] keV; not trained on: \[2.5\] keV"):
-        cli.check_energies([1.0, 2.5], [1.0, 2.0], "bsevox-tiny")
+        reconstruct.check_energies([1.0, 2.5], [1.0, 2.0], "bsevox-tiny")
     with pytest.raises(BenchmarkError, match=r"missing from the stack: \[3.0\] keV"):
-        cli.check_energies([1.0, 2.0], [1.0, 2.0, 3.0], "bsevox-tiny")
+        reconstruct.check_energies([1.0, 2.0], [1.0, 2.0, 3.0], "bsevox-tiny")
 
 
 def test_report_calls_reports_build_report(tmp_path, capsys, monkeypatch, fake_setup):
@@ -172,7 +174,8 @@ def test_report_calls_reports_build_report(tmp_path, capsys, monkeypatch, fake_s
 
 
 @pytest.mark.slow
-def test_list_json(capsys):
+def test_list_json(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert cli.main(["list", "--json"]) == 0
     listing = json.loads(capsys.readouterr().out)
     assert {m["method"] for m in listing["methods"]} >= {"bsevox", "medsem", "unet3d"}
@@ -183,6 +186,9 @@ def test_list_json(capsys):
     assert all(r["parameters"] > 0 and r["macs"] > 0 for r in rows.values())
     assert [c["case"] for c in listing["cases"]][:4] == ["nanocube", "nanowire", "test", "ablation"]
     assert [p["name"] for p in listing["presets"]] == ["smoke", "quick", "paper"]
+    assert listing["methods"] == [{**m, "configs": list(m["configs"])} for m in compute_method_listing()["methods"]]
+    assert cli.main(["list", "--json"]) == 0  # the second time from the cache: the same listing
+    assert json.loads(capsys.readouterr().out) == listing
 
 
 # --------------------------------------------------------------------------- issue 13: reconstruct
@@ -315,7 +321,110 @@ def test_reconstruct_of_another_lateral_size_is_refused_or_announced(tmp_path, c
     from benchmark.runner import ModelSpec
 
     with pytest.raises(BenchmarkError, match="trained on 20 x 20 images; the stack is 20 x 21"):
-        cli._check_lateral_size(Learned(), ModelSpec("fake"), (20, 21))  # old models: the paper scene's size
+        reconstruct.check_lateral_size(Learned(), ModelSpec("fake").tag(), (20, 21))  # old models: the paper scene's size
     assert _reconstruct(tmp_path, stack) == 0  # a classical method: reconstructed on purpose, and said so
     assert "reconstructs the 20 x 21 stack as given" in capsys.readouterr().err
     assert np.load(tmp_path / "volume.npy").shape == (20, 20, 21)
+
+
+# --------------------------------------------------------------------------- issue 23: help agrees with the code
+def _help(capsys, *argv) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.build_parser().parse_args([*argv, "--help"])
+    assert exit_info.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_top_level_help_names_every_subcommand_once(capsys):
+    text = _help(capsys)
+    commands = [*cli.command_functions(), *cli.LOWER_LAYER_COMMANDS]
+    assert sorted(cli.COMMANDS) == sorted(commands)
+    parser = cli.build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert sorted(sub.choices) == sorted(commands)
+    for name in commands:
+        assert re.search(rf"^    {re.escape(name)}\b", text, re.MULTILINE), name
+    flat = " ".join(text.split())
+    assert "design-study" in flat and "show" in flat
+    assert not re.search(r",\s*$", flat.split("positional arguments")[0])  # the description ends cleanly
+    for line in text.splitlines():  # no doubled words ("train train") in any help text
+        words = line.split()
+        if words and words[0] in commands:
+            words = words[1:]  # the command column itself
+        assert not re.search(r"\b(\w+) \1\b", " ".join(words)), line
+
+
+def test_run_help_lists_every_case_from_the_registry(capsys):
+    from benchmark.cases import CUSTOM_CASE_PATTERN, named_cases
+    from benchmark.presets import get_preset
+    from datasets.presets import get_preset as get_dataset_preset
+
+    flat = " ".join(_help(capsys, "run").split())
+    cases = named_cases(get_dataset_preset(get_preset("quick").dataset_preset).cases)
+    assert {"nanocube", "nanowire", "test", "ablation", "nebula", "dose"} <= set(cases)
+    for case in [*cases, "dose:N", CUSTOM_CASE_PATTERN]:
+        assert re.search(rf"(^|[ ,]){re.escape(case)}[ ,]", flat), case
+    from benchmark.runner import DEFAULT_THRESHOLD_RULE
+    from methods.binarize import THRESHOLD_RULES
+
+    assert cli.DEFAULT_THRESHOLD_RULE == DEFAULT_THRESHOLD_RULE
+    assert f"{', '.join(THRESHOLD_RULES)} (default {DEFAULT_THRESHOLD_RULE})" in flat
+
+
+def test_design_study_help_shows_the_default_designs(capsys):
+    from benchmark.design_study import DEFAULT_DESIGNS
+
+    assert ",".join(DEFAULT_DESIGNS) in " ".join(_help(capsys, "design-study").split())
+
+
+def test_list_shows_every_registered_case_and_method(capsys, monkeypatch, fake_setup):
+    """The cases of ``list`` come from ``benchmark.cases.named_cases``; methods from the registry."""
+    from benchmark.cases import CUSTOM_CASE_PATTERN, named_cases
+    from benchmark.runner import method_names
+    from datasets.presets import get_preset as get_dataset_preset
+
+    fake_methods = {"methods": [{"method": name, "requires_training": False, "configs": [], "parameters": {}}
+                                for name in method_names()], "network_configs": []}
+    monkeypatch.setattr(listing, "method_listing", lambda use_cache=True: fake_methods)
+    for preset in ("smoke", "quick", "paper"):
+        assert cli.main(["list", "--json", "--preset", preset]) == 0
+        shown = [c["case"] for c in json.loads(capsys.readouterr().out)["cases"]]
+        from benchmark.presets import get_preset
+
+        stored = get_dataset_preset(get_preset(preset).dataset_preset).cases
+        assert shown == [*named_cases(stored), "dose:N", CUSTOM_CASE_PATTERN]
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for case in ("dose", "nebula", "ablation", "dose:N"):
+        assert re.search(rf"^  {re.escape(case)} ", text, re.MULTILINE), case
+    assert re.search(r"^  fake \(classical\)", text, re.MULTILINE)
+
+
+def test_list_reads_the_cache_without_importing_torch(tmp_path):
+    """A cached method listing (keyed by the methods' source hash) is shown without torch."""
+    import os
+
+    from methods.base import REGISTRY
+
+    cached = {"methods": [{"method": "cachedmethod", "requires_training": True, "configs": ["c1"],
+                           "parameters": {"depth": {"default": 20, "retrain": True, "doc": "layers"}}}],
+              "network_configs": [{"method": "cachedmethod", "config": "c1", "parameters": 7, "macs": 2e9}]}
+    path = tmp_path / "bse-bench" / f"list-{listing.CACHE_FORMAT}-{listing.method_sources_hash(REGISTRY)}.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(cached))
+    code = ("import sys; from benchmark import cli; assert cli.main(['list']) == 0; "
+            "print('torch imported:', 'torch' in sys.modules)")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "cachedmethod (learned)" in result.stdout and "torch imported: False" in result.stdout
+    assert re.search(r"cachedmethod +c1 +7 +2.000", result.stdout)
+
+
+def test_method_sources_hash_changes_with_the_registry(monkeypatch):
+    from methods.base import REGISTRY
+
+    before = listing.method_sources_hash(dict(REGISTRY))
+    assert listing.method_sources_hash(dict(REGISTRY)) == before
+    monkeypatch.setitem(REGISTRY, "fake", f"{FakeMethod.__module__}:FakeMethod")
+    assert listing.method_sources_hash(dict(REGISTRY)) != before
