@@ -221,6 +221,23 @@ def _read_sidecar(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checks
+def training_dose(bench, spec, klass) -> tuple[int | None, str]:
+    """(e-/pixel of the model's training data, where that figure comes from): the model's own
+    ``method.json`` (``training_data``, written by the training) when it has it, else the dose of
+    the benchmark preset's dataset (models trained before the record existed)."""
+    if not klass.requires_training:
+        return None, "no training data (a classical method)"
+    info_path = bench.model_dir(spec) / "method.json"
+    recorded = (json.loads(info_path.read_text()).get("training_data") or {}) if info_path.is_file() else {}
+    if recorded.get("electrons_per_pixel"):
+        return int(recorded["electrons_per_pixel"]), f"the model's method.json ({info_path})"
+    from datasets.presets import get_preset as get_dataset_preset
+
+    data_preset = get_dataset_preset(bench.preset.dataset_preset)
+    return (data_preset.dose or data_preset.electrons_per_pixel,
+            f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}' (not recorded by the model)")
+
+
 def dose_warning(stack_dose: int | None, model_dose: int | None, name: str) -> str | None:
     """One line when the stack's dose (e-/pixel) and the model's training dose differ by more than
     :data:`DOSE_WARNING_FACTOR` either way (the noise level, ~ 1/sqrt(dose), then differs by
@@ -305,7 +322,6 @@ def reconstruct_stack(args, bench) -> int:
     """The ``reconstruct`` command with the arguments parsed and the benchmark ``bench`` built:
     no data are built and nothing is trained unless asked."""
     from benchmark.runner import ModelSpec, method_class, network_configs
-    from datasets.presets import get_preset as get_dataset_preset
     from methods.binarize import binarize
 
     stack, bse = load_stack(args)
@@ -326,8 +342,7 @@ def reconstruct_stack(args, bench) -> int:
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
     check_lateral_size(method, spec.tag(), bse.shape[1:])
 
-    data_preset = get_dataset_preset(bench.preset.dataset_preset)
-    model_dose = (data_preset.dose or data_preset.electrons_per_pixel) if klass.requires_training else None
+    model_dose, model_dose_source = training_dose(bench, spec, klass)
     stack_dose = stack.electrons_per_pixel or args.electrons_per_pixel
     warning = dose_warning(stack_dose, model_dose, spec.tag())
     if warning:
@@ -344,8 +359,7 @@ def reconstruct_stack(args, bench) -> int:
         prob.shape, method=spec.tag(), model_dir=bench.model_dir(spec) if klass.requires_training else None,
         model_fingerprint=bench.model_fingerprint(spec), threshold=threshold, threshold_reason=why,
         stack_path=args.stack, energies_keV=stack.energies_keV, stack_dose=stack_dose, model_dose=model_dose,
-        model_dose_source=(f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}'"
-                           if model_dose else "no training data (a classical method)"),
+        model_dose_source=model_dose_source,
         scores=scores)
     written = save_volume(args.out, prob, binary, meta)
     print(f"{spec.tag()}: Cu probability {prob.shape} [z, y, x], voxel {meta['voxel_size_nm'][0]:g} x "

@@ -68,6 +68,8 @@ class NetworkMethod(Method):
         self.network: nn.Module | None = None
         self._n_energies: int | None = None
         self._trained_dir: Path | None = None
+        #: what :func:`methods.training.train` trained on (``{"electrons_per_pixel": ...}``), saved in method.json
+        self.training_data: dict | None = None
         if self.params.get("preset") not in TRAIN_PRESETS:
             raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
                              f"known: {', '.join(TRAIN_PRESETS)}")
@@ -105,7 +107,10 @@ class NetworkMethod(Method):
                 "input": PerEnergyNormalised.DESCRIPTION if self.params.get("normalise_inputs") else "as simulated"}
 
     def _extra_info(self) -> dict:
-        return {"architecture": self.full_architecture()}
+        info = {"architecture": self.full_architecture()}
+        if self.training_data:  # set by methods.training.train (not by training on bare arrays)
+            info["training_data"] = self.training_data
+        return info
 
     def saved_model_matches(self, directory) -> tuple[bool, str]:
         """The saved model's architecture, training settings and retraining parameters equal the

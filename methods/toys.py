@@ -44,6 +44,8 @@ class ToySplit(torch.utils.data.Dataset):
 class ToyDataset:
     """``open_dataset``-like wrapper of three ``ToySplit`` s (train / val / test)."""
 
+    electrons_per_pixel = None  # noise-free toy images: no dose
+
     def __init__(self, n_train: int = 64, n_val: int = 16, n_test: int = 16, seed: int = 0):
         self._splits = {"train": ToySplit(n_train, seed), "val": ToySplit(n_val, seed + 1),
                         "test": ToySplit(n_test, seed + 2)}

@@ -461,6 +461,9 @@ def train(method, dataset, out_dir, settings: TrainSettings | None = None,
     at the dataset's dose; with a dose below the stored one and ``settings.fresh_noise``, every
     epoch draws new training images from the stored counts)."""
     settings = settings or method.train_settings()
+    # what the model was trained on, saved in method.json (``reconstruct`` compares a stack's dose with it)
+    dose = dataset.electrons_per_pixel
+    method.training_data = None if dose is None else {"electrons_per_pixel": int(dose)}
     if hasattr(dataset, "arrays"):  # datasets.storage: read each split in one go
         train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
     else:

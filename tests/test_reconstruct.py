@@ -131,6 +131,16 @@ def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_s
     assert _run(tmp_path, stack, tmp_path / "vol.npz", method="fakelearned") == 0
     assert "warning" not in capsys.readouterr().err  # 2.5x: no warning
 
+    # a model that recorded its training dose (methods.training.train writes it) is taken at its word
+    info_path = bench.model_dir(ModelSpec("fakelearned", "one")) / "method.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "training_data": {"electrons_per_pixel": 1000}}))
+    assert _run(tmp_path, tmp_path / "stack.npz", tmp_path / "vol.npz", method="fakelearned") == 0
+    assert "warning" not in capsys.readouterr().err  # 3000 vs 1000: 3x, no warning
+    meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
+    assert meta["model_training_electrons_per_pixel"] == 1000
+    assert meta["model_training_dose_source"].startswith("the model's method.json")
+
 
 def test_dose_warning_threshold_is_a_factor_of_three_either_way():
     assert reconstruct.dose_warning(180, 60, "m") is None and reconstruct.dose_warning(20, 60, "m") is None

@@ -126,6 +126,13 @@ def test_train_uses_dataset_splits_and_energies(tmp_path):
     assert method.fitted and method.energies_keV is not None
     with pytest.raises(ValueError, match="trained on 20 energies"):
         method.reconstruct(np.zeros((1, 5, 20, 20), np.float32))
+    assert "training_data" not in json.loads((tmp_path / "method.json").read_text())  # toy data: no dose
+
+    dataset.electrons_per_pixel = 60  # what a real dataset says: the saved model records it
+    train(create("unet3d", config="tiny"), dataset, tmp_path / "dosed", replace(FAST, epochs=1, batch_size=2),
+          progress=False)
+    info = json.loads((tmp_path / "dosed" / "method.json").read_text())
+    assert info["training_data"] == {"electrons_per_pixel": 60}
 
 
 class ValOnlyDataset(ToyDataset):
