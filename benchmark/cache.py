@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.errors import BenchmarkError
 from methods.base import label_of
 
 #: columns of rows.parquet / results.parquet, in order
@@ -34,11 +35,62 @@ ROW_COLUMNS = [
     "macs", "seed", "preset", "dataset_hash", "git_commit", "versions", "run_key", "created_utc",
 ]
 RUN_FILES = ("rows.parquet", "volumes.npz", "summary.json")
-#: a result is identified by these columns; results.parquet keeps the newest row of each
-#: (older runs of the same thing, e.g. before a code change, stay cached in runs/ but not here)
-RESULT_IDENTITY = ["method", "config", "variant", "case", "sample", "threshold_rule", "seed",
-                   "preset", "device"]
+#: What one result is: ``results.parquet`` holds at most one row per identity (the dose is part
+#: of the case name, ``dose:<N>``). How it was computed (device, CPU threads, preset wording,
+#: timing) is provenance in the row, never a second result. When the same result was computed
+#: more than once (a run under a newer key, e.g. after a code change), the newest run counts
+#: (``created_utc``, then ``run_key``); older runs stay cached in ``runs/`` but are not counted.
+RESULT_IDENTITY = ["method", "config", "variant", "case", "sample", "seed", "threshold_rule"]
+#: the identity of a run's row set (a run holds one row per sample)
+RUN_IDENTITY = [c for c in RESULT_IDENTITY if c != "sample"]
 DEFAULT_OUTPUTS = Path("outputs")
+
+
+class DuplicateResultsError(BenchmarkError):
+    """``results.parquet`` counts a result more than once (see ``RESULT_IDENTITY``)."""
+
+
+def fix_command(results_dir) -> str:
+    """The command that rebuilds ``results.parquet`` from the run folders, newest run counted."""
+    return f"python -m benchmark doctor --results {results_dir} --fix"
+
+
+def newest_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` with one row per ``RESULT_IDENTITY``: the newest run's (``created_utc``, then
+    ``run_key``), in case/method/sample order."""
+    return (rows.sort_values(["created_utc", "run_key"], kind="stable")
+            .drop_duplicates(RESULT_IDENTITY, keep="last")
+            .sort_values(["case", "method", "config", "variant", "threshold_rule", "seed", "sample"],
+                         kind="stable")
+            .reset_index(drop=True))
+
+
+def duplicated_results(rows: pd.DataFrame) -> list[str]:
+    """One line per run identity (method, config, variant, case, seed, threshold rule) whose
+    samples occur more than once in ``rows``, naming the samples' count and the runs involved;
+    ``[]`` when every result occurs once."""
+    if rows.empty:
+        return []
+    doubled = rows[rows.duplicated(RESULT_IDENTITY, keep=False)]
+    lines = []
+    for identity, group in doubled.groupby(RUN_IDENTITY, dropna=False, sort=True):
+        named = ", ".join(f"{column} {value}" for column, value in zip(RUN_IDENTITY, identity))
+        runs = sorted(group["run_key"].astype(str).unique()) if "run_key" in group.columns else []
+        lines.append(f"{named}: {len(group)} rows for {group['sample'].nunique()} samples"
+                     + (f" (runs {', '.join(runs)})" if runs else ""))
+    return lines
+
+
+def check_unique_results(rows: pd.DataFrame, results_dir) -> None:
+    """Raise :class:`DuplicateResultsError` naming every result counted more than once in
+    ``results_dir``'s ``results.parquet`` and the command that removes the extra rows."""
+    lines = duplicated_results(rows)
+    if lines:
+        shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+        raise DuplicateResultsError(
+            f"{Path(results_dir) / 'results.parquet'} counts {len(lines)} result set(s) more than once "
+            f"({shown}); remove the extra rows (the newest run of each result is kept) with: "
+            f"{fix_command(results_dir)}")
 
 
 def run_key(fields: dict) -> str:
@@ -192,22 +244,43 @@ class ResultsStore:
             return []
         return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def rebuild_results(self) -> pd.DataFrame:
-        """Write ``results.parquet`` (atomically): the rows of every readable run, the newest
-        one per ``RESULT_IDENTITY`` when a thing was run more than once. Unreadable run folders
-        are set aside (:meth:`set_aside`), never a reason to fail."""
+    def all_run_rows(self) -> pd.DataFrame:
+        """The rows of every readable run folder, superseded runs included (unreadable folders
+        are set aside: :meth:`set_aside`)."""
         frames = [rows for key in self.run_keys() if (rows := self.load_rows(key)) is not None and len(rows)]
-        if frames:
-            results = pd.concat(frames, ignore_index=True)
-            results = (results.sort_values(["created_utc", "run_key"], kind="stable")
-                       .drop_duplicates(RESULT_IDENTITY, keep="last")
-                       .sort_values(["case", "method", "config", "variant", "threshold_rule", "sample"],
-                                    kind="stable")
-                       .reset_index(drop=True))
-        else:
-            results = normalise_rows(pd.DataFrame({c: [] for c in ROW_COLUMNS}))
+        if not frames:
+            return normalise_rows(pd.DataFrame({c: [] for c in ROW_COLUMNS}))
+        return pd.concat(frames, ignore_index=True)
+
+    def rebuild_results(self) -> pd.DataFrame:
+        """Write ``results.parquet`` (atomically): the rows of every readable run, one row per
+        ``RESULT_IDENTITY`` (:func:`newest_rows`: the newest run of a result counts). Unreadable
+        run folders are set aside (:meth:`set_aside`), never a reason to fail."""
+        results = newest_rows(self.all_run_rows())
         write_parquet_atomic(results, self.results_path)
         return results
+
+    def read_results(self) -> pd.DataFrame:
+        """The rows of ``results.parquet``; :class:`DuplicateResultsError` when it counts a result
+        twice (written by older code), naming them and the command that removes them."""
+        rows = pd.read_parquet(self.results_path)
+        check_unique_results(rows, self.root)
+        return rows
+
+
+def superseded_runs(rows: pd.DataFrame) -> dict[str, list[str]]:
+    """Runs in ``rows`` (all run folders' rows) none of whose rows are counted by
+    :func:`newest_rows`: run key -> the keys of the newer runs counted instead."""
+    if rows.empty:
+        return {}
+    counted = newest_rows(rows)[RESULT_IDENTITY + ["run_key"]]
+    joined = rows[RESULT_IDENTITY + ["run_key"]].merge(counted, on=RESULT_IDENTITY, how="left",
+                                                       suffixes=("", "_counted"))
+    out = {}
+    for key, group in joined.groupby("run_key", sort=True):
+        if not (group["run_key_counted"] == key).any():
+            out[str(key)] = sorted(group["run_key_counted"].dropna().astype(str).unique())
+    return out
 
 
 def _warn(message: str) -> None:

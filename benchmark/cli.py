@@ -106,6 +106,9 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=None, help="results folder (default outputs/<preset>/)")
     p.add_argument("--preset", default="quick")
     p.add_argument("--json", action="store_true", help="print the findings as one JSON list")
+    p.add_argument("--fix", action="store_true",
+                   help="first rebuild results.parquet from the run folders (the newest run of each result "
+                        "counted; removes results counted twice)")
 
     p = sub.add_parser("main", help=COMMANDS["main"])
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
@@ -241,7 +244,7 @@ def print_table(rows, per_sample: bool = True) -> None:
             print(rows[TABLE_COLUMNS].to_string(index=False))
             print()
         summary = (rows.groupby(["method", "config", "variant", "case", "threshold_rule"], sort=False)
-                   .agg(mIoU=("iou", "mean"), MRE=("mre", "mean"), n=("iou", "size"),
+                   .agg(mIoU=("iou", "mean"), MRE=("mre", "mean"), n=("sample", "nunique"),
                         seconds_per_volume=("seconds_per_volume", "first"))
                    .reset_index())
         print(summary.to_string(index=False))
@@ -303,6 +306,10 @@ def cmd_doctor(args) -> int:
     results_dir = args.results or DEFAULT_OUTPUTS / get_preset(args.preset).name
     if not Path(results_dir).is_dir():
         raise BenchmarkError(f"no results folder at {results_dir}")
+    if args.fix:
+        from benchmark.doctor import fix_results
+
+        print(fix_results(results_dir), file=sys.stderr if args.json else sys.stdout)
     findings = diagnose(results_dir)
     print(report(findings, as_json=args.json))
     return 0 if all(f.ok for f in findings) else 1
@@ -310,7 +317,6 @@ def cmd_doctor(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def cmd_main(args) -> int:
-    import pandas as pd
 
     from benchmark.main_job import format_status, run_main_job
     from datasets.budget import TimeBudget
@@ -323,7 +329,7 @@ def cmd_main(args) -> int:
               + ("" if args.time_budget is None else f", time budget {args.time_budget:g} s"))
     status = run_main_job(bench, budget)
     if bench.store.results_path.is_file():
-        rows = pd.read_parquet(bench.store.results_path)
+        rows = bench.store.read_results()  # refuses results counted twice
         rows = rows[rows["seed"] == bench.seed]  # the extra seeds: in the report's seed table
         if len(rows):
             print_table(rows, per_sample=False)

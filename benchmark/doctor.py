@@ -1,4 +1,5 @@
-"""``python -m benchmark doctor``: check a results folder and its dataset, change nothing.
+"""``python -m benchmark doctor``: check a results folder and its dataset, change nothing
+(``--fix``: :func:`fix_results` rebuilds ``results.parquet`` from the run folders first).
 
 Checks, each with what the next ``main``/``run`` would do about a problem:
 
@@ -7,7 +8,9 @@ Checks, each with what the next ``main``/``run`` would do about a problem:
   the verified shards), the splits file matches its checksum;
 - every run folder (``runs/<key>/``): rows, volumes and summary readable (an unreadable one is
   set aside and recomputed);
-- ``results.parquet`` readable (it is rebuilt from the runs after every run);
+- ``results.parquet`` readable (it is rebuilt from the runs after every run) and counting every
+  result once (``benchmark.cache.RESULT_IDENTITY``); a run superseded by a newer run of the same
+  results is listed (kept on disk, not counted);
 - every trained model (``models/<name>/``): ``method.json`` readable and the method loads with
   its weights (a model that does not load must be deleted to be retrained);
 - the cached validation thresholds (an unreadable one is chosen again).
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.cache import ResultsStore
+from benchmark.cache import ResultsStore, duplicated_results, fix_command, superseded_runs
 
 
 @dataclass
@@ -66,21 +69,34 @@ def check_dataset(data_dir: Path) -> list[Finding]:
 
 
 def check_runs(store: ResultsStore) -> list[Finding]:
-    findings = []
+    findings, frames = [], []
     for key in store.run_keys():
         try:
-            store.check_run(key)
+            frames.append(store.check_run(key))
             findings.append(Finding(str(store.run_dir(key)), True))
         except ValueError as err:
             findings.append(Finding(str(store.run_dir(key)), False, str(err),
                                     "the next run sets it aside and recomputes it"))
+    if frames:
+        for key, newer in superseded_runs(pd.concat(frames, ignore_index=True)).items():
+            findings.append(Finding(str(store.run_dir(key)), True,
+                                    f"superseded by the newer run(s) {', '.join(newer)} of the same results: "
+                                    "kept, not counted (delete it when not needed)"))
     if store.results_path.is_file():
         try:
-            pd.read_parquet(store.results_path)
-            findings.append(Finding(str(store.results_path), True))
+            rows = pd.read_parquet(store.results_path)
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types
             findings.append(Finding(str(store.results_path), False, f"unreadable ({type(err).__name__})",
                                     "the next run rebuilds it from the runs"))
+            return findings
+        duplicated = duplicated_results(rows)
+        if duplicated:
+            findings.append(Finding(str(store.results_path), False,
+                                    f"counts {len(duplicated)} result set(s) more than once: " + "; ".join(duplicated),
+                                    f"run `{fix_command(store.root)}` (rebuilds it from the runs, "
+                                    "the newest run of each result counted)"))
+        else:
+            findings.append(Finding(str(store.results_path), True))
     return findings
 
 
@@ -125,6 +141,22 @@ def diagnose(results_dir) -> list[Finding]:
     """Every check of a results folder (see the module docstring)."""
     store = ResultsStore(results_dir)
     return [*check_dataset(store.data_dir), *check_runs(store), *check_models(store), *check_thresholds(store)]
+
+
+def fix_results(results_dir) -> str:
+    """Rebuild ``results.parquet`` from the run folders (``ResultsStore.rebuild_results``: the
+    newest run of each result counted, unreadable run folders set aside); what was done."""
+    store = ResultsStore(results_dir)
+    before = None
+    if store.results_path.is_file():
+        try:
+            before = len(pd.read_parquet(store.results_path))
+        except Exception:  # noqa: BLE001 - an unreadable file is simply replaced
+            before = None
+    results = store.rebuild_results()
+    was = "" if before is None else f" (was {before})"
+    return (f"rebuilt {store.results_path}: {len(results)} rows{was} from "
+            f"{results['run_key'].nunique()} runs, the newest run of each result counted")
 
 
 def report(findings: list[Finding], as_json: bool = False) -> str:

@@ -165,6 +165,8 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
         owner.run(spec)
         status.add("evaluation", name, DONE, time.monotonic() - tic, "cached" if cached else "")
         save()
+    if bench.store.run_keys():  # results.parquet from the run folders, each result once (newest run)
+        bench.store.rebuild_results()
     status.complete = all(item.status == DONE for item in status.items)
     save()
     return status

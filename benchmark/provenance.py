@@ -177,11 +177,15 @@ def file_hash(*paths: Path) -> str:
 
 
 def provenance(device: str) -> dict:
-    """Everything recorded with a run: git commit, library versions, device name, host, time."""
+    """Everything recorded with a run: git commit, library versions, device name, torch's CPU
+    threads (``None`` on a GPU; recorded, never part of a run key), host, time."""
+    import torch
+
     return {
         "git_commit": git_commit(),
         "versions": library_versions(),
         "device": device_name(device),
+        "cpu_threads": None if str(device).startswith("cuda") else torch.get_num_threads(),
         "host": platform.node(),
         "platform": platform.platform(),
         "created_utc": utc_now(),

@@ -7,10 +7,12 @@ with a threshold rule, scores every sample (``benchmark.metrics``), times the me
 ``runs/<run_key>/`` (rows, volumes, summary with provenance) in one atomic step.
 
 The run key hashes everything the result depends on: method, parameters, variant, case (and a
-custom geometry's content), preset, seed, threshold rule, device type, dataset hash, the code
-version (``code_version``: the method's sources, the suite modules they import, and
-``benchmark/metrics.py``) and the trained model's files. A run with a cached key does no work;
-a failed run writes nothing.
+custom geometry's content), preset, seed, threshold rule, device type (cpu or cuda), dataset
+hash, the code version (``code_version``: the method's sources, the suite modules they import, and
+``benchmark/metrics.py``) and the trained model's files. What cannot change a result is recorded,
+not keyed: the CPU threads (in the ``device`` column and the summary's provenance) and the measured
+times. A run with a cached key does no work; a failed run writes nothing. ``results.parquet``
+counts each result once (``benchmark.cache.RESULT_IDENTITY``: the newest run of it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from benchmark import metrics
-from benchmark.cache import DEFAULT_OUTPUTS, ResultsStore, run_key, write_json_atomic
+from benchmark.cache import (
+    DEFAULT_OUTPUTS,
+    RESULT_IDENTITY,
+    ResultsStore,
+    fix_command,
+    run_key,
+    write_json_atomic,
+)
 from benchmark.cases import (
     CUSTOM_PREFIX,
     DOSE_CASE,
@@ -134,8 +143,9 @@ class Benchmark:
     seed trains its own models, in ``models/<method>-<config>-seed<N>/``). ``dataset``: an
     opened dataset to use instead of ``<results_dir>/data``. Messages go to ``log`` (stderr by
     default), progress bars to stderr. ``threads`` sets torch's CPU threads
-    (``torch.set_num_threads``; on a busy machine 1 thread can be far faster); it is part of the
-    ``device`` column and of the run key, since it decides CPU timings.
+    (``torch.set_num_threads``; on a busy machine 1 thread can be far faster); it is recorded in
+    the ``device`` column (it decides CPU timings) but is no part of the run key: a run made with
+    another thread count is the same result, served from the cache.
     """
 
     def __init__(self, preset: str | BenchmarkPreset = "quick", results_dir=None, device: str = "cpu",
@@ -379,7 +389,6 @@ class Benchmark:
             "preset": self.preset.describe(),
             "seed": self.seed,
             "device": _device_type(self.device),
-            "threads": _cpu_threads(self.device),
             "dataset_hash": self.dataset().hash,
             "code": self._code(spec.model.method),
             "model": self.model_fingerprint(spec.model),
@@ -401,6 +410,7 @@ class Benchmark:
         rows = self.store.load_rows(key)
         if rows is not None:
             self.log(f"cached: {spec.describe()} -> {self.store.run_dir(key)}")
+            self._warn_if_superseded(key, rows)
             return rows
         self.log(f"running: {spec.describe()}")
         rows, volumes, summary = self._compute(spec, key)
@@ -410,6 +420,23 @@ class Benchmark:
         self.log(f"done: {spec.describe()}: mIoU {miou['mean']:.3f} "
                  f"[{miou['low']:.3f}, {miou['high']:.3f}] -> {self.store.run_dir(key)}")
         return self.store.load_rows(key)
+
+    def _warn_if_superseded(self, key: str, rows: pd.DataFrame) -> None:
+        """Say so when results.parquet counts a newer run of the same results than the cached run
+        ``key`` (e.g. made by other code, before a revert): the newest run is what counts."""
+        if not self.store.results_path.is_file():
+            return
+        try:
+            counted = pd.read_parquet(self.store.results_path, columns=RESULT_IDENTITY + ["run_key"])
+        except Exception:  # noqa: BLE001 - an unreadable results.parquet is rebuilt by the next run
+            return
+        mine = counted.merge(rows[RESULT_IDENTITY].drop_duplicates(), on=RESULT_IDENTITY)
+        others = sorted(set(mine["run_key"].astype(str)) - {key})
+        if others:
+            self.log(f"warning: results.parquet counts the newer run(s) {', '.join(others)} of these results, "
+                     f"not this cached run {key}; to count this one, delete "
+                     f"{' '.join(str(self.store.run_dir(k)) for k in others)} and run "
+                     f"`{fix_command(self.store.root)}`")
 
     def _compute(self, spec: RunSpec, key: str):
         dataset = self.dataset()
@@ -631,12 +658,6 @@ def _expand(names, known: list[str]) -> list[str]:
 
 def _device_type(device: str) -> str:
     return str(device).split(":")[0]
-
-
-def _cpu_threads(device: str) -> int | None:
-    import torch
-
-    return torch.get_num_threads() if _device_type(device) == "cpu" else None
 
 
 def _nanmean(values) -> float:

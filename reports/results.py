@@ -30,6 +30,13 @@ NUMERIC_COLUMNS = (
     "iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
 )
 VOLUME_KEYS = ("ids", "gt", "prob", "binary", "bse", "energies_keV")
+#: What one result is (benchmark.cache.RESULT_IDENTITY; the dose is part of the case name): the
+#: report refuses rows that hold a result more than once rather than count it twice.
+RESULT_IDENTITY = ("method", "config", "variant", "case", "sample", "seed", "threshold_rule")
+
+
+class DuplicateResultsError(ValueError):
+    """The result rows hold a result more than once (``RESULT_IDENTITY``)."""
 
 
 @dataclass
@@ -128,9 +135,11 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     """Rows of results.parquet, or of runs/*/rows.parquet when it is absent or unreadable."""
     frames = []
     combined = results_dir / "results.parquet"
+    source = "runs/*/rows.parquet"
     if combined.exists():
         try:
             frames = [pd.read_parquet(combined)]
+            source = "results.parquet"
         except Exception as err:  # a corrupt file is reported, not fatal
             missing.append(f"results.parquet is unreadable ({err}); used runs/*/rows.parquet")
     else:
@@ -149,6 +158,7 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     for column in ROW_COLUMNS:
         if column not in rows.columns:
             rows[column] = pd.Series([None] * len(rows), dtype=object)
+    check_unique_results(rows, results_dir, source)
     for column in NUMERIC_COLUMNS:
         rows[column] = pd.to_numeric(rows[column], errors="coerce")
     rows["case"] = rows["case"].astype(str) if len(rows) else rows["case"]
@@ -156,6 +166,29 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     if not len(rows):
         missing.append("no result rows at all: run `python -m benchmark run` first")
     return add_labels(rows)
+
+
+def check_unique_results(rows: pd.DataFrame, results_dir: Path, source: str = "results.parquet") -> None:
+    """Raise :class:`DuplicateResultsError` when ``rows`` hold a result (``RESULT_IDENTITY``) more
+    than once, naming each doubled (method, config, variant, case, seed, threshold rule), its runs,
+    and the command that rebuilds results.parquet with the newest run of each result."""
+    if rows.empty:
+        return
+    doubled = rows[rows.duplicated(list(RESULT_IDENTITY), keep=False)]
+    if doubled.empty:
+        return
+    run_identity = [c for c in RESULT_IDENTITY if c != "sample"]
+    lines = []
+    for identity, group in doubled.groupby(run_identity, dropna=False, sort=True):
+        named = ", ".join(f"{column} {value}" for column, value in zip(run_identity, identity))
+        runs = sorted(group["run_key"].dropna().astype(str).unique())
+        lines.append(f"{named}: {len(group)} rows for {group['sample'].nunique()} samples"
+                     + (f" (runs {', '.join(runs)})" if runs else ""))
+    shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+    raise DuplicateResultsError(
+        f"{source} in {results_dir} counts {len(lines)} result set(s) more than once ({shown}); the report "
+        f"would count them twice. Remove the extra rows (the newest run of each result is kept) with: "
+        f"python -m benchmark doctor --results {results_dir} --fix")
 
 
 def _run_identity(run_key: str, rows: pd.DataFrame, summary: dict) -> tuple[str, str, str]:

@@ -428,3 +428,51 @@ def test_method_sources_hash_changes_with_the_registry(monkeypatch):
     assert listing.method_sources_hash(dict(REGISTRY)) == before
     monkeypatch.setitem(REGISTRY, "fake", f"{FakeMethod.__module__}:FakeMethod")
     assert listing.method_sources_hash(dict(REGISTRY)) != before
+
+def test_threads_do_not_split_the_cache_and_doubled_results_are_refused_then_fixed(tmp_path, capsys, fake_setup):
+    """Issue 23: the README's `run` with and without --threads is one cached run and one row set;
+    a results.parquet that counts a result twice (old code) is refused by doctor and the report
+    with the command that removes the extra rows, and that command fixes it."""
+    import pandas as pd
+    import torch
+
+    from reports.results import load_inputs
+
+    argv = ["run", "--method", "fake", "--case", "test", "--preset", "smoke", "--results", str(tmp_path),
+            "--threshold-rule", "fixed-0.5"]
+    before = torch.get_num_threads()
+    try:
+        assert cli.main([*argv, "--threads", "1"]) == 0
+        calls = FakeMethod.calls
+        capsys.readouterr()
+        assert cli.main([*argv, "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    captured = capsys.readouterr()
+    assert FakeMethod.calls == calls and "cached: fake on test" in captured.err
+    summary = captured.out.strip().splitlines()[-3]  # the per-run line: n counts each sample once
+    assert summary.split()[-2] == "2", captured.out
+    results_path = tmp_path / "results.parquet"
+    rows = pd.read_parquet(results_path)
+    assert len(rows) == 2 and len(list((tmp_path / "runs").iterdir())) == 1
+
+    stray = rows.assign(run_key="f" * 16, device="cpu (Some CPU, 2 threads)")  # what the old code kept
+    pd.concat([rows, stray], ignore_index=True).to_parquet(results_path)
+    fix = f"python -m benchmark doctor --results {tmp_path} --fix"
+    assert cli.main(["doctor", "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "counts 1 result set(s) more than once" in out and "case test, seed 0" in out
+    assert "f" * 16 in out and fix in out
+    assert cli.main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "results.parquet in" in err and "counts 1 result set(s) more than once" in err and fix in err
+    with pytest.raises(ValueError, match="more than once"):
+        load_inputs(tmp_path)
+
+    assert cli.main([*fix.split()[3:], "--json"]) == 1  # `doctor --results DIR --fix`; no dataset here
+    captured = capsys.readouterr()
+    assert "rebuilt" in captured.err and "2 rows (was 4) from 1 runs" in captured.err
+    problems = [f["item"] for f in json.loads(captured.out) if not f["ok"]]
+    assert problems == [str(tmp_path / "data")]  # the fake dataset has no folder; results.parquet is fine
+    assert len(pd.read_parquet(results_path)) == 2
+    assert len(load_inputs(tmp_path).rows) == 2

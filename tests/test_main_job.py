@@ -219,3 +219,26 @@ def test_extra_seeds_are_trained_run_and_reported_as_mean_and_spread(smoke_resul
     assert "Test mIoU over training seeds" in html and "by the depth of the Cu" in html
     rerun = run_main_job(Benchmark(preset, results_dir=root, progress=False), TimeBudget(None))
     assert all(i.note in ("trained before", "cached") for i in rerun.items if i.stage != "data")
+
+
+@pytest.mark.slow
+def test_main_with_another_thread_count_serves_every_run_from_the_cache(smoke_results, tmp_path, capsys):
+    """Issue 23 with the real methods: `main --threads 2` after `main --threads 1` computes nothing
+    and counts every result once (results.parquet unchanged, one row per sample)."""
+    from benchmark.cache import RESULT_IDENTITY
+
+    root = tmp_path / "copy"
+    shutil.copytree(smoke_results, root)
+    before = pd.read_parquet(root / "results.parquet")
+    threads = torch.get_num_threads()
+    try:
+        assert cli.main(["main", "--preset", "smoke", "--results", str(root), "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    status = json.loads((root / STATUS_FILE).read_text())
+    evaluation = [i for i in status["items"] if i["stage"] == "evaluation"]
+    assert evaluation and all(i["note"] == "cached" for i in evaluation)
+    after = pd.read_parquet(root / "results.parquet")
+    assert not after.duplicated(RESULT_IDENTITY).any()
+    assert sorted(after["run_key"].unique()) == sorted(before["run_key"].unique()) and len(after) == len(before)

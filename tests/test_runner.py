@@ -9,11 +9,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.cache import ROW_COLUMNS, ResultsStore
+from benchmark.cache import (
+    RESULT_IDENTITY,
+    ROW_COLUMNS,
+    DuplicateResultsError,
+    ResultsStore,
+    superseded_runs,
+    write_parquet_atomic,
+)
+from benchmark.doctor import diagnose
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
 from benchmark.runner import Benchmark, ModelSpec, RunSpec
 from methods import base
 from methods.base import HyperParam, Method
+from reports.results import load_inputs
 
 DEPTH, SIZE = 20, 4
 
@@ -172,14 +181,84 @@ def test_corrupt_cached_run_is_set_aside_and_recomputed(tmp_path, fake_method):
 
 
 def test_results_keep_the_newest_run_of_each_result(tmp_path, fake_method):
+    """A newer run of the same results (here: made by older code with 2 threads, the thread count
+    in its key and device) supersedes the older one in results.parquet; both stay cached."""
     store = ResultsStore(tmp_path / "out")
     rows = bench(tmp_path).run(RunSpec(ModelSpec("fake"), "test", "fixed-0.5"))
-    newer = rows.assign(run_key="0" * 16, created_utc="2999-01-01T00:00:00+00:00", iou=0.25)
+    newer = rows.assign(run_key="0" * 16, created_utc="2999-01-01T00:00:00+00:00", iou=0.25,
+                        device="cpu (Some CPU, 2 threads)")
     store.save_run("0" * 16, newer, {"ids": np.array(["t0", "t1"])}, {"run_key": "0" * 16})
     results = store.rebuild_results()
     assert len(store.run_keys()) == 2  # both runs stay cached ...
     assert results["run_key"].unique().tolist() == ["0" * 16]  # ... the newest is reported
     assert results["iou"].tolist() == [0.25, 0.25]
+    assert superseded_runs(store.all_run_rows()) == {rows["run_key"][0]: ["0" * 16]}
+    [note] = [f for f in diagnose(store.root) if "superseded" in f.problem]
+    assert note.ok and note.item == str(store.run_dir(rows["run_key"][0])) and "0" * 16 in note.problem
+    store.results_path.unlink()  # the report's fallback reads every run folder: it refuses the doubled results
+    with pytest.raises(ValueError, match=r"runs/\*/rows.parquet in .* counts 1 result set\(s\) more than once"):
+        load_inputs(store.root)
+
+
+def test_the_thread_count_never_changes_which_result_counts(tmp_path, fake_method):
+    """Issue 23: 1 thread and then 2 threads is one cache entry and one row set; the thread
+    count is recorded with the rows, not keyed."""
+    import torch
+
+    spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
+    before = torch.get_num_threads()
+    try:
+        first = bench(tmp_path, threads=1).run(spec)
+        calls = fake_method.calls
+        messages = []
+        again = bench(tmp_path, threads=2, log=messages.append).run(spec)
+    finally:
+        torch.set_num_threads(before)
+    assert fake_method.calls == calls and any(m.startswith("cached: ") for m in messages)
+    pd.testing.assert_frame_equal(first, again)
+    assert first["device"][0].endswith(", 1 thread)")
+    store = ResultsStore(tmp_path / "out")
+    assert store.run_keys() == [first["run_key"][0]]
+    assert store.load_summary(first["run_key"][0])["provenance"]["cpu_threads"] == 1
+    results = store.read_results()
+    assert results["sample"].tolist() == ["t0", "t1"]
+
+
+def test_a_cached_run_that_no_longer_counts_is_named(tmp_path, fake_method):
+    """Served from the cache while results.parquet counts a newer run of the same results (made
+    by other code): the warning names the counted run and how to count this one instead."""
+    store = ResultsStore(tmp_path / "out")
+    spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
+    rows = bench(tmp_path).run(spec)
+    newer = rows.assign(run_key="0" * 16, created_utc="2999-01-01T00:00:00+00:00")
+    store.save_run("0" * 16, newer, {"ids": np.array(["t0", "t1"])}, {"run_key": "0" * 16})
+    store.rebuild_results()
+    messages = []
+    bench(tmp_path, log=messages.append).run(spec)
+    [warning] = [m for m in messages if m.startswith("warning:")]
+    assert "counts the newer run(s) " + "0" * 16 in warning and rows["run_key"][0] in warning
+    assert f"doctor --results {tmp_path / 'out'} --fix" in warning
+
+
+def test_duplicated_results_are_refused_with_the_command_that_removes_them(tmp_path, fake_method):
+    store = ResultsStore(tmp_path / "out")
+    rows = bench(tmp_path).run(RunSpec(ModelSpec("fake"), "test", "fixed-0.5"))
+    stray = rows.assign(run_key="f" * 16, device="cpu (Some CPU, 2 threads)")  # as the old code kept
+    write_parquet_atomic(pd.concat([rows, stray], ignore_index=True), store.results_path)
+    with pytest.raises(DuplicateResultsError) as caught:
+        store.read_results()
+    message = str(caught.value)
+    assert "method fake, config default, variant full, case test, seed 0, threshold_rule fixed-0.5" in message
+    assert "4 rows for 2 samples" in message and "f" * 16 in message and rows["run_key"][0] in message
+    assert message.endswith(f"python -m benchmark doctor --results {tmp_path / 'out'} --fix")
+    store.rebuild_results()  # what that command does
+    assert store.read_results()["run_key"].unique().tolist() == [rows["run_key"][0]]
+
+
+def test_report_and_runner_agree_on_what_one_result_is():
+    from reports import results as report_results
+
+    assert list(report_results.RESULT_IDENTITY) == RESULT_IDENTITY
 
 
 def test_validation_threshold_is_cached_per_model(tmp_path, fake_method):
