@@ -317,7 +317,6 @@ def cmd_doctor(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def cmd_main(args) -> int:
-
     from benchmark.main_job import format_status, run_main_job
     from datasets.budget import TimeBudget
 
