@@ -424,6 +424,19 @@ def per_depth_iou_plot(rows: pd.DataFrame, cases: list[str]) -> bytes:
     return to_png(fig)
 
 
+def loss_switch_epochs(histories: dict[str, pd.DataFrame]) -> list[float]:
+    """Where each history's ``loss`` column switches from WBCE to the Lovász hinge: the x
+    position between the last WBCE epoch and the first Lovász one (first Lovász epoch - 0.5),
+    once per distinct position, sorted."""
+    switches = set()
+    for history in histories.values():
+        if "loss" in history and "epoch" in history:
+            lovasz = history.loc[history["loss"].astype(str) == "lovasz", "epoch"]
+            if len(lovasz) and len(lovasz) < len(history):
+                switches.add(float(lovasz.min()) - 0.5)
+    return sorted(switches)
+
+
 def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
     """Validation mIoU and training loss versus epoch per trained model (like the paper's
     Fig. 4), keyed by method label. Where a history's ``loss`` column switches from WBCE to
@@ -433,7 +446,7 @@ def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
         raise ValueError("no training histories")
     palette = label_palette(histories)
     fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
-    switches = set()
+    switches = loss_switch_epochs(histories)
     for name, history in histories.items():
         if "val_miou" in history:
             evaluated = history.dropna(subset=["val_miou"])  # validation runs every eval_every epochs
@@ -441,15 +454,11 @@ def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
                          color=palette[name])
         if "train_loss" in history:
             ax_loss.plot(history["epoch"], history["train_loss"], label=name, color=palette[name])
-        if "loss" in history:
-            lovasz = history.loc[history["loss"].astype(str) == "lovasz", "epoch"]
-            if len(lovasz) and len(lovasz) < len(history):
-                switches.add(float(lovasz.min()) - 0.5)
-    for x in sorted(switches):
+    for x in switches:
         for ax in (ax_miou, ax_loss):
             ax.axvline(x, color="0.35", ls="--", lw=1)
     if switches:
-        x = min(switches)
+        x = switches[0]
         ax_loss.annotate("loss switch: WBCE → Lovász hinge\n(new loss, new scale: the jump is\n"
                          "not the model getting worse)", xy=(x, 0.97), xycoords=("data", "axes fraction"),
                          xytext=(-6, 0), textcoords="offset points", ha="right", va="top",
