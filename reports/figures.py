@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from reports import style  # noqa: E402
 from reports.results import RunVolumes, parse_depth_iou, quiet_mean  # noqa: E402
@@ -159,7 +160,7 @@ class IsometricCanvas:
     """
 
     def __init__(self, n_rows: int, n_cols: int, shape_zyx, panel_inches: float = 2.4,
-                 left_inches: float = 0.4, bottom_inches: float = 0.0, title_lines: int = 2):
+                 left_inches: float = 0.5, bottom_inches: float = 0.0, title_lines: int = 2):
         self.depth, self.height, self.width = shape_zyx
         self.right, self.up, self.toward = _view_basis()
         box = np.array([[x, y, z] for x in (0, self.width) for y in (0, self.height)
@@ -265,7 +266,12 @@ class IsometricCanvas:
                         bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
 
     def png(self) -> bytes:
-        return to_png(self.fig, tight=True)
+        """The figure as a 256-colour palette PNG: the shaded faces look the same and the file
+        is about four times smaller than full colour (there are ten such views per report)."""
+        full = Image.open(io.BytesIO(to_png(self.fig, tight=True))).convert("RGB")
+        buffer = io.BytesIO()
+        full.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buffer, format="png", optimize=True)
+        return buffer.getvalue()
 
 
 def _index(run: RunVolumes, sample_id: str) -> int | None:
