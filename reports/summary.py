@@ -164,15 +164,16 @@ def context_remarks(rows: pd.DataFrame) -> list[str]:
     return remarks
 
 
-def paired_remarks(rows: pd.DataFrame, case: str = "test") -> list[str]:
+def paired_remarks(rows: pd.DataFrame, case: str = "test", only: set | None = None) -> list[str]:
     """"A beats B by x [lo, hi]" for every pair of methods scored on the same samples of ``case``
     (the full variants, one threshold rule each): the bootstrap interval of the mean per-sample IoU
-    difference; where it includes 0 the remark says the two are not separable at this size."""
+    difference; where it includes 0 the remark says the two are not separable at this size.
+    ``only``: the pairs of these labels only."""
     mine = rows[(rows["case"] == case) & (rows["variant"].astype(str) == "full")]
     if mine.empty:
         return []
     table = mine.pivot_table(index="sample", columns="label", values="iou", aggfunc="mean")
-    labels = [lab for lab in table.columns if table[lab].notna().all()]
+    labels = [lab for lab in table.columns if table[lab].notna().all() and (only is None or lab in only)]
     out = []
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
@@ -244,16 +245,19 @@ def strata_remarks(rows: pd.DataFrame, runs) -> list[str]:
 
 
 def verdict_remarks(inputs: ReportInputs) -> list[str]:
-    """The few remarks at the top of the report: the best method on the held-out test split and
-    its runner-up, then the preset's scale and any oracle thresholds; without a test split, the
-    first three of all remarks."""
+    """The few remarks at the top of the report: the best method on the held-out test split, its
+    runner-up and their paired comparison, then the preset's scale and any oracle thresholds;
+    without a test split, the first three of all remarks."""
     rows = inputs.rows
     if rows.empty:
         return summary_remarks(inputs)
     headline = heldout_remarks(rows, inputs.summaries)
     if not headline:
         return summary_remarks(inputs)[:3]
-    return headline + scale_remarks(rows)
+    ranked = miou_table(rows, inputs.summaries).frame.dropna(subset=["mIoU"]).sort_values(
+        "mIoU", ascending=False).index[:2]
+    top_pair = paired_remarks(rows, only=set(ranked)) if len(ranked) == 2 else []
+    return headline + top_pair + scale_remarks(rows)
 
 
 def summary_remarks(inputs: ReportInputs) -> list[str]:

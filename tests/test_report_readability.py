@@ -171,3 +171,19 @@ def test_dose_cases_are_listed_by_number_in_the_runs_table(synthetic_results, tm
     runs = html[html.index('id="runs"'):]
     positions = [runs.index(f"<td>dose:{n}</td>") for n in (25, 100, 1000)]
     assert positions == sorted(positions)
+
+
+def test_the_verdict_compares_the_best_two_on_the_same_samples(tmp_path):
+    from reports.results import ReportInputs
+    from reports.summary import verdict_remarks
+
+    rows = scored_rows([(m, c, "test", s, iou, "validation", 0.01)
+                        for m, c, base in (("medsem", None, 0.3), ("unet3d", "tiny", 0.6), ("bsevox", "tiny", 0.8))
+                        for s, iou in (("a", base), ("b", base + 0.1), ("c", base - 0.05))])
+    rows = rows.assign(preset="quick", run_key=rows["method"], class_mean_iou=rows["iou"], mre=0.1)
+    verdict = verdict_remarks(ReportInputs(results_dir=tmp_path, rows=rows))
+    assert verdict[0].startswith("Best on the held-out test split: BSE-VoxNets (tiny)")
+    paired = [r for r in verdict if r.startswith("Paired")]
+    assert paired == ["Paired on the 3 test samples: BSE-VoxNets (tiny) beats 3D U-Net (tiny) by 0.200 IoU "
+                      "[0.200, 0.200], separable."]
+    assert any(r.startswith("Preset quick") for r in verdict)
