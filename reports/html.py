@@ -208,6 +208,8 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
                      "primary electron, each image on its own colour scale (colour bars).",
                      lambda: figures.bse_strip(strip_run.bse[0], strip_run.energies_keV,
                                                f"{strip_run.case} / {strip_run.ids[0]}")))
+    # the summary plots first, then the 3D views per case, the input stack last
+    jobs.sort(key=lambda job: (job[0].startswith(("render-", "errors-")) + 2 * (job[0] == "bse-stack")))
     for key, title, caption, draw in tqdm(jobs, desc="report figures", disable=not progress):
         _add_figure(out, missing, key, title, caption, draw)
     return out
