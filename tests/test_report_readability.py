@@ -8,6 +8,7 @@ in numeric order.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -187,3 +188,16 @@ def test_the_verdict_compares_the_best_two_on_the_same_samples(tmp_path):
     assert paired == ["Paired on the 3 test samples: BSE-VoxNets (tiny) beats 3D U-Net (tiny) by 0.200 IoU "
                       "[0.200, 0.200], separable."]
     assert any(r.startswith("Preset quick") for r in verdict)
+
+
+def test_no_figure_is_scaled_down_on_a_1400_px_page(synthetic_results, tmp_path):
+    """Figures wider than the page's content (about 1300 px) would be shrunk by the browser and
+    their 8 pt (11 px) text with them."""
+    from reports.html import build_figures
+
+    drawn = build_figures(load_inputs(synthetic_results(tmp_path / "results")))
+    assert len(drawn) >= 12
+    for figure in drawn:
+        png = base64.b64decode(figure.data_url.split(",", 1)[1])
+        width = int.from_bytes(png[16:20], "big")  # the PNG header's width field
+        assert 200 < width <= 1300, (figure.key, width)
