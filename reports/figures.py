@@ -1,9 +1,12 @@
-"""The report's figures (matplotlib Agg + seaborn); every function returns PNG bytes.
+"""The report's figures (matplotlib, Agg backend); every function returns PNG bytes.
 
 Volumes are ``[z, y, x]`` arrays over the 20 nm Si block, z = depth below the block top (1 nm
 per voxel). 3D views are drawn as an isometric projection of the exposed faces of the voxels
 (painter's algorithm) on ordinary 2D axes: all panels of a figure share one axes, which is
 tens of times faster than one ``mplot3d`` axes per panel and looks the same.
+
+Colours, font sizes and resolution come from ``reports.style`` (one colour per method in every
+figure); legends sit below the panels, never on the data.
 """
 
 from __future__ import annotations
@@ -15,27 +18,33 @@ import matplotlib
 
 matplotlib.use("Agg")
 # Case names, file names and labels are user input: draw them as plain text, never as mathtext
-# (a name like "$\frac{1}{0$" would otherwise fail to render and lose the figure).
+# (a name like "$\\frac{1}{0$" would otherwise fail to render and lose the figure).
 matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.collections import LineCollection, PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from PIL import Image  # noqa: E402
 
+from reports import style  # noqa: E402
 from reports.results import RunVolumes, parse_depth_iou, quiet_mean  # noqa: E402
-from reports.tables import load_paper_results, ordered_labels  # noqa: E402
+from reports.tables import ordered_labels, paper_label  # noqa: E402
 
-DPI = 80
+matplotlib.rcParams.update(style.FIGURE_RC)
+
+DPI = style.DPI
 CU_COLOR = "#c8742c"
 FALSE_POSITIVE_COLOR = "#d62728"
 FALSE_NEGATIVE_COLOR = "#1f77b4"
+SURFACE_COLOR = "#7fb3d5"
 PAPER_MARKER = "s"
 VIEW_AZIMUTH_DEG = -55.0  # camera direction around the vertical axis
 VIEW_ELEVATION_DEG = 30.0  # camera height above the block's top plane
+#: the unit of the stored BSE images: the backscatter yield
+BSE_UNIT = "BSE yield (detected e⁻ per primary e⁻)"
 
 # unit-cube faces: (axis of [x, y, z], side) -> 4 corner offsets; z = depth (down)
 _FACE_CORNERS = {
@@ -58,18 +67,51 @@ def to_png(fig, tight: bool = True) -> bytes:
     return buffer.getvalue()
 
 
-def plain_log_axis(axis) -> None:
+def plain_log_axis(axis, subs=(1.0,)) -> None:
     """Plain-number tick labels on a log axis: the default ones are math text ("10^{-1}"),
-    which the report turns off (names in figures are never parsed as math)."""
+    which the report turns off (names in figures are never parsed as math). ``subs``: ticks
+    within each decade, e.g. (1, 2, 5) so that a short range still gets several ticks."""
+    if tuple(subs) != (1.0,):
+        axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=subs))
     axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def label_palette(labels) -> dict[str, tuple]:
-    """A fixed colour per method label, in the given order."""
-    labels = list(dict.fromkeys(labels))
-    colors = sns.color_palette("tab10", n_colors=max(len(labels), 1))
-    return {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+    """The fixed colour of each method label (``reports.style.method_color``)."""
+    return style.method_palette(labels)
+
+
+def panel_grid(n_panels: int, panel_width: float = 3.0, panel_height: float = 2.6,
+               sharey: bool = True):
+    """A figure with ``n_panels`` axes, at most ``style.MAX_PANELS_PER_ROW`` per row; returns
+    (figure, the used axes in reading order). Unused grid cells are removed."""
+    if n_panels < 1:
+        raise ValueError("a panel grid needs at least one panel")
+    n_cols = min(n_panels, style.MAX_PANELS_PER_ROW)
+    n_rows = -(-n_panels // n_cols)
+    fig, grid = plt.subplots(n_rows, n_cols, figsize=(panel_width * n_cols, panel_height * n_rows),
+                             squeeze=False, sharey=sharey)
+    axes = list(grid.ravel())
+    for ax in axes[n_panels:]:
+        fig.delaxes(ax)
+    for ax in axes[:n_panels]:
+        ax.yaxis.set_tick_params(labelleft=True)  # every panel keeps its numbers
+    return fig, axes[:n_panels]
+
+
+def legend_below(fig, axes, title: str | None = None) -> None:
+    """One legend under all panels with every label once (outside the data)."""
+    handles, names = [], []
+    for ax in axes:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    fig.tight_layout()
+    if names:
+        fig.legend(handles, names, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(names), 3), frameon=False, title=title)
 
 
 def voxel_faces(mask_zyx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -111,19 +153,24 @@ def _to_height(points: np.ndarray, depth: int) -> np.ndarray:
 
 
 class IsometricCanvas:
-    """Panels of voxel volumes drawn side by side in one 2D axes (rows x columns)."""
+    """Panels of voxel volumes drawn side by side in one 2D axes (rows x columns).
 
-    def __init__(self, n_rows: int, n_cols: int, shape_zyx, panel_inches: float = 2.0,
-                 left_inches: float = 0.35, bottom_inches: float = 0.0, title_lines: int = 2):
-        self.depth, height, width = shape_zyx
+    Every panel shows the block's wire frame with the Si surface (depth 0) shaded; the first
+    column also carries nm scales along x, y and depth.
+    """
+
+    def __init__(self, n_rows: int, n_cols: int, shape_zyx, panel_inches: float = 2.4,
+                 left_inches: float = 0.5, bottom_inches: float = 0.0, title_lines: int = 2):
+        self.depth, self.height, self.width = shape_zyx
         self.right, self.up, self.toward = _view_basis()
-        box = np.array([[x, y, z] for x in (0, width) for y in (0, height)
+        box = np.array([[x, y, z] for x in (0, self.width) for y in (0, self.height)
                         for z in (0, self.depth)], dtype=float)
         self.box = _to_height(box, self.depth)
         uv = self._project(self.box)
         self.low = uv.min(axis=0)
         size = uv.max(axis=0) - self.low
-        self.cell = size * np.array([1.08, 1.0 + 0.09 * title_lines])  # room for titles
+        # room for titles above and for the nm scales left of and below each box
+        self.cell = size * np.array([1.3, 1.22 + 0.1 * title_lines])
         self.n_rows, self.n_cols = n_rows, n_cols
         aspect = self.cell[1] / self.cell[0]
         self.fig = plt.figure(figsize=(left_inches + panel_inches * n_cols,
@@ -142,16 +189,46 @@ class IsometricCanvas:
     def _offset(self, row: int, col: int) -> np.ndarray:
         """Screen position of a panel's projected origin."""
         return np.array([col * self.cell[0], -(row + 1) * self.cell[1]]) - self.low \
-            + np.array([0.04 * self.cell[0], 0.0])
+            + np.array([0.16 * self.cell[0], 0.1 * self.cell[1]])
+
+    def _scales(self, offset: np.ndarray) -> None:
+        """nm ticks along the front x edge, the right y edge and the left depth edge."""
+        step = 10 if max(self.width, self.height, self.depth) >= 15 else 5
+        text = {"fontsize": style.SMALL_FONT_PT, "zorder": 3, "color": "0.25"}
+        gap = 0.035 * self.cell[1]
+        for x in range(step, self.width + 1, step):  # along y = 0 at the bottom (height 0); 0 is the depth scale's corner
+            u, v = self._project(np.array([x, 0.0, 0.0])) + offset
+            self.ax.text(u, v - gap, f"{x}", ha="center", va="top", **text)
+        u, v = self._project(np.array([self.width / 2, 0.0, 0.0])) + offset
+        self.ax.text(u - 0.1 * self.cell[0], v - 3.2 * gap, "x (nm)", ha="center", va="top", **text)
+        for y in range(step, self.height + 1, step):  # along x = width at the bottom
+            u, v = self._project(np.array([self.width, y, 0.0])) + offset
+            self.ax.text(u + gap, v - 0.5 * gap, f"{y}", ha="left", va="top", **text)
+        u, v = self._project(np.array([self.width, self.height / 2, 0.0])) + offset
+        self.ax.text(u + 2.5 * gap, v - 1.5 * gap, "y (nm)", ha="left", va="top", **text)
+        for z in range(0, self.depth + 1, step):  # depth along the left vertical edge
+            u, v = self._project(np.array([0.0, 0.0, self.depth - z])) + offset
+            self.ax.text(u - gap, v, f"{z}", ha="right", va="center", **text)
+        u, v = self._project(np.array([0.0, 0.0, self.depth / 2])) + offset
+        self.ax.text(u - 4.2 * gap, v, "depth (nm)", ha="right", va="center", rotation=90, **text)
 
     def panel(self, row: int, col: int, layers: list[tuple[np.ndarray, str]],
               title: str = "") -> None:
-        """Draw a wire box of the block and the exposed faces of each (mask, colour) layer."""
+        """Draw the block's wire box with the Si surface shaded, then the exposed faces of each
+        (mask, colour) layer; the first column gets nm scales."""
         offset = self._offset(row, col)
         edges = [self.box[[a, b]] for a in range(8) for b in range(a + 1, 8)
                  if np.count_nonzero(self.box[a] != self.box[b]) == 1]
         self.ax.add_collection(LineCollection(
             [self._project(e) + offset for e in edges], colors="0.65", linewidths=0.5, zorder=1))
+        surface = np.array([[0, 0, self.depth], [self.width, 0, self.depth],
+                            [self.width, self.height, self.depth], [0, self.height, self.depth]],
+                           dtype=float)
+        self.ax.add_collection(PolyCollection(
+            [self._project(surface) + offset], facecolors=[(*matplotlib.colors.to_rgb(SURFACE_COLOR), 0.3)],
+            edgecolors=SURFACE_COLOR, linewidths=1.0, zorder=0.5))
+        if col == 0:
+            self._scales(offset)
         polygons, colors, keys = [], [], []
         for mask, color in layers:
             quads, normals = voxel_faces(mask)
@@ -172,17 +249,29 @@ class IsometricCanvas:
                 edgecolors=(0, 0, 0, 0.25), linewidths=0.2, zorder=2))
         if title:
             top = offset[1] + self._project(self.box)[:, 1].max()
-            self.ax.text(offset[0] + self.low[0] + 0.48 * self.cell[0], top + 0.02 * self.cell[1],
-                         title, ha="center", va="bottom", fontsize=7, zorder=3)
+            self.ax.text(offset[0] + self.low[0] + 0.4 * self.cell[0], top + 0.03 * self.cell[1],
+                         title, ha="center", va="bottom", fontsize=style.SMALL_FONT_PT, zorder=3)
 
     def row_label(self, row: int, text: str) -> None:
         """Bold label left of a row of panels (the method's name)."""
         y = 1 - (1 - self.bottom) * (row + 0.5) / self.n_rows
         self.fig.text(0.01, y, text, rotation=90, va="center",
-                      ha="left", fontsize=8, fontweight="bold")
+                      ha="left", fontsize=style.FONT_PT, fontweight="bold")
+
+    def surface_legend(self, extra: list | None = None) -> None:
+        """Legend under the panels: the shaded Si surface (depth 0) and any ``extra`` patches."""
+        handles = [Patch(facecolor=(*matplotlib.colors.to_rgb(SURFACE_COLOR), 0.3),
+                         edgecolor=SURFACE_COLOR, label="Si surface (depth 0 nm, beam side)")]
+        self.fig.legend(handles=handles + list(extra or []), loc="upper center",
+                        bbox_to_anchor=(0.5, 0.0), ncol=3, frameon=False)
 
     def png(self) -> bytes:
-        return to_png(self.fig, tight=False)
+        """The figure as a 256-colour palette PNG: the shaded faces look the same and the file
+        is about four times smaller than full colour (there are ten such views per report)."""
+        full = Image.open(io.BytesIO(to_png(self.fig, tight=True))).convert("RGB")
+        buffer = io.BytesIO()
+        full.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buffer, format="png", optimize=True)
+        return buffer.getvalue()
 
 
 def _index(run: RunVolumes, sample_id: str) -> int | None:
@@ -208,6 +297,7 @@ def render_reconstructions(runs: list[RunVolumes], max_samples: int = 5) -> byte
             n = int(np.count_nonzero(volume))
             title = f"{sample}\n{n} Cu voxels" if i == 0 else f"{n} Cu voxels"
             canvas.panel(i, j, [(volume, CU_COLOR)], title)
+    canvas.surface_legend([Patch(color=CU_COLOR, label="Cu voxel (1 nm³)")])
     return canvas.png()
 
 
@@ -217,7 +307,7 @@ def render_errors(runs: list[RunVolumes], max_samples: int = 5) -> bytes:
     if not runs:
         raise ValueError("render_errors needs at least one run")
     ids = runs[0].ids[:max_samples]
-    canvas = IsometricCanvas(len(runs), len(ids), runs[0].gt.shape[1:], bottom_inches=0.3)
+    canvas = IsometricCanvas(len(runs), len(ids), runs[0].gt.shape[1:])
     for i, run in enumerate(runs):
         canvas.row_label(i, run.label)
         for j, sample in enumerate(ids):
@@ -230,9 +320,8 @@ def render_errors(runs: list[RunVolumes], max_samples: int = 5) -> bytes:
             canvas.panel(i, j, [(false_cu, FALSE_POSITIVE_COLOR), (missed, FALSE_NEGATIVE_COLOR)],
                          f"{sample}\nfalse {np.count_nonzero(false_cu)} / "
                          f"missed {np.count_nonzero(missed)}")
-    canvas.fig.legend(handles=[Patch(color=FALSE_POSITIVE_COLOR, label="false Cu (|error| = 1)"),
-                               Patch(color=FALSE_NEGATIVE_COLOR, label="missed Cu (|error| = 1)")],
-                      loc="lower right", ncol=2, fontsize=7, frameon=False)
+    canvas.surface_legend([Patch(color=FALSE_POSITIVE_COLOR, label="false Cu (|error| = 1)"),
+                           Patch(color=FALSE_NEGATIVE_COLOR, label="missed Cu (|error| = 1)")])
     return canvas.png()
 
 
@@ -243,33 +332,18 @@ def error_depth_plot(runs_by_case: dict[str, list[RunVolumes]]) -> bytes:
     if not cases:
         raise ValueError("error_depth_plot needs at least one run")
     palette = label_palette(r.label for c in cases for r in runs_by_case[c])
-    fig, axes = plt.subplots(1, len(cases), figsize=(3.4 * len(cases), 3.0), squeeze=False,
-                             sharey=True)
-    for ax, case in zip(axes[0], cases):
+    fig, axes = panel_grid(len(cases))
+    for ax, case in zip(axes, cases):
         for run in runs_by_case[case]:
             error = np.abs(run.binary.astype(np.int8) - run.gt.astype(np.int8)).mean(axis=(0, 2, 3))
             ax.plot(np.arange(len(error)) + 0.5, error, marker=".", label=run.label,
                     color=palette[run.label])
-        ax.set_title(case, fontsize=9)
-        ax.set_xlabel("depth below block top (nm)")
+        ax.set_title(case)
+        ax.set_xlabel("depth below Si surface (nm)")
+        ax.set_ylabel("wrong voxels in the layer")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean |binary − gt| per layer")
-    _shared_legend(fig, axes[0])
+    legend_below(fig, axes)
     return to_png(fig)
-
-
-def _shared_legend(fig, axes) -> None:
-    """One legend under the panels with every label once."""
-    handles, names = [], []
-    for ax in axes:
-        for handle, name in zip(*ax.get_legend_handles_labels()):
-            if name not in names:
-                handles.append(handle)
-                names.append(name)
-    fig.tight_layout(rect=(0, 0.1 + 0.03 * (len(names) // 4), 1, 1))
-    if names:
-        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), fontsize=7,
-                   frameon=False)
 
 
 def sample_axis(samples) -> tuple[list[float], str]:
@@ -286,7 +360,8 @@ def sample_axis(samples) -> tuple[list[float], str]:
 
 def iou_by_sample_plot(rows: pd.DataFrame, case: str, paper_case: dict | None = None) -> bytes:
     """IoU versus nanocube position (depth) or nanowire radius: our methods as solid lines, the
-    paper's values as dashed lines with square markers."""
+    paper's values as dashed lines with square markers, in the colour of the same method with
+    the same threshold rule."""
     mine = rows[rows["case"] == case]
     if mine.empty:
         raise ValueError(f"no rows for case {case!r}")
@@ -296,46 +371,41 @@ def iou_by_sample_plot(rows: pd.DataFrame, case: str, paper_case: dict | None = 
     x_name = sample_axis(samples)[1]
     labels = ordered_labels(mine)
     palette = label_palette(labels)
-    method_of = dict(zip(mine["label"], mine["method"]))
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for label in labels:
         part = means[means["label"] == label].copy()
         part["x"] = part["sample"].map(x_of)
         part = part.sort_values("x")
-        ax.plot(part["x"], part["iou"], marker="o", label=f"{label} (ours)", color=palette[label])
+        ax.plot(part["x"], part["iou"], marker="o", label=f"{label}, ours", color=palette[label])
     if paper_case:
-        names = load_paper_results()["method_names"]  # the paper's spelling of its methods
         x_paper, _ = sample_axis(paper_case["samples"])
-        gray = sns.color_palette("Greys", 5)
-        for n, (method, values) in enumerate(paper_case["iou"].items()):
-            ours = [lab for lab in labels if method_of.get(lab) == method]
-            color = palette[ours[0]] if ours else gray[2 + n % 3]
-            ax.plot(x_paper, values, ls="--", marker=PAPER_MARKER, ms=4, alpha=0.7, color=color,
-                    label=f"{names.get(method, method)} (paper)")
+        for method, values in paper_case["iou"].items():
+            name = paper_label(method)
+            ax.plot(x_paper, values, ls="--", marker=PAPER_MARKER, ms=4, alpha=0.8,
+                    color=style.method_color(name), label=f"{name}, paper")
     ax.set_xlabel(x_name)
     ax.set_ylabel("IoU of Cu")
     ax.set_ylim(-0.02, 1.05)
     ax.set_xticks(sorted(set(x_of.values())))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"IoU per sample — {case}", fontsize=10)
-    fig.tight_layout()
+    ax.set_title(f"IoU per sample — {case}")
+    legend_below(fig, [ax])
     return to_png(fig)
 
 
 def per_depth_iou_plot(rows: pd.DataFrame, cases: list[str]) -> bytes:
     """Mean per-depth IoU (layers empty in both volumes left out) versus depth, one panel per
-    case and one line per method: how reconstruction quality falls off with depth."""
+    case (at most four per row) and one line per method: how quality falls off with depth."""
     cases = [c for c in cases if (rows["case"] == c).any()]
     if not cases:
         raise ValueError("no rows for per-depth IoU")
     palette = label_palette(ordered_labels(rows))
-    fig, axes = plt.subplots(1, len(cases), figsize=(3.6 * len(cases), 3.2), squeeze=False,
-                             sharey=True)
+    fig, axes = panel_grid(len(cases))
     drawn = False
-    for ax, case in zip(axes[0], cases):
+    for ax, case in zip(axes, cases):
         mine = rows[rows["case"] == case]
-        for label, group in mine.groupby("label", sort=False):
+        for label in ordered_labels(mine):
+            group = mine[mine["label"] == label]
             curves = [parse_depth_iou(v) for v in group["per_depth_iou"]]
             curves = [c for c in curves if c.size]
             if not curves:
@@ -348,25 +418,41 @@ def per_depth_iou_plot(rows: pd.DataFrame, cases: list[str]) -> bytes:
             ax.plot(np.arange(depth_layers) + 0.5, mean, marker=".", label=label,
                     color=palette[label])
             drawn = True
-        ax.set_title(case, fontsize=9)
-        ax.set_xlabel("depth below block top (nm)")
+        ax.set_title(case)
+        ax.set_xlabel("depth below Si surface (nm)")
+        ax.set_ylabel("mean IoU of the layer")
+        ax.set_ylim(-0.02, 1.05)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("mean IoU of the layer")
-    axes[0][0].set_ylim(-0.02, 1.05)
     if not drawn:
         plt.close(fig)
         raise ValueError("no per-depth IoU values in the rows")
-    _shared_legend(fig, axes[0])
+    legend_below(fig, axes)
     return to_png(fig)
+
+
+def loss_switch_epochs(histories: dict[str, pd.DataFrame]) -> list[float]:
+    """Where each history's ``loss`` column switches from WBCE to the Lovász hinge: the x
+    position between the last WBCE epoch and the first Lovász one (first Lovász epoch - 0.5),
+    once per distinct position, sorted."""
+    switches = set()
+    for history in histories.values():
+        if "loss" in history and "epoch" in history:
+            lovasz = history.loc[history["loss"].astype(str) == "lovasz", "epoch"]
+            if len(lovasz) and len(lovasz) < len(history):
+                switches.add(float(lovasz.min()) - 0.5)
+    return sorted(switches)
 
 
 def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
     """Validation mIoU and training loss versus epoch per trained model (like the paper's
-    Fig. 4)."""
+    Fig. 4), keyed by method label. Where a history's ``loss`` column switches from WBCE to
+    the Lovász hinge, a dashed line marks the first Lovász epoch: the two losses have
+    different scales, so the loss curve jumps there without the model getting worse."""
     if not histories:
         raise ValueError("no training histories")
     palette = label_palette(histories)
-    fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, (ax_miou, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.6))
+    switches = loss_switch_epochs(histories)
     for name, history in histories.items():
         if "val_miou" in history:
             evaluated = history.dropna(subset=["val_miou"])  # validation runs every eval_every epochs
@@ -374,70 +460,81 @@ def training_curves_plot(histories: dict[str, pd.DataFrame]) -> bytes:
                          color=palette[name])
         if "train_loss" in history:
             ax_loss.plot(history["epoch"], history["train_loss"], label=name, color=palette[name])
+    for x in switches:
+        for ax in (ax_miou, ax_loss):
+            ax.axvline(x, color="0.35", ls="--", lw=1)
+    if switches:
+        x = switches[0]
+        ax_loss.annotate("loss switch: WBCE → Lovász hinge\n(new loss, new scale: the jump is\n"
+                         "not the model getting worse)", xy=(x, 0.97), xycoords=("data", "axes fraction"),
+                         xytext=(-6, 0), textcoords="offset points", ha="right", va="top",
+                         fontsize=style.SMALL_FONT_PT, color="0.25")
     ax_miou.set_xlabel("epoch")
     ax_miou.set_ylabel("validation mIoU")
     ax_miou.set_ylim(-0.02, 1.02)
     ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("training loss")
+    ax_loss.set_ylabel("training loss (WBCE, then Lovász)" if switches else "training loss")
     if any("train_loss" in h and (h["train_loss"] > 0).all() for h in histories.values()):
         ax_loss.set_yscale("log")
-        plain_log_axis(ax_loss.yaxis)
+        plain_log_axis(ax_loss.yaxis, subs=(1.0, 2.0, 5.0))
+        ax_loss.set_ylabel(ax_loss.get_ylabel() + ", log scale")
     for ax in (ax_miou, ax_loss):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    legend_below(fig, [ax_miou, ax_loss])
     return to_png(fig)
 
 
 def timing_plot(rows: pd.DataFrame) -> bytes:
-    """Median inference seconds per volume per method (log scale), coloured by device."""
+    """Median inference seconds per volume per method on a linear axis (bars in the method's
+    colour); the device is named in the bar's label where several devices ran."""
     timed = rows.dropna(subset=["seconds_per_volume"])
     timed = timed[timed["seconds_per_volume"] > 0]
     if timed.empty:
         raise ValueError("no timing values")
-    table = (timed.assign(device=timed["device"].fillna("unknown device").astype(str))
-             .groupby(["label", "device"], sort=False)["seconds_per_volume"].median()
+    timed = timed.assign(device=timed["device"].fillna("unknown device").astype(str))
+    table = (timed.groupby(["label", "device"], sort=False)["seconds_per_volume"].median()
              .reset_index())
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(table) + 1.4))
-    sns.barplot(data=table, y="label", x="seconds_per_volume", hue="device", ax=ax,
-                orient="h", palette="Set2")
-    ax.set_xscale("log")
-    plain_log_axis(ax.xaxis)
-    ax.set_xlabel("seconds per volume (median, log scale)")
-    ax.set_ylabel("")
-    for container in ax.containers:
-        ax.bar_label(container, fmt="%.3g s", fontsize=7, padding=2)
+    order = {label: i for i, label in enumerate(ordered_labels(timed))}
+    table = table.sort_values(["label", "device"], key=lambda s: s.map(order) if s.name == "label" else s)
+    several = table["device"].nunique() > 1
+    names = [f"{lab}\non {dev}" if several else lab for lab, dev in zip(table["label"], table["device"])]
+    fig, ax = plt.subplots(figsize=(7.5, 0.42 * len(table) + 1.3))
+    bars = ax.barh(range(len(table)), table["seconds_per_volume"],
+                   color=[style.method_color(lab) for lab in table["label"]])
+    ax.set_yticks(range(len(table)), names)
+    ax.invert_yaxis()
+    ax.bar_label(bars, fmt="%.3g s", padding=3, fontsize=style.SMALL_FONT_PT)
+    ax.set_xlim(0, table["seconds_per_volume"].max() * 1.2)
+    ax.set_xlabel("seconds per volume (median)")
+    if not several:
+        ax.set_title(f"device: {table['device'].iloc[0]}", fontsize=style.SMALL_FONT_PT + 0.5)
     ax.grid(alpha=0.3, axis="x")
-    ax.legend(title="device", fontsize=7, title_fontsize=7)
     fig.tight_layout()
     return to_png(fig)
 
 
 def bse_strip(bse: np.ndarray, energies_keV, title: str = "") -> bytes:
-    """All BSE images of one sample (E, H, W), one panel per beam energy, each scaled to its
-    own min-max (the yield changes a lot with energy); the range is printed under each panel."""
+    """All BSE images of one sample (E, H, W), one panel per beam energy (at most four per
+    row), each on its own colour scale (the yield changes a lot with energy) with a colour bar
+    in backscattered electrons per primary electron."""
     bse = np.asarray(bse, dtype=float)
     if bse.ndim != 3:
         raise ValueError(f"BSE stack must be (E, H, W), got shape {bse.shape}")
     energies = np.asarray(energies_keV, dtype=float)
     if energies.shape != (bse.shape[0],):
         raise ValueError(f"{bse.shape[0]} BSE images but {energies.size} energies")
-    n_cols = min(10, bse.shape[0])
-    n_rows = int(np.ceil(bse.shape[0] / n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.25 * n_cols, 1.5 * n_rows + 0.3),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for k, (image, energy) in enumerate(zip(bse, energies)):
-        ax = axes.ravel()[k]
-        ax.imshow(image, cmap="gray", interpolation="nearest")
-        ax.set_title(f"{energy:g} keV", fontsize=7)
-        ax.text(0.5, -0.06, f"{image.min():.2g}–{image.max():.2g}", transform=ax.transAxes,
-                ha="center", va="top", fontsize=6.5)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05, top=0.86 if title else 0.92,
-                        wspace=0.08, hspace=0.45)
+    fig, axes = panel_grid(bse.shape[0], panel_width=3.0, panel_height=2.5, sharey=False)
+    for ax, image, energy in zip(axes, bse, energies):
+        shown = ax.imshow(image, cmap="gray", interpolation="nearest")
+        ax.set_title(f"{energy:g} keV")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+        bar.ax.tick_params(labelsize=style.SMALL_FONT_PT)
+        bar.set_label("e⁻ per primary", fontsize=style.SMALL_FONT_PT)
+    fig.suptitle(f"{title}: {BSE_UNIT}, one colour scale per energy" if title else BSE_UNIT)
+    fig.tight_layout()
     return to_png(fig)
 
 
@@ -451,7 +548,7 @@ def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
     labels = ordered_labels(mine)
     palette = label_palette(labels)
     rng = np.random.default_rng(0)
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for label in labels:
         part = mine[mine["label"] == label]
         doses = sorted(part["dose"].unique())
@@ -472,12 +569,33 @@ def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
     labelled = [d for i, d in enumerate(labelled) if i == len(labelled) - 1 or labelled[i + 1] / d >= 1.3]
     ax.set_xticks(labelled)
     plain_log_axis(ax.xaxis)
-    ax.set_xlabel("electrons per pixel per energy")
+    ax.set_xlabel("electrons per pixel per energy (log scale)")
     ax.set_ylabel("mean IoU of Cu")
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title("IoU against dose", fontsize=10)
-    fig.tight_layout()
+    ax.set_title("IoU against dose")
+    legend_below(fig, [ax])
     return to_png(fig)
 
+
+def case_overview_plot(rows: pd.DataFrame, cases: list[str]) -> bytes:
+    """The headline figure: mean IoU of Cu per case (one group of bars per case, one bar per
+    method in its colour) on a linear 0-1 axis."""
+    mine = rows[rows["case"].isin(cases)]
+    if mine.empty:
+        raise ValueError("no rows for the case overview")
+    cases = [c for c in cases if (mine["case"] == c).any()]
+    labels = ordered_labels(mine)
+    means = mine.groupby(["case", "label"])["iou"].mean()
+    width = 0.8 / len(labels)
+    fig, ax = plt.subplots(figsize=(min(1.6 + 1.5 * len(cases), style.MAX_FIGURE_WIDTH_INCHES - 3), 3.6))
+    for i, label in enumerate(labels):
+        x = [k + (i - (len(labels) - 1) / 2) * width for k in range(len(cases))]
+        y = [means.get((case, label), np.nan) for case in cases]
+        ax.bar(x, y, width=width * 0.95, color=style.method_color(label), label=label)
+    ax.set_xticks(range(len(cases)), cases)
+    ax.set_ylabel("mean IoU of Cu")
+    ax.set_ylim(0, 1.0)
+    ax.grid(alpha=0.3, axis="y")
+    legend_below(fig, [ax])
+    return to_png(fig)

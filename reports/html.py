@@ -22,12 +22,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from reports import figures, tables
-from reports.results import ReportInputs, RunVolumes, load_inputs, order_cases
-from reports.summary import summary_remarks
+from reports.results import ReportInputs, RunVolumes, load_inputs, method_label, order_cases
+from reports.summary import summary_remarks, verdict_remarks
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 MAX_SAMPLES_PER_FIGURE = 5
 REPORT_PACKAGES = ("pandas", "matplotlib", "seaborn", "jinja2", "numpy")
+#: tables and figures shown open; everything else is a closed <details> (one click away) so
+#: that the page stays short: the paper's Tables 3 and 4 and their figures
+OPEN_KEYS = ("table3", "table4", "iou-depth", "iou-radius")
 
 
 @dataclass
@@ -94,6 +97,40 @@ def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.
     return summary, paper_style
 
 
+def history_label(results_dir: Path, folder: str) -> str:
+    """The method label (as in the tables) of the model trained in ``models/<folder>``: from
+    its method.json (method, config, switched-off modules), else from the folder name
+    ``<method>-<config>[-<variant>]``; the folder name itself when neither tells."""
+    try:
+        saved = json.loads((Path(results_dir) / "models" / folder / "method.json").read_text())
+        method, params = str(saved["method"]), dict(saved.get("params") or {})
+    except (OSError, ValueError, KeyError, TypeError):
+        method, _, rest = folder.partition("-")
+        config, _, variant = rest.partition("-")
+        if method_label(method) == method:  # not a registered method: keep the folder name
+            return folder
+        return method_label(method, config or None, variant or None)
+    off = [f"no-{module}" for module in tables.MODULES if params.get(module) is False]
+    variant = params.get("variant") or (off[0] if len(off) == 1 else "-".join(off) or None)
+    return method_label(method, params.get("config"), variant)
+
+
+def report_title(inputs: ReportInputs) -> str:
+    """'BSE reconstruction benchmark — preset quick' (the presets of the rows; the results
+    folder's name only when the rows name no preset)."""
+    presets = sorted(inputs.rows["preset"].dropna().astype(str).unique()) if len(inputs.rows) else []
+    presets = [p for p in presets if p not in ("", "None", "nan")]
+    if presets:
+        return f"BSE reconstruction benchmark — preset{'s' if len(presets) > 1 else ''} {', '.join(presets)}"
+    return f"BSE reconstruction benchmark — results folder {inputs.results_dir.resolve().name}"
+
+
+def key_table(summary_tables: list[tables.Table]) -> tables.Table | None:
+    """The table shown at the top: the test-split mIoU, else the best method per case."""
+    by_key = {t.key: t for t in summary_tables}
+    return by_key.get("test-miou") or by_key.get("best-per-case")
+
+
 def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
     """All figures that the saved results allow, in report order."""
     rows, missing = inputs.rows, inputs.missing
@@ -102,6 +139,12 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
     jobs: list[tuple] = []
     by_case = {case: runs for case, runs in runs_by_case(inputs).items()
                if not str(case).startswith("dose:")}  # the dose study has its own figure
+    overview_cases = [c for c in inputs.cases() if not c.startswith("dose:")]
+    if overview_cases:
+        jobs.append(("overview", "Mean IoU per case",
+                     "Mean IoU of Cu over each case's samples, one bar per method (the same colour "
+                     "for a method in every figure; lighter: oracle threshold or ablated variant).",
+                     lambda: figures.case_overview_plot(rows, overview_cases)))
     for case, runs in by_case.items():
         shown = min(MAX_SAMPLES_PER_FIGURE, len(runs[0].ids))
         more = f" (first {shown} of {len(runs[0].ids)} samples)" if shown < len(runs[0].ids) else ""
@@ -142,22 +185,31 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
                      "depth resolution of each method.",
                      lambda: figures.per_depth_iou_plot(rows, depth_cases)))
     if inputs.histories:
+        labelled = {history_label(inputs.results_dir, name): history
+                    for name, history in inputs.histories.items()}
         jobs.append(("training", "Training curves",
                      "Validation mIoU and training loss per epoch from models/*/history.csv "
-                     "(like the paper's Fig. 4).",
-                     lambda: figures.training_curves_plot(inputs.histories)))
+                     "(like the paper's Fig. 4). The dashed line marks the switch from the weighted "
+                     "BCE loss to the Lovász hinge for the last epochs: the loss value jumps there "
+                     "because it is a different loss with a different scale, not because the model "
+                     "got worse (the validation mIoU shows that).",
+                     lambda: figures.training_curves_plot(labelled)))
     if len(rows) and rows["seconds_per_volume"].notna().any():
         jobs.append(("timing", "Inference time",
-                     "Median seconds per reconstructed volume (method only, after warm-up), log "
-                     "scale, per device.",
+                     "Median seconds per reconstructed volume (method only, after warm-up), linear "
+                     "axis. MED-SEM appears once per threshold rule: the rule changes the threshold, "
+                     "not the work.",
                      lambda: figures.timing_plot(rows)))
     strip_run = _bse_strip_run(inputs.runs)
     if strip_run is not None:
         jobs.append(("bse-stack", "BSE input stack",
                      f"All {strip_run.bse.shape[1]} beam energies of sample {strip_run.ids[0]} "
-                     f"(case {strip_run.case}), each image scaled to its own range (printed).",
+                     f"(case {strip_run.case}): the backscatter yield, detected BSE electrons per "
+                     "primary electron, each image on its own colour scale (colour bars).",
                      lambda: figures.bse_strip(strip_run.bse[0], strip_run.energies_keV,
                                                f"{strip_run.case} / {strip_run.ids[0]}")))
+    # the summary plots first, then the 3D views per case, the input stack last
+    jobs.sort(key=lambda job: (job[0].startswith(("render-", "errors-")) + 2 * (job[0] == "bse-stack")))
     for key, title, caption, draw in tqdm(jobs, desc="report figures", disable=not progress):
         _add_figure(out, missing, key, title, caption, draw)
     return out
@@ -225,6 +277,8 @@ def provenance(inputs: ReportInputs) -> dict:
                     f" ({group['threshold'].iloc[0]:.2f})" if group["threshold"].notna().all()
                     and group["threshold"].nunique() == 1 else ""),
             })
+    case_rank = {case: i for i, case in enumerate(order_cases(r["case"] for r in run_rows))}
+    run_rows.sort(key=lambda r: (case_rank[str(r["case"])], str(r["method"]), r["run"]))  # dose:2 before dose:10
     runs_html = (pd.DataFrame(run_rows).to_html(index=False, classes="runs", border=0,
                                                 na_rep="—", table_id="runs")
                  if run_rows else "")
@@ -284,16 +338,23 @@ def render_html(inputs: ReportInputs, progress: bool = False) -> str:
         undefined=jinja2.StrictUndefined,
     )
     template = environment.get_template("report.html")
+    top_table = key_table(summary_tables)
+    top_figure = next((f for f in figure_list if f.key == "overview"), None)
     return template.render(
-        title=f"BSE reconstruction benchmark — {inputs.results_dir.resolve().name}",
+        title=report_title(inputs),
+        results_dir=str(inputs.results_dir.resolve()),
+        verdict=verdict_remarks(inputs),
         remarks=summary_remarks(inputs),
-        summary_tables=summary_tables,
+        key_table=top_table,
+        key_figure=top_figure,
+        summary_tables=[t for t in summary_tables if t is not top_table],
         paper_tables=paper_tables,
-        figures=figure_list,
+        figures=[f for f in figure_list if f is not top_figure],
         missing=inputs.missing,
         main_job=main_job_status(inputs.results_dir),
         provenance=provenance(inputs),
         paper_source=tables.load_paper_results()["source"],
+        open_keys=OPEN_KEYS,
     )
 
 

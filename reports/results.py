@@ -91,14 +91,15 @@ def order_cases(cases) -> list[str]:
 
 
 def method_label(method: str, config=None, variant=None, threshold_rule=None, name=None) -> str:
-    """Human-readable name, e.g. ``BSE-VoxNets (lite)`` or ``BSE-VoxNets (lite, no-sope)``, from the
+    """Human-readable name, e.g. ``BSE-VoxNets (lite)``, ``BSE-VoxNets (lite, no-sope)`` or
+    ``MED-SEM (oracle threshold)``, from the
     method's own label (``name``: the ``label`` column its runs wrote; else the method's id); the
     harness's placeholders ``default`` (no config) and ``full`` (no ablation) are left out."""
     name = str(name) if _present(name) else label_of(method)
     details = [str(x) for x in (config, variant)
                if _present(x) and str(x) not in ("full", "default")]
     if _present(threshold_rule):
-        details.append(f"threshold {threshold_rule}")
+        details.append(f"{threshold_rule} threshold")
     return f"{name} ({', '.join(details)})" if details else name
 
 

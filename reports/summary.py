@@ -132,8 +132,8 @@ def coverage_remarks(inputs: ReportInputs) -> list[str]:
     return remarks
 
 
-def context_remarks(rows: pd.DataFrame) -> list[str]:
-    """Preset scale, oracle thresholds and timing, the facts a reader needs to weigh the numbers."""
+def scale_remarks(rows: pd.DataFrame) -> list[str]:
+    """Preset scale and oracle thresholds: what a reader needs to weigh the headline numbers."""
     remarks = []
     presets = sorted(rows["preset"].dropna().astype(str).unique())
     if presets and presets != ["paper"]:
@@ -145,6 +145,12 @@ def context_remarks(rows: pd.DataFrame) -> list[str]:
         names = ", ".join(sorted(oracle["label"].unique()))
         remarks.append(f"{names}: scored with the paper's oracle thresholds (picked per sample "
                        "knowing the answer) — an optimistic upper bound, as in the paper.")
+    return remarks
+
+
+def context_remarks(rows: pd.DataFrame) -> list[str]:
+    """Preset scale, oracle thresholds and timing, the facts a reader needs to weigh the numbers."""
+    remarks = scale_remarks(rows)
     timed = rows.dropna(subset=["seconds_per_volume"])
     if len(timed):
         per = timed.groupby("label")["seconds_per_volume"].median().sort_values()
@@ -158,15 +164,16 @@ def context_remarks(rows: pd.DataFrame) -> list[str]:
     return remarks
 
 
-def paired_remarks(rows: pd.DataFrame, case: str = "test") -> list[str]:
+def paired_remarks(rows: pd.DataFrame, case: str = "test", only: set | None = None) -> list[str]:
     """"A beats B by x [lo, hi]" for every pair of methods scored on the same samples of ``case``
     (the full variants, one threshold rule each): the bootstrap interval of the mean per-sample IoU
-    difference; where it includes 0 the remark says the two are not separable at this size."""
+    difference; where it includes 0 the remark says the two are not separable at this size.
+    ``only``: the pairs of these labels only."""
     mine = rows[(rows["case"] == case) & (rows["variant"].astype(str) == "full")]
     if mine.empty:
         return []
     table = mine.pivot_table(index="sample", columns="label", values="iou", aggfunc="mean")
-    labels = [lab for lab in table.columns if table[lab].notna().all()]
+    labels = [lab for lab in table.columns if table[lab].notna().all() and (only is None or lab in only)]
     out = []
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
@@ -174,6 +181,10 @@ def paired_remarks(rows: pd.DataFrame, case: str = "test") -> list[str]:
             # benchmark.metrics.paired_difference_interval
             mean, low, high, n = bootstrap_interval(table[a].to_numpy() - table[b].to_numpy(), seed=0)
             first, second, sign = (a, b, 1.0) if mean >= 0 else (b, a, -1.0)
+            if n < 2:  # one sample: a difference but no interval
+                out.append(f"On the one {case} sample scored by both (n=1, no interval): {first} beats "
+                           f"{second} by {abs(mean):.3f} IoU; one sample cannot separate them.")
+                continue
             lo, hi = sorted((sign * low, sign * high))
             verdict = ("separable" if lo > 0 else "NOT separable at this size (the interval includes 0)")
             out.append(f"Paired on the {n} {case} samples: {first} beats {second} by "
@@ -233,6 +244,22 @@ def strata_remarks(rows: pd.DataFrame, runs) -> list[str]:
     return ["Weakest test stratum per method (mean IoU): " + "; ".join(parts) + "."] if parts else []
 
 
+def verdict_remarks(inputs: ReportInputs) -> list[str]:
+    """The few remarks at the top of the report: the best method on the held-out test split, its
+    runner-up and their paired comparison, then the preset's scale and any oracle thresholds;
+    without a test split, the first three of all remarks."""
+    rows = inputs.rows
+    if rows.empty:
+        return summary_remarks(inputs)
+    headline = heldout_remarks(rows, inputs.summaries)
+    if not headline:
+        return summary_remarks(inputs)[:3]
+    ranked = miou_table(rows, inputs.summaries).frame.dropna(subset=["mIoU"]).sort_values(
+        "mIoU", ascending=False).index[:2]
+    top_pair = paired_remarks(rows, only=set(ranked)) if len(ranked) == 2 else []
+    return headline + top_pair + scale_remarks(rows)
+
+
 def summary_remarks(inputs: ReportInputs) -> list[str]:
     """All remarks, most important first."""
     rows = inputs.rows
@@ -244,4 +271,4 @@ def summary_remarks(inputs: ReportInputs) -> list[str]:
             + dose_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
 
 
-__all__ = ["summary_remarks"]
+__all__ = ["summary_remarks", "verdict_remarks"]

@@ -51,9 +51,13 @@ def test_best_mask_marks_column_best_with_ties_and_direction():
 def test_nanocube_table_puts_paper_beside_ours_and_bolds_best(full_inputs):
     table = tables.per_sample_table(full_inputs.rows, "nanocube")
     frame = table.frame
-    assert frame.index.tolist() == ["MED-SEM", "3D U-Net (tiny)", "BSE-VoxNets (tiny)"]
+    # our MED-SEM used a fixed threshold: the paper's oracle-threshold MED-SEM gets its own row
+    assert frame.index.tolist() == ["MED-SEM", "3D U-Net (tiny)", "BSE-VoxNets (tiny)",
+                                    "MED-SEM (oracle threshold)"]
     assert frame.columns.get_level_values("source").unique().tolist() == ["ours", "paper"]
-    assert frame.loc["MED-SEM", ("Position 1", "paper")] == pytest.approx(0.0595)
+    assert np.isnan(frame.loc["MED-SEM", ("Position 1", "paper")])
+    assert frame.loc["MED-SEM (oracle threshold)", ("Position 1", "paper")] == pytest.approx(0.0595)
+    assert np.isnan(frame.loc["MED-SEM (oracle threshold)", ("Position 1", "ours")])
     assert frame.loc["3D U-Net (tiny)", ("Position 4", "paper")] == pytest.approx(0.465)
     # ours = mean IoU of the rows
     rows = full_inputs.rows
@@ -71,7 +75,7 @@ def test_nanocube_table_puts_paper_beside_ours_and_bolds_best(full_inputs):
 def test_nanowire_table_matches_paper_table4_and_adds_methods_not_run(full_inputs):
     only_medsem = full_inputs.rows[full_inputs.rows["method"] == "medsem"]
     frame = tables.per_sample_table(only_medsem, "nanowire").frame
-    assert frame.index.tolist() == ["MED-SEM", "3D U-Net", "BSE-VoxNets"]
+    assert frame.index.tolist() == ["MED-SEM", "MED-SEM (oracle threshold)", "3D U-Net", "BSE-VoxNets"]
     paper = [frame.loc["BSE-VoxNets", (f"r = {r} nm", "paper")] for r in (2, 4, 6, 8, 10)]
     assert paper == pytest.approx([0.920, 0.984, 0.974, 0.995, 0.918])
     assert frame.loc["BSE-VoxNets", ("Mean", "paper")] == pytest.approx(np.mean(paper))
@@ -129,8 +133,8 @@ def test_labels_and_per_depth_parsing():
     assert method_label("medsem", None, "full") == "MED-SEM"
     rows = pd.DataFrame({"method": ["medsem"] * 2, "config": [None] * 2,
                          "variant": ["full"] * 2, "threshold_rule": ["oracle", "validation"]})
-    assert add_labels(rows)["label"].tolist() == ["MED-SEM (threshold oracle)",
-                                                  "MED-SEM (threshold validation)"]
+    assert add_labels(rows)["label"].tolist() == ["MED-SEM (oracle threshold)",
+                                                  "MED-SEM (validation threshold)"]
     depth = parse_depth_iou(json.dumps([1.0, float("nan"), 0.5]))
     assert depth[0] == 1.0 and np.isnan(depth[1]) and depth[2] == 0.5
 
@@ -189,8 +193,9 @@ def test_report_from_partial_results_says_what_is_missing(synthetic_results, tmp
     assert "no models/*/history.csv" in html and "data/dataset.json is missing" in html
     assert 'data-table="table4"' in html and 'data-table="table3"' in html  # paper's values
     assert "MED-SEM keeps IoU" in html or "MED-SEM fails below" in html
-    # 3D render, error view, error vs depth, IoU vs radius, per-depth IoU, timing, BSE strip
-    assert html.count("<img ") == 7
+    # IoU per case, 3D render, error view, error vs depth, IoU vs radius, per-depth IoU, timing,
+    # BSE strip
+    assert html.count("<img ") == 8
     assert not re.search(r"""(src|href)=["']https?:""", html)  # self-contained
 
 
