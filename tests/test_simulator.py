@@ -158,15 +158,16 @@ def test_silicon_backscatter_rises_as_energy_falls():
 
 # --------------------------------------------------------------------------- transport
 @njit
-def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, model, z_of, icdf, params,
-                      energy_eV, n, seed):
+def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, model,
+                      z_of, icdf, params, energy_eV, n, seed):
     depth = np.full(n, np.nan)
     z_top = planes[0, 0]
     stack = np.empty((kernel.STACK_DEPTH, kernel.STACK_FIELDS))
     for i in range(n):
         outcome, _, _, _, z, _, _, _ = kernel.follow_primary(kernel.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
                                                              energy_eV, 0, grid, safety, planes, imfp, hard, stopping,
-                                                             majorant, surface, model, z_of, icdf, params, stack)
+                                                             majorant, surface, band, loss_icdf, q_cdf, model, z_of,
+                                                             icdf, params, stack)
         if outcome == kernel.STOPPED:
             depth[i] = z - z_top
     return depth
