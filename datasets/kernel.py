@@ -88,9 +88,9 @@ N_PARAMS = 15
 #: none, with an all-zero ``hard`` table) and the full-Penn dielectric model.
 INELASTIC_MOLLER, INELASTIC_PENN = 0, 1
 #: ``band[m]`` columns: Fermi energy F and band gap G (eV above the band bottom), inner potential
-#: U (vacuum level above the band bottom), number of inner shells, then their binding energies
-#: (eV below the Fermi level, increasing).
-BAND_FERMI, BAND_GAP, BAND_U, BAND_N_SHELLS, BAND_SHELLS = 0, 1, 2, 3, 4
+#: U (vacuum level above the band bottom), number of inner shells, valence (Fermi-sea) electrons
+#: per atom, then (binding energy in eV below the Fermi level, electrons) of each inner shell.
+BAND_FERMI, BAND_GAP, BAND_U, BAND_N_SHELLS, BAND_VALENCE, BAND_SHELLS = 0, 1, 2, 3, 4, 5
 #: Elastic models known to the kernel (``ElasticModel.kernel_code``).
 ELASTIC_BROWNING, ELASTIC_RUTHERFORD, ELASTIC_MOTT = 0, 1, 2
 #: Outcome of a history (STOPPED: ended on purpose after ``params[P_MAX_EVENTS]`` elastic events).
@@ -441,13 +441,38 @@ def plasmon_decay_fraction(penn_key, base, f):
 
 
 @device_function
+def inner_shell_binding(band, material, omega, u):
+    """Binding energy (eV) of the inner shell a loss w ionises, or -1 for the Fermi sea.
+
+    Every electron that w can free (shells with ``B < w``, and the valence electrons) is equally
+    likely, ``P(shell j) = n_j / (n_valence + sum_{B_k < w} n_k)``: the binary-encounter limit
+    (w >> B) of the per-shell ionisation cross sections Nebula samples from ENDF/B-VII.1 data,
+    which this approximates without them; Nebula too treats shells bound by less than 50 eV as
+    the Fermi sea.
+    """
+    n_shells = int(band[material, BAND_N_SHELLS])
+    total = band[material, BAND_VALENCE]
+    for j in range(n_shells):
+        if omega > band[material, BAND_SHELLS + 2 * j]:
+            total += band[material, BAND_SHELLS + 2 * j + 1]
+    pick = u * total - band[material, BAND_VALENCE]
+    if pick < 0.0:
+        return -1.0
+    for j in range(n_shells):
+        if omega > band[material, BAND_SHELLS + 2 * j]:
+            pick -= band[material, BAND_SHELLS + 2 * j + 1]
+            if pick < 0.0:
+                return band[material, BAND_SHELLS + 2 * j]
+    return -1.0
+
+
+@device_function
 def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, band, loss_icdf, q_cdf, params):
     """One inelastic collision of the full-Penn model, as Nebula (van Kessel and Hagen 2020) does it.
 
     Energies are vacuum-referenced; inside, the kinetic energy is ``K = E + U``. The loss w is
-    drawn at K (:func:`tabulated_icdf` of ``ln w``), at most ``K - F``. If w exceeds an inner
-    shell's binding B (the deepest such shell: Nebula's dominant-shell approximation), the shell
-    is ionised (Kieft and Bosch 2008): secondary of ``K_s = F + w - B`` at ``cos^2 theta =
+    drawn at K (:func:`tabulated_icdf` of ``ln w``), at most ``K - F``. If an inner shell of
+    binding B is ionised (:func:`inner_shell_binding`; Kieft and Bosch 2008): secondary of ``K_s = F + w - B`` at ``cos^2 theta =
     (B + w) / (K - F + 2B)`` plus a random part ``sqrt(B / (B + w))`` for its initial momentum,
     primary deflected by momentum conservation. Otherwise, below the gap, an optical-phonon loss
     without deflection; above it, a Fermi-sea excitation with momentum q
@@ -466,10 +491,7 @@ def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, b
     omega = math.exp(tabulated_icdf(loss_icdf, material, math.log(kinetic), params[P_LOSS_LOG_K0],
                                     params[P_LOSS_INV_DLOG], u1, u2))
     omega = min(omega, kinetic - fermi)
-    binding = -1.0
-    for j in range(int(band[material, BAND_N_SHELLS])):
-        if omega > band[material, BAND_SHELLS + j]:
-            binding = band[material, BAND_SHELLS + j]
+    binding = inner_shell_binding(band, material, omega, uniform_pair(penn_key, base + 2)[1])
     if binding > 0.0:  # inner-shell ionisation
         dk = binding + omega
         cos_t = math.sqrt(min(dk / (kinetic - fermi + 2.0 * binding), 1.0))

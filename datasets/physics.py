@@ -557,7 +557,7 @@ class PhysicsTables:
             self.band, self.loss_icdf, self.q_cdf = np.zeros((len(materials), 4)), np.zeros((1, 1, 2)), np.zeros((1, 1, 2))
             return
         n_shells = max(len(m.inner_shells) for m in materials if m is not None)
-        self.band = np.zeros((len(materials), kernel.BAND_SHELLS + n_shells))
+        self.band = np.zeros((len(materials), kernel.BAND_SHELLS + 2 * n_shells))
         self.loss_icdf = np.zeros((len(materials), penn.N_K_ROWS, penn.N_PROBABILITIES))
         self.q_cdf = np.zeros((len(materials), penn.N_OMEGA, penn.N_Q))
         for i, material in enumerate(materials):
@@ -568,9 +568,11 @@ class PhysicsTables:
             self.band[i, kernel.BAND_FERMI] = material.band.fermi_eV
             self.band[i, kernel.BAND_GAP] = material.band.gap_eV
             self.band[i, kernel.BAND_U] = material.band.inner_potential_eV
-            bindings = sorted(b for _, b in material.inner_shells)
-            self.band[i, kernel.BAND_N_SHELLS] = len(bindings)
-            self.band[i, kernel.BAND_SHELLS:kernel.BAND_SHELLS + len(bindings)] = bindings
+            self.band[i, kernel.BAND_N_SHELLS] = len(material.inner_shells)
+            self.band[i, kernel.BAND_VALENCE] = material.valence_electrons
+            for j, (electrons, binding) in enumerate(material.inner_shells):
+                self.band[i, kernel.BAND_SHELLS + 2 * j] = binding
+                self.band[i, kernel.BAND_SHELLS + 2 * j + 1] = electrons
 
         def log_grid(grid):  # (ln x0, 1 / d ln x) of a log-spaced grid
             return math.log(grid[0]), (len(grid) - 1) / (math.log(grid[-1]) - math.log(grid[0]))

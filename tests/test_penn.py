@@ -124,6 +124,26 @@ def test_sampled_momentum_transfers_follow_the_penn_elf(penn_arrays, omega):
     assert stats.kstest(sample, lambda q: (cumulative(np.clip(q, q_k - q_rest, q_k + q_rest)) - lo) / (hi - lo)).pvalue > 1e-3
 
 
+@njit
+def _shell_choices(band, material, omega, n):
+    out = np.empty(n)
+    for i in range(n):
+        out[i] = kernel.inner_shell_binding(band, material, omega, (i + 0.5) / n)
+    return out
+
+
+@pytest.mark.parametrize("omega, expected", [
+    (50.0, {-1.0: 1.0}),  # below every inner shell: the Fermi sea
+    (120.0, {-1.0: 4 / 10, 99.4: 6 / 10}),  # 4 valence electrons, 6 in L2,3
+    (2000.0, {-1.0: 4 / 14, 99.4: 6 / 14, 149.7: 2 / 14, 1839.0: 2 / 14}),
+])
+def test_inner_shells_are_chosen_in_proportion_to_their_electrons(penn_arrays, omega, expected):
+    band = penn_arrays[0]
+    choices = _shell_choices(band, 1, omega, 7000)
+    for binding, share in expected.items():
+        assert np.mean(choices == binding) == pytest.approx(share, abs=2e-3)
+
+
 def test_penn_needs_discrete_losses_only():
     with pytest.raises(ValueError, match="penn.*--stopping none"):
         PhysicsConfig.preset("nebula-penn", stopping="tabulated")
