@@ -378,13 +378,15 @@ def penn_momentum(q_cdf, material, kinetic_eV, omega_eV, params, u1, u2):
     q_lo = max(q_k - q_rest, 1.0e-30)
     q_hi = q_k + q_rest
     log_q0, inv_dlog_q = params[P_Q_LOG0], params[P_Q_INV_DLOG]
-    c_lo = log_grid_value(q_cdf, material, row, math.log(q_lo), log_q0, inv_dlog_q)
-    c_hi = log_grid_value(q_cdf, material, row, math.log(q_hi), log_q0, inv_dlog_q)
+    log_lo, log_hi = math.log(q_lo), math.log(q_hi)
+    c_lo = log_grid_value(q_cdf, material, row, log_lo, log_q0, inv_dlog_q)
+    c_hi = log_grid_value(q_cdf, material, row, log_hi, log_q0, inv_dlog_q)
     if c_hi <= c_lo:
         return math.sqrt(q_lo * q_hi)
     target = c_lo + u2 * (c_hi - c_lo)
-    lo = 0
-    hi = n_q - 1
+    # the answer lies between the grid cells of q_- and q_+: bisect there only
+    lo = min(max(int(math.floor((log_lo - log_q0) * inv_dlog_q)), 0), n_q - 2)
+    hi = min(max(int(math.floor((log_hi - log_q0) * inv_dlog_q)) + 1, lo + 1), n_q - 1)
     while hi - lo > 1:  # q_cdf[lo] <= target < q_cdf[hi]
         mid = (lo + hi) // 2
         if q_cdf[material, row, mid] <= target:
@@ -477,7 +479,8 @@ def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, b
     primary deflected by momentum conservation. Otherwise, below the gap, an optical-phonon loss
     without deflection; above it, a Fermi-sea excitation with momentum q
     (:func:`penn_momentum`), primary deflected by ``cos = (2K - w - q^2) / (2 sqrt(K (K - w)))``
-    (opposite q's azimuth) and the secondary (Mao et al., J. Appl. Phys. 104, 114907 (2008)):
+    (opposite q's azimuth) and, where it could still be detected (``w + F - U`` above the
+    cutoff), the secondary (Mao et al., J. Appl. Phys. 104, 114907 (2008)):
     plasmon decay (``q < sqrt(F + w) - sqrt(F)``: from the Fermi sea, isotropic,
     :func:`plasmon_decay_fraction`), a single excitation (``q < sqrt(F + w) + sqrt(F)``: the
     electron ``k_i`` from the allowed annulus of the Fermi sphere leaves along ``k_i + q``), or
@@ -510,6 +513,8 @@ def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, b
     cos_p = min(max((2.0 * kinetic - omega - q * q) / (2.0 * math.sqrt(kinetic * (kinetic - omega))), -1.0), 1.0)
     qx, qy, qz = rotate_direction(ux, uy, uz, cos_q, cos_phi, sin_phi)
     px, py, pz = rotate_direction(ux, uy, uz, cos_p, -cos_phi, -sin_phi)
+    if omega + fermi - u_in <= params[P_CUTOFF_EV]:  # no secondary of this loss could be detected
+        return omega, px, py, pz, 0.0, 0.0, 0.0, 1.0
     k_fermi = math.sqrt(fermi)
     k_top = math.sqrt(fermi + omega)
     if q < k_top - k_fermi:  # plasmon decay

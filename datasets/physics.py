@@ -402,6 +402,8 @@ class PhysicsConfig:
     ``DEFAULT_PHYSICS`` (the physics that best reproduces Nebula's stacks of the paper's scene,
     ``python -m datasets compare-nebula``; the README's table). ``csda`` is the earlier, faster
     physics: single elastic scattering with continuous slowing down, no secondaries, no barrier.
+    ``nebula-penn`` is Nebula's own physics: its Mott tables, the full-Penn inelastic model (every
+    loss discrete, :mod:`datasets.penn`) and cstool's inner potential.
     """
 
     elastic: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["elastic"]

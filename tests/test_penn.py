@@ -99,7 +99,7 @@ def test_sampled_energy_losses_follow_the_loss_spectrum(penn_arrays, material, i
     assert sample[:, 0].mean() == pytest.approx(stopping[0] / imfp[0], rel=0.03)  # the stopping power per event
     assert np.all(sample[:, 0] <= kinetic - material.band.fermi_eV + 1e-9)  # the kernel's clamp, as Nebula's
     # a secondary never carries more than the loss plus the Fermi energy, less the inner potential
-    made = sample[:, 2] > 0  # 0: no secondary (sub-gap loss, or q outside both excitation ranges)
+    made = sample[:, 2] > 0  # 0: no secondary that could be detected (too slow, sub-gap, or q out of range)
     bound = sample[:, 0] + material.band.fermi_eV - material.band.inner_potential_eV
     assert made.mean() > 0.1 and np.all(sample[made, 2] <= bound[made] + 1e-9)
     assert 0.9 < sample[:, 1].mean() < 1.0  # small-angle deflections dominate
