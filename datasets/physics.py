@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets import kernel
-from datasets.errors import UnknownNameError
+from datasets.errors import UnknownNameError, UsageError
 from datasets.materials import Material
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -417,7 +417,7 @@ class PhysicsConfig:
             if getattr(self, field) not in known:
                 raise UnknownNameError(f"unknown {field} model '{getattr(self, field)}'; known: {', '.join(known)}")
         if (self.inelastic == "penn") != (self.stopping == "none"):
-            raise ValueError(f"the 'penn' inelastic model carries every energy loss and needs '--stopping none', and "
+            raise UsageError(f"the 'penn' inelastic model carries every energy loss and needs '--stopping none', and "
                              f"'none' stopping needs 'penn'; got inelastic '{self.inelastic}' with stopping "
                              f"'{self.stopping}'")
 

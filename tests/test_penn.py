@@ -10,6 +10,7 @@ from numba import njit
 from scipy import stats
 
 from datasets import kernel, penn
+from datasets.errors import UsageError
 from datasets.materials import COPPER, SILICON
 from datasets.physics import PhysicsConfig, PhysicsTables, load_mott_table
 from datasets.transport import Transport
@@ -145,9 +146,9 @@ def test_inner_shells_are_chosen_in_proportion_to_their_electrons(penn_arrays, o
 
 
 def test_penn_needs_discrete_losses_only():
-    with pytest.raises(ValueError, match="penn.*--stopping none"):
+    with pytest.raises(UsageError, match="penn.*--stopping none"):  # a command-line mistake: exit code 2
         PhysicsConfig.preset("nebula-penn", stopping="tabulated")
-    with pytest.raises(ValueError, match="'none' stopping needs 'penn'"):
+    with pytest.raises(UsageError, match="'none' stopping needs 'penn'"):
         PhysicsConfig.preset("nebula-like", stopping="none")
 
 
