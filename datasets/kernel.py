@@ -509,9 +509,7 @@ def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, b
         return omega, ux, uy, uz, 0.0, 0.0, 0.0, 1.0
     u3, u4 = uniform_pair(penn_key, base + 1)
     q = penn_momentum(q_cdf, material, kinetic, omega, params, u3, u4)
-    cos_q = min(max((omega + q * q) / (2.0 * math.sqrt(kinetic) * q), -1.0), 1.0)
     cos_p = min(max((2.0 * kinetic - omega - q * q) / (2.0 * math.sqrt(kinetic * (kinetic - omega))), -1.0), 1.0)
-    qx, qy, qz = rotate_direction(ux, uy, uz, cos_q, cos_phi, sin_phi)
     px, py, pz = rotate_direction(ux, uy, uz, cos_p, -cos_phi, -sin_phi)
     if omega + fermi - u_in <= params[P_CUTOFF_EV]:  # no secondary of this loss could be detected
         return omega, px, py, pz, 0.0, 0.0, 0.0, 1.0
@@ -523,6 +521,8 @@ def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, b
         sx, sy, sz = isotropic_direction(u5, u6)
         return omega, px, py, pz, x * omega + omega - u_in, sx, sy, sz
     if q < k_top + k_fermi:  # single excitation from the Fermi sphere
+        cos_q = min(max((omega + q * q) / (2.0 * math.sqrt(kinetic) * q), -1.0), 1.0)
+        qx, qy, qz = rotate_direction(ux, uy, uz, cos_q, cos_phi, sin_phi)
         c2, s2 = azimuth_cos_sin(penn_key, base + 4)
         nx, ny, nz = rotate_direction(qx, qy, qz, 0.0, c2, s2)  # normal to q
         ki_par = (omega - q * q) / (2.0 * q)
