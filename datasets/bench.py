@@ -128,16 +128,23 @@ def bench_reference(geometries: np.ndarray, electrons_per_pixel: int, physics: P
 
 def run_bench(device: str = "cpu", electrons_per_pixel: int = 100, geometries: int = 4,
               physics: PhysicsConfig | None = None, seed: int = 0, reference: bool = True,
-              threads: int | None = None) -> dict:
-    """Both engines on the same ``geometries`` random geometries x 20 energies x 400 pixels."""
+              threads: int | None = None, against: PhysicsConfig | None = None) -> dict:
+    """Both engines on the same ``geometries`` random geometries x 20 energies x 400 pixels;
+    with ``against``, the kernel with that physics too (same geometries, same run)."""
     from datasets.simulate import resolve_device
 
     device = resolve_device(device)
     physics = physics or PhysicsConfig()
-    csda = PhysicsConfig.preset("csda", elastic=physics.elastic, stopping=physics.stopping)
+    # the same elastic model without inelastic physics ('none' stopping is Penn's: its CSDA twin is 'tabulated')
+    csda = PhysicsConfig.preset("csda", elastic=physics.elastic,
+                                stopping="tabulated" if physics.stopping == "none" else physics.stopping)
     geoms = bench_geometries(geometries, seed)
     engines = [bench_kernel(geoms, electrons_per_pixel, device, physics, seed, threads)]
     engines[0]["engine"] += f", {physics.label()}"
+    compared = None
+    if against is not None and against != physics:
+        compared = bench_kernel(geoms, electrons_per_pixel, device, against, seed, threads)
+        compared["engine"] += f", {against.label()}"
     if csda != physics:  # the cost of the inelastic physics: the same kernel without it
         engines.append(bench_kernel(geoms, electrons_per_pixel, device, csda, seed, threads))
         engines[-1]["engine"] += f", {csda.label()}"
@@ -157,6 +164,10 @@ def run_bench(device: str = "cpu", electrons_per_pixel: int = 100, geometries: i
         result["physics_cost"] = engines[1]["electrons_per_s"] / engines[0]["electrons_per_s"]
     if reference and device == "cpu":  # like for like: the kernel and the previous engine, both CSDA
         result["speedup"] = engines[-2]["electrons_per_s"] / engines[-1]["electrons_per_s"]
+    if compared is not None:
+        engines.append(compared)
+        result["against"] = against.label()
+        result["speed_against"] = engines[0]["electrons_per_s"] / compared["electrons_per_s"]
     return result
 
 
@@ -172,6 +183,9 @@ def format_bench(r: dict) -> str:
     if "physics_cost" in r:
         lines.append(f"  cost of the {r['physics']} physics: the kernel is {r['physics_cost']:.2f}x slower with it "
                      f"than with CSDA physics (same geometries, same run)")
+    if "speed_against" in r:
+        lines.append(f"  the kernel with {r['physics']} physics runs at {r['speed_against']:.2f}x the primaries/s it "
+                     f"makes with {r['against']} (same geometries, same run)")
     if "speedup" in r:
         lines.append(f"  speed-up of the fused kernel over the previous engine, both CSDA physics, same geometries, "
                      f"same run: {r['speedup']:.2f}x")
@@ -186,8 +200,9 @@ def _cmd_bench(args) -> int:
     for device in devices:
         epp = args.electrons_per_pixel or (1000 if device.startswith("cuda") else 100)
         geoms = args.geometries or (64 if device.startswith("cuda") else 4)
+        against = PhysicsConfig.preset(args.against) if args.against else None
         results.append(run_bench(device, epp, geoms, physics_from_args(args),
-                                 args.seed, reference=not args.no_reference, threads=args.threads))
+                                 args.seed, reference=not args.no_reference, threads=args.threads, against=against))
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0]))
     else:
@@ -204,5 +219,7 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU: Numba threads of the kernel (default: all cores)")
     parser.add_argument("--no-reference", action="store_true", help="skip the previous torch engine")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--against", default=None,
+                        help="also time the kernel with this physics preset (e.g. nebula-like) and print the ratio")
     add_physics_arguments(parser)
     parser.set_defaults(func=_cmd_bench, device=None)

@@ -33,7 +33,9 @@ step a function:
    detector cutoff plus the binding energy, Moller, :func:`moller_energy_transfer`): the primary
    loses W and is deflected by binary-collision kinematics (:func:`binary_cos_theta`); the
    secondary starts there with W - phi and is followed like a primary (:func:`follow_primary`
-   runs the cascade from a small per-thread stack).
+   runs the cascade from a small per-thread stack). With the full-Penn model every inelastic
+   event is discrete (no continuous loss): loss, momentum transfer and secondary as Nebula
+   (:func:`penn_event`); secondaries too slow to be detected are not followed.
 6. Surface barrier (:func:`barrier_transmits`): an electron reaching the top or bottom plane
    leaves only if its normal energy clears the inner-potential step and the step's quantum
    transmission lets it through; otherwise it is reflected. Energies are vacuum-referenced.
@@ -79,8 +81,16 @@ def device_function(fn):
 # --------------------------------------------------------------------------- parameter layout
 #: Indices into the float64 ``params`` vector shared by both drivers.
 (P_VOXEL_NM, P_LOG_E0, P_INV_DLOG, P_CUTOFF_EV, P_ICDF_LOG_E0, P_ICDF_INV_DLOG, P_MAX_FLIGHTS,
- P_MAX_EVENTS) = range(8)
-N_PARAMS = 8
+ P_MAX_EVENTS, P_INELASTIC, P_LOSS_LOG_K0, P_LOSS_INV_DLOG, P_OMEGA_LOG0, P_OMEGA_INV_DLOG, P_Q_LOG0,
+ P_Q_INV_DLOG) = range(15)
+N_PARAMS = 15
+#: Inelastic models known to the kernel (``params[P_INELASTIC]``): Moller hard collisions (or
+#: none, with an all-zero ``hard`` table) and the full-Penn dielectric model.
+INELASTIC_MOLLER, INELASTIC_PENN = 0, 1
+#: ``band[m]`` columns: Fermi energy F and band gap G (eV above the band bottom), inner potential
+#: U (vacuum level above the band bottom), number of inner shells, valence (Fermi-sea) electrons
+#: per atom, then (binding energy in eV below the Fermi level, electrons) of each inner shell.
+BAND_FERMI, BAND_GAP, BAND_U, BAND_N_SHELLS, BAND_VALENCE, BAND_SHELLS = 0, 1, 2, 3, 4, 5
 #: Elastic models known to the kernel (``ElasticModel.kernel_code``).
 ELASTIC_BROWNING, ELASTIC_RUTHERFORD, ELASTIC_MOTT = 0, 1, 2
 #: Outcome of a history (STOPPED: ended on purpose after ``params[P_MAX_EVENTS]`` elastic events).
@@ -105,6 +115,12 @@ _ONE = np.uint64(1)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _INV_2_32 = 1.0 / 4294967296.0  # 2^-32
 _HARD_SALT = np.uint64(0xD1B54A32D192ED03)
+#: A Penn event's numbers come from a stream of their own too: ``PENN_HASHES`` per flight (4 for
+#: the loss, momentum and secondary, ``AZIMUTH_TRIES`` for the q-normal azimuth, the rest for the
+#: plasmon-decay rejection loop, two hashes a try).
+_PENN_SALT = np.uint64(0x8CB92BA72F3D8DD7)
+PENN_HASHES = 32
+PLASMON_TRIES = (PENN_HASHES - 4 - AZIMUTH_TRIES) // 2
 _SECONDARY_STRIDE = np.uint64(0xA24BAED4963EE407)
 
 
@@ -236,17 +252,25 @@ def browning_cos_theta(z, energy_eV, u1, u2):
 def mott_cos_theta(icdf, material, energy_eV, log_e0, inv_dlog, u1, u2):
     """Tabulated Mott (ELSEPA) angle: the inverse CDF row chosen by stochastic interpolation in
     log energy (with ``u1``), linear interpolation between the probability columns (``u2``)."""
-    n_energies = icdf.shape[1]
-    n_columns = icdf.shape[2]
-    k_float = min(max((math.log(energy_eV) - log_e0) * inv_dlog, 0.0), n_energies - 1.000001)
+    return tabulated_icdf(icdf, material, math.log(energy_eV), log_e0, inv_dlog, u1, u2)
+
+
+@device_function
+def tabulated_icdf(table, material, log_energy, log_e0, inv_dlog, u1, u2):
+    """Draw from a tabulated inverse CDF ``table[material, row, column]``: rows on a log energy grid
+    (``row = (ln E - log_e0) inv_dlog``), chosen by stochastic interpolation with ``u1``; columns
+    at equally spaced cumulative probabilities, interpolated linearly with ``u2``."""
+    n_energies = table.shape[1]
+    n_columns = table.shape[2]
+    k_float = min(max((log_energy - log_e0) * inv_dlog, 0.0), n_energies - 1.000001)
     row = int(math.floor(k_float))
     if u1 < k_float - row:
         row += 1
     j_float = u2 * (n_columns - 1)
     j0 = min(int(math.floor(j_float)), n_columns - 2)
     frac = j_float - j0
-    lo = icdf[material, row, j0]
-    return lo + (icdf[material, row, j0 + 1] - lo) * frac
+    lo = table[material, row, j0]
+    return lo + (table[material, row, j0 + 1] - lo) * frac
 
 
 @device_function
@@ -317,10 +341,228 @@ def barrier_transmits(energy_eV, uz, barrier_eV, u):
     return u <= 4.0 * k_in * k_out / ((k_in + k_out) * (k_in + k_out))
 
 
+# --------------------------------------------------------------------------- full-Penn inelastic event
+@device_function
+def log_grid_value(table, material, row, log_x, log_x0, inv_dlog):
+    """``table[material, row, :]`` (on a log grid ``ln x = log_x0 + j / inv_dlog``) at ``ln x``,
+    linear in ``ln x``, clamped to the grid's ends."""
+    n = table.shape[2]
+    t = min(max((log_x - log_x0) * inv_dlog, 0.0), n - 1.000001)
+    j = int(math.floor(t))
+    lo = table[material, row, j]
+    return lo + (table[material, row, j + 1] - lo) * (t - j)
+
+
+@device_function
+def kinetic_q(kinetic_eV):
+    """``hbar q / sqrt(2m)`` (sqrt eV) of an electron of kinetic energy K: ``sqrt(K (1 + K / 2mc^2))``."""
+    return math.sqrt(max(kinetic_eV, 0.0) * (1.0 + kinetic_eV / 1021997.9))
+
+
+@device_function
+def penn_momentum(q_cdf, material, kinetic_eV, omega_eV, params, u1, u2):
+    """Momentum transfer q (``hbar q / sqrt(2m)``, sqrt eV) of a loss w at kinetic energy K.
+
+    Drawn from ``int dq/q Im[-1/eps(q, w)]`` (``q_cdf[material, w row, q column]``, cumulative
+    over a log q grid) between ``q_- = q(K) - q(K - w)`` and ``q_+ = q(K) + q(K - w)``: the w row
+    by stochastic interpolation (``u1``), then the cumulative value at ``u2`` of the way from
+    ``q_-`` to ``q_+``, inverted by bisection along the row, linear in ln q.
+    """
+    n_w, n_q = q_cdf.shape[1], q_cdf.shape[2]
+    w_float = min(max((math.log(omega_eV) - params[P_OMEGA_LOG0]) * params[P_OMEGA_INV_DLOG], 0.0), n_w - 1.000001)
+    row = int(math.floor(w_float))
+    if u1 < w_float - row:
+        row += 1
+    q_k = kinetic_q(kinetic_eV)
+    q_rest = kinetic_q(kinetic_eV - omega_eV)
+    q_lo = max(q_k - q_rest, 1.0e-30)
+    q_hi = q_k + q_rest
+    log_q0, inv_dlog_q = params[P_Q_LOG0], params[P_Q_INV_DLOG]
+    log_lo, log_hi = math.log(q_lo), math.log(q_hi)
+    c_lo = log_grid_value(q_cdf, material, row, log_lo, log_q0, inv_dlog_q)
+    c_hi = log_grid_value(q_cdf, material, row, log_hi, log_q0, inv_dlog_q)
+    if c_hi <= c_lo:
+        return math.sqrt(q_lo * q_hi)
+    target = c_lo + u2 * (c_hi - c_lo)
+    # the answer lies between the grid cells of q_- and q_+: bisect there only
+    lo = min(max(int(math.floor((log_lo - log_q0) * inv_dlog_q)), 0), n_q - 2)
+    hi = min(max(int(math.floor((log_hi - log_q0) * inv_dlog_q)) + 1, lo + 1), n_q - 1)
+    while hi - lo > 1:  # q_cdf[lo] <= target < q_cdf[hi]
+        mid = (lo + hi) // 2
+        if q_cdf[material, row, mid] <= target:
+            lo = mid
+        else:
+            hi = mid
+    c0 = q_cdf[material, row, lo]
+    c1 = q_cdf[material, row, hi]
+    frac = (target - c0) / (c1 - c0) if c1 > c0 else 0.5
+    q = math.exp(log_q0 + (lo + frac) / inv_dlog_q)
+    return min(max(q, q_lo), q_hi)
+
+
+@device_function
+def isotropic_direction(u, v):
+    """A direction uniform on the sphere: ``cos theta = 2u - 1``, ``phi = 2 pi v``."""
+    cos_t = 2.0 * u - 1.0
+    sin_t = math.sqrt(max(1.0 - cos_t * cos_t, 0.0))
+    phi = 2.0 * math.pi * v
+    return sin_t * math.cos(phi), sin_t * math.sin(phi), cos_t
+
+
+@device_function
+def normalised(x, y, z):
+    norm = math.sqrt(x * x + y * y + z * z)
+    if norm <= 0.0:
+        return 0.0, 0.0, 1.0
+    return x / norm, y / norm, z / norm
+
+
+@device_function
+def plasmon_decay_fraction(penn_key, base, f):
+    """``x = E_i / w`` of the electron a decaying plasmon lifts from the Fermi sea (Nebula's model):
+    density ``~ sqrt(x (x + 1))`` (initial times final free-electron density of states) on
+    ``[max(0, f - 1), f]``, ``f = F / w``. For ``f < 0.1``: ``~ sqrt(x)``, ``x = f u^(2/3)``.
+    Otherwise rejection from ``x + 1/2 >= sqrt(x (x + 1))`` (``PLASMON_TRIES`` tries; the last is kept)."""
+    if f < 0.1:
+        u, _ = uniform_pair(penn_key, base + 2)
+        c = u ** (1.0 / 3.0)
+        return f * c * c
+    lower = max(0.0, f - 1.0)
+    d1 = f - lower
+    d2 = f * f - lower * lower
+    alpha = d2 / (d1 + d2)
+    x = f
+    first = base + 4 + AZIMUTH_TRIES
+    for attempt in range(PLASMON_TRIES):
+        a, b = uniform_pair(penn_key, first + 2 * attempt)
+        c, _ = uniform_pair(penn_key, first + 2 * attempt + 1)
+        x = math.sqrt(d2 * b + lower * lower) if a < alpha else d1 * b + lower
+        if c * (x + 0.5) <= math.sqrt(x * x + x):
+            break
+    return x
+
+
+@device_function
+def inner_shell_binding(band, material, omega, u):
+    """Binding energy (eV) of the inner shell a loss w ionises, or -1 for the Fermi sea.
+
+    Every electron that w can free (shells with ``B < w``, and the valence electrons) is equally
+    likely, ``P(shell j) = n_j / (n_valence + sum_{B_k < w} n_k)``: the binary-encounter limit
+    (w >> B) of the per-shell ionisation cross sections Nebula samples from ENDF/B-VII.1 data,
+    which this approximates without them; Nebula too treats shells bound by less than 50 eV as
+    the Fermi sea.
+    """
+    n_shells = int(band[material, BAND_N_SHELLS])
+    total = band[material, BAND_VALENCE]
+    for j in range(n_shells):
+        if omega > band[material, BAND_SHELLS + 2 * j]:
+            total += band[material, BAND_SHELLS + 2 * j + 1]
+    pick = u * total - band[material, BAND_VALENCE]
+    if pick < 0.0:
+        return -1.0
+    for j in range(n_shells):
+        if omega > band[material, BAND_SHELLS + 2 * j]:
+            pick -= band[material, BAND_SHELLS + 2 * j + 1]
+            if pick < 0.0:
+                return band[material, BAND_SHELLS + 2 * j]
+    return -1.0
+
+
+@device_function
+def penn_event(penn_key, base, energy, ux, uy, uz, cos_phi, sin_phi, material, band, loss_icdf, q_cdf, params):
+    """One inelastic collision of the full-Penn model, as Nebula (van Kessel and Hagen 2020) does it.
+
+    Energies are vacuum-referenced; inside, the kinetic energy is ``K = E + U``. The loss w is
+    drawn at K (:func:`tabulated_icdf` of ``ln w``), at most ``K - F``. If an inner shell of
+    binding B is ionised (:func:`inner_shell_binding`; Kieft and Bosch 2008): secondary of ``K_s = F + w - B`` at ``cos^2 theta =
+    (B + w) / (K - F + 2B)`` plus a random part ``sqrt(B / (B + w))`` for its initial momentum,
+    primary deflected by momentum conservation. Otherwise, below the gap, an optical-phonon loss
+    without deflection; above it, a Fermi-sea excitation with momentum q
+    (:func:`penn_momentum`), primary deflected by ``cos = (2K - w - q^2) / (2 sqrt(K (K - w)))``
+    (opposite q's azimuth) and, where it could still be detected (``w + F - U`` above the
+    cutoff), the secondary (Mao et al., J. Appl. Phys. 104, 114907 (2008)):
+    plasmon decay (``q < sqrt(F + w) - sqrt(F)``: from the Fermi sea, isotropic,
+    :func:`plasmon_decay_fraction`), a single excitation (``q < sqrt(F + w) + sqrt(F)``: the
+    electron ``k_i`` from the allowed annulus of the Fermi sphere leaves along ``k_i + q``), or
+    none. Returns ``(w, primary direction, secondary E (vacuum-referenced; <= 0: none), its
+    direction)``.
+    """
+    fermi = band[material, BAND_FERMI]
+    u_in = band[material, BAND_U]
+    kinetic = energy + u_in
+    u1, u2 = uniform_pair(penn_key, base)
+    omega = math.exp(tabulated_icdf(loss_icdf, material, math.log(kinetic), params[P_LOSS_LOG_K0],
+                                    params[P_LOSS_INV_DLOG], u1, u2))
+    omega = min(omega, kinetic - fermi)
+    binding = inner_shell_binding(band, material, omega, uniform_pair(penn_key, base + 2)[1])
+    if binding > 0.0:  # inner-shell ionisation
+        dk = binding + omega
+        cos_t = math.sqrt(min(dk / (kinetic - fermi + 2.0 * binding), 1.0))
+        sx, sy, sz = rotate_direction(ux, uy, uz, cos_t, cos_phi, sin_phi)
+        u5, u6 = uniform_pair(penn_key, base + 3)
+        ix, iy, iz = isotropic_direction(u5, u6)
+        spread = math.sqrt(binding / dk)
+        sx, sy, sz = normalised(sx + spread * ix, sy + spread * iy, sz + spread * iz)
+        px, py, pz = normalised(ux - cos_t * sx, uy - cos_t * sy, uz - cos_t * sz)
+        return omega, px, py, pz, fermi + omega - binding - u_in, sx, sy, sz
+    if omega <= band[material, BAND_GAP]:  # sub-gap loss: optical phonon
+        return omega, ux, uy, uz, 0.0, 0.0, 0.0, 1.0
+    u3, u4 = uniform_pair(penn_key, base + 1)
+    q = penn_momentum(q_cdf, material, kinetic, omega, params, u3, u4)
+    cos_p = min(max((2.0 * kinetic - omega - q * q) / (2.0 * math.sqrt(kinetic * (kinetic - omega))), -1.0), 1.0)
+    px, py, pz = rotate_direction(ux, uy, uz, cos_p, -cos_phi, -sin_phi)
+    if omega + fermi - u_in <= params[P_CUTOFF_EV]:  # no secondary of this loss could be detected
+        return omega, px, py, pz, 0.0, 0.0, 0.0, 1.0
+    k_fermi = math.sqrt(fermi)
+    k_top = math.sqrt(fermi + omega)
+    if q < k_top - k_fermi:  # plasmon decay
+        x = plasmon_decay_fraction(penn_key, base, fermi / omega)
+        u5, u6 = uniform_pair(penn_key, base + 3)
+        sx, sy, sz = isotropic_direction(u5, u6)
+        return omega, px, py, pz, x * omega + omega - u_in, sx, sy, sz
+    if q < k_top + k_fermi:  # single excitation from the Fermi sphere
+        cos_q = min(max((omega + q * q) / (2.0 * math.sqrt(kinetic) * q), -1.0), 1.0)
+        qx, qy, qz = rotate_direction(ux, uy, uz, cos_q, cos_phi, sin_phi)
+        c2, s2 = azimuth_cos_sin(penn_key, base + 4)
+        nx, ny, nz = rotate_direction(qx, qy, qz, 0.0, c2, s2)  # normal to q
+        ki_par = (omega - q * q) / (2.0 * q)
+        kf_par = ki_par + q
+        perp_min = max(0.0, fermi - kf_par * kf_par)
+        perp_max = fermi - ki_par * ki_par
+        u5, _ = uniform_pair(penn_key, base + 2)
+        # at most perp_max: where Pauli blocking leaves no annulus (perp_min > perp_max; Nebula then
+        # draws above the Fermi level) the electron comes from the Fermi surface
+        perp = math.sqrt(max(0.0, min(perp_min + (perp_max - perp_min) * u5, perp_max)))
+        kx = ki_par * qx + perp * nx
+        ky = ki_par * qy + perp * ny
+        kz = ki_par * qz + perp * nz
+        sx, sy, sz = normalised(kx + q * qx, ky + q * qy, kz + q * qz)
+        return omega, px, py, pz, kx * kx + ky * ky + kz * kz + omega - u_in, sx, sy, sz
+    return omega, px, py, pz, 0.0, 0.0, 0.0, 1.0
+
+
+@device_function
+def push_secondary(stack, n_stack, n_created, x, y, z, sx, sy, sz, energy):
+    """Put a secondary (position nm, direction, E eV, creation index) on the cascade stack.
+    Returns ``(n_stack, dropped)``: a full stack drops it (``dropped = 1``)."""
+    if n_stack >= stack.shape[0]:
+        return n_stack, 1
+    stack[n_stack, 0] = x
+    stack[n_stack, 1] = y
+    stack[n_stack, 2] = z
+    stack[n_stack, 3] = sx
+    stack[n_stack, 4] = sy
+    stack[n_stack, 5] = sz
+    stack[n_stack, 6] = energy
+    stack[n_stack, 7] = n_created
+    return n_stack + 1, 0
+
+
 # --------------------------------------------------------------------------- one history
 @device_function
 def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, planes, imfp, hard, stopping,
-                    majorant, surface, model, z_of, icdf, params, stack, n_stack, n_created):
+                    majorant, surface, band, loss_icdf, q_cdf, model, z_of, icdf, params, stack, n_stack,
+                    n_created):
     """Follow one electron of a cascade from (x, y, z) nm along (ux, uy, uz) with E eV to its end.
 
     ``grid[g, z, y, x]``: material indices (0 vacuum); ``safety[g, z, y, x]``: distance (nm) from
@@ -328,7 +570,10 @@ def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, pl
     semi-infinite target); ``imfp[m, k]`` (1/nm): elastic plus hard-inelastic inverse mean free
     path, ``hard[m, 0, k]`` its hard-inelastic part (``hard[m, 1 + j, k]`` that of shell j) and
     ``stopping[m, k]`` (eV/nm) the continuous (soft) loss, on the energy grid; ``majorant[k] >=
-    max_m imfp[m, k]``; ``surface[m] = (barrier U, binding B_j of each shell j)`` eV. A hard collision pushes its secondary (x, y, z, u, E, index)
+    max_m imfp[m, k]``; ``surface[m] = (barrier U, binding B_j of each shell j)`` eV. With the
+    full-Penn model (``params[P_INELASTIC]``), ``hard`` holds its inverse mean free path and
+    ``band`` (band constants, ``BAND_*``), ``loss_icdf`` and ``q_cdf`` its tables
+    (:func:`penn_event`). A hard collision pushes its secondary (x, y, z, u, E, index)
     onto ``stack[n_stack]`` (dropped, and counted, when the stack is full). Returns
     ``(outcome, flights, elastic events, z, n_stack, n_created, dropped)``.
     """
@@ -342,6 +587,7 @@ def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, pl
     events = 0
     dropped = 0
     hard_key = mix64(key ^ _HARD_SALT)
+    penn_key = mix64(key ^ _PENN_SALT)
     max_flights = int(params[P_MAX_FLIGHTS])
     max_events = int(params[P_MAX_EVENTS])
     for flight in range(max_flights):
@@ -403,26 +649,26 @@ def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, pl
             while j < n_shells - 1 and hard_rest >= hard[m_end, 1 + j, k]:
                 hard_rest -= hard[m_end, 1 + j, k]
                 j += 1
-            binding = surface[m_end, 1 + j]
-            w = moller_energy_transfer(hard_key, flight * MOLLER_TRIES, energy, cutoff + binding)
-            cos_secondary = binary_cos_theta(w / energy, energy)
-            cos_primary = binary_cos_theta((energy - w) / energy, energy)
-            sx, sy, sz = rotate_direction(ux, uy, uz, cos_secondary, -cos_phi, -sin_phi)
-            ux, uy, uz = rotate_direction(ux, uy, uz, cos_primary, cos_phi, sin_phi)
-            energy -= w
-            n_created += 1
-            if n_stack < stack.shape[0]:
-                stack[n_stack, 0] = x
-                stack[n_stack, 1] = y
-                stack[n_stack, 2] = z
-                stack[n_stack, 3] = sx
-                stack[n_stack, 4] = sy
-                stack[n_stack, 5] = sz
-                stack[n_stack, 6] = w - binding
-                stack[n_stack, 7] = n_created
-                n_stack += 1
+            if params[P_INELASTIC] == INELASTIC_PENN:
+                w, ux, uy, uz, secondary, sx, sy, sz = penn_event(
+                    penn_key, flight * PENN_HASHES, energy, ux, uy, uz, cos_phi, sin_phi, m_end, band, loss_icdf,
+                    q_cdf, params)
+                energy -= w
+                if secondary > cutoff:  # a slower one can never be detected: not followed
+                    n_created += 1
+                    n_stack, d = push_secondary(stack, n_stack, n_created, x, y, z, sx, sy, sz, secondary)
+                    dropped += d
             else:
-                dropped += 1
+                binding = surface[m_end, 1 + j]
+                w = moller_energy_transfer(hard_key, flight * MOLLER_TRIES, energy, cutoff + binding)
+                cos_secondary = binary_cos_theta(w / energy, energy)
+                cos_primary = binary_cos_theta((energy - w) / energy, energy)
+                sx, sy, sz = rotate_direction(ux, uy, uz, cos_secondary, -cos_phi, -sin_phi)
+                ux, uy, uz = rotate_direction(ux, uy, uz, cos_primary, cos_phi, sin_phi)
+                energy -= w
+                n_created += 1
+                n_stack, d = push_secondary(stack, n_stack, n_created, x, y, z, sx, sy, sz, w - binding)
+                dropped += d
             if energy <= cutoff:
                 return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
         else:
@@ -437,7 +683,7 @@ def follow_electron(key, x, y, z, ux, uy, uz, energy, geometry, grid, safety, pl
 
 @device_function
 def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, hard, stopping, majorant, surface,
-                   model, z_of, icdf, params, stack):
+                   band, loss_icdf, q_cdf, model, z_of, icdf, params, stack):
     """Follow one primary entering the slab's top plane at (x, y) along +z, and its cascade.
 
     The primary is the cascade's first electron; each secondary is followed after it, last
@@ -470,7 +716,7 @@ def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, hard
         outcome, f, v, z_end, n_stack, n_created, d = follow_electron(
             electron_key_i, stack[n_stack, 0], stack[n_stack, 1], stack[n_stack, 2], stack[n_stack, 3],
             stack[n_stack, 4], stack[n_stack, 5], stack[n_stack, 6], geometry, grid, safety, planes, imfp, hard,
-            stopping, majorant, surface, model, z_of, icdf, params, stack, n_stack, n_created)
+            stopping, majorant, surface, band, loss_icdf, q_cdf, model, z_of, icdf, params, stack, n_stack, n_created)
         if first:
             primary_outcome = outcome
             primary_z = z_end
@@ -488,7 +734,8 @@ def follow_primary(key, x, y, energy, geometry, grid, safety, planes, imfp, hard
 # --------------------------------------------------------------------------- CPU driver
 @njit(parallel=True, **_CPU_OPTIONS)
 def run_cpu(seed, first_bin, stop_bin, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
-            imfp, hard, stopping, majorant, surface, model, z_of, icdf, params, counts, tallies):
+            imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, model, z_of, icdf, params, counts,
+            tallies):
     """Simulate tally bins ``first_bin..stop_bin-1`` of the ``(G, E, P)`` bin grid.
 
     ``beam_x/beam_y`` (P,) nm, ``beam_energy`` (E,) eV. Bins are visited energy-fastest, so every
@@ -511,8 +758,8 @@ def run_cpu(seed, first_bin, stop_bin, electrons_per_bin, beam_x, beam_y, beam_e
         for n in range(electrons_per_bin):
             key = electron_key(seed, g, e, p, n)
             _, d, f, v, _, l_, c, x = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety,
-                                                     planes, imfp, hard, stopping, majorant, surface, model, z_of,
-                                                     icdf, params, stack)
+                                                     planes, imfp, hard, stopping, majorant, surface, band,
+                                                     loss_icdf, q_cdf, model, z_of, icdf, params, stack)
             detected += d
             flights += f
             events += v
@@ -529,7 +776,8 @@ def run_cpu(seed, first_bin, stop_bin, electrons_per_bin, beam_x, beam_y, beam_e
 
 # --------------------------------------------------------------------------- CUDA driver
 def _cuda_transport(seed, first, n_threads, electrons_per_bin, beam_x, beam_y, beam_energy, grid, safety, planes,
-                    imfp, hard, stopping, majorant, surface, model, z_of, icdf, params, counts, tallies):
+                    imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, model, z_of, icdf, params, counts,
+                    tallies):
     """One CUDA thread per primary ``j = first + thread``: bin ``j // N``, electron ``j % N``."""
     thread = cuda.grid(1)  # noqa: F821 - bound in the CUDA namespace
     if thread >= n_threads:
@@ -544,8 +792,8 @@ def _cuda_transport(seed, first, n_threads, electrons_per_bin, beam_x, beam_y, b
     g = b // (n_pixels * n_energies)
     key = electron_key(seed, g, e, p, n)
     _, d, f, v, _, lost, created, dropped = follow_primary(key, beam_x[p], beam_y[p], beam_energy[e], g, grid, safety,
-                                                           planes, imfp, hard, stopping, majorant, surface, model,
-                                                           z_of, icdf, params, stack)
+                                                           planes, imfp, hard, stopping, majorant, surface, band,
+                                                           loss_icdf, q_cdf, model, z_of, icdf, params, stack)
     if d > 0:
         cuda.atomic.add(counts, (g, e, p), d)  # noqa: F821
     slot = thread % tallies.shape[0]  # spread the statistics' atomics over many addresses

@@ -155,6 +155,60 @@ def compare_stacks(ours: dict, n_ours: int, neb: dict, n_ref: int, energies) -> 
     return {"rows": rows, "verdict": verdict, "electrons_per_pixel": n_ours}
 
 
+#: ``--ladder``: from the default physics to the full-Penn preset, one component switched at a
+#: time (the Penn model carries every loss, so it replaces the continuous stopping with it).
+LADDER = (
+    ("nebula-like", {}),
+    ("+ penn inelastic, no continuous loss", {"inelastic": "penn", "stopping": "none"}),
+    ("+ inner-potential barrier (cstool U)", {"barrier": "inner-potential"}),
+    ("+ mott elastic (= nebula-penn)", {"elastic": "mott"}),
+)
+LADDER_ENERGIES_KEV = (0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
+
+
+def ladder(electrons_per_pixel: int = 300, seed: int = 0, device: str = "cpu", names=None,
+           steps=LADDER) -> list[tuple[str, dict]]:
+    """:func:`compare` for each step of ``steps`` (label, model overrides added to the previous
+    step's, starting from ``nebula-like``): what each physics component moves."""
+    overrides: dict[str, str] = {}
+    out = []
+    for label, change in steps:
+        overrides.update(change)
+        out.append((label, compare(electrons_per_pixel, PhysicsConfig.preset("nebula-like", **overrides), seed=seed,
+                                   device=device, names=names)))
+    return out
+
+
+def _ladder_figures(result: dict) -> dict:
+    film = {r.energy_keV: r.ours / r.nebula for r in result["rows"] if r.stack == SI_ONLY}
+    v = result["verdict"]
+    return {"film": film, "film_5": sum(abs(x - 1) <= 0.05 for x in film.values()),
+            "contrast": v["contrast_passed"], "contrast_total": v["contrast_total"],
+            "correlation": v["mean_correlation"]}
+
+
+def format_ladder(steps: list[tuple[str, dict]]) -> str:
+    """One line per step: the film ratio at a few energies, films within 5 %, contrasts within
+    tolerance and the mean correlation, then what the step moved against the one before."""
+    n = steps[0][1]["electrons_per_pixel"]
+    shown = [e for e in LADDER_ENERGIES_KEV if e in _ladder_figures(steps[0][1])["film"]]
+    lines = [f"physics components switched on one at a time ({n} e-/pixel; Nebula's stacks 3000 e-/pixel)", "",
+             f"  {'step':40s} " + " ".join(f"{e:5.1f}" for e in shown) + "  film<=5%  contrast  corr"]
+    previous = None
+    for label, result in steps:
+        f = _ladder_figures(result)
+        lines.append(f"  {label:40s} " + " ".join(f"{f['film'][e]:5.2f}" for e in shown)
+                     + f"  {f['film_5']:2d}/{len(f['film'])}    {f['contrast']:3d}/{f['contrast_total']}  "
+                       f"{f['correlation']:.3f}")
+        if previous is not None:
+            moves = " ".join(f"{f['film'][e] - previous['film'][e]:+5.2f}" for e in shown)
+            lines.append(f"  {'  moved by':40s} {moves}  {f['film_5'] - previous['film_5']:+3d}     "
+                         f"{f['contrast'] - previous['contrast']:+4d}      {f['correlation'] - previous['correlation']:+.3f}")
+        previous = f
+    lines.append(f"  (columns: film yield ours / Nebula at {', '.join(f'{e:g}' for e in shown)} keV)")
+    return "\n".join(lines)
+
+
 def bulk_table(electrons: int = 20_000, physics: PhysicsConfig | None = None, seed: int = 0) -> list[dict]:
     """Our bulk eta beside the measured band and Nebula's bulk value."""
     from datasets.simulate import simulate_bulk
@@ -217,6 +271,11 @@ def _cmd_compare(args) -> int:
     t0 = time.perf_counter()
     from datasets.simulate import physics_from_args
 
+    if args.ladder:
+        print(format_ladder(ladder(args.electrons_per_pixel, seed=args.seed, device=args.device)))
+        print(f"({time.perf_counter() - t0:.0f} s)")
+        return 0
+
     physics = physics_from_args(args)
     result = compare(args.electrons_per_pixel, physics, seed=args.seed, device=args.device, progress=not args.json)
     bulk = None if args.no_bulk else bulk_table(args.bulk_electrons, physics, seed=args.seed)
@@ -238,5 +297,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--no-bulk", action="store_true", help="skip the bulk eta table")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--ladder", action="store_true",
+                        help="switch the physics components from nebula-like to nebula-penn one at a time and print "
+                             "what each moves (film yield, contrast passes, correlation); ignores --physics")
     add_physics_arguments(parser)
     parser.set_defaults(func=_cmd_compare)

@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets import kernel
-from datasets.errors import UnknownNameError
+from datasets.errors import UnknownNameError, UsageError
 from datasets.materials import Material
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -214,7 +214,19 @@ class TabulatedStopping(StoppingModel):
                               table["stopping_power_eV_per_nm"], floor=1e-3)
 
 
-STOPPING_MODELS: dict[str, type[StoppingModel]] = {"joyluo": JoyLuo, "tabulated": TabulatedStopping}
+class NoContinuousLoss(StoppingModel):
+    """No continuous slowing down: for an inelastic model whose discrete events carry every loss
+    (``penn``); any other inelastic model would never lose energy with it."""
+
+    name = "none"
+    reference = "no continuous energy loss (every loss is a discrete inelastic event)"
+
+    def stopping_eV_per_nm(self, material, energy_eV):
+        return np.zeros(np.shape(energy_eV))
+
+
+STOPPING_MODELS: dict[str, type[StoppingModel]] = {"joyluo": JoyLuo, "tabulated": TabulatedStopping,
+                                                   "none": NoContinuousLoss}
 
 
 # --------------------------------------------------------------------------- hard inelastic collisions
@@ -235,6 +247,7 @@ class InelasticModel(ABC):
     name: str = ""
     version: str = "1"
     reference: str = ""
+    kernel_code: int = kernel.INELASTIC_MOLLER
 
     @abstractmethod
     def shells(self, material: Material) -> list[tuple[int, float]]:
@@ -317,15 +330,58 @@ class ShellMollerHardCollisions(MollerHardCollisions):
         return super().shells(material) + [(n, b + material.binding_eV) for n, b in material.inner_shells]
 
 
+class PennInelastic(InelasticModel):
+    """Every inelastic collision from the optical energy-loss function with the full Penn
+    algorithm (:mod:`datasets.penn`; Penn, Phys. Rev. B 35, 482 (1987); Shinotsuka et al., Surf.
+    Interface Anal. 47, 871 (2015)), events and secondaries as in Nebula (van Kessel and Hagen,
+    SoftwareX 12, 100605 (2020); :func:`datasets.kernel.penn_event`). All losses are discrete:
+    it needs the ``none`` stopping model. Cross sections are looked up at the kinetic energy
+    inside the material, ``K = E + U`` (E vacuum-referenced, U the band structure's inner
+    potential)."""
+
+    name = "penn"
+    reference = ("full Penn algorithm (Penn, PRB 35, 482 (1987); Shinotsuka et al., SIA 47, 871 (2015)) on cstool 1.0.7 "
+                 "optical ELF data (Palik; Henke et al. 1993); secondaries as Nebula (Mao et al., JAP 104, 114907 "
+                 "(2008); Kieft and Bosch, J. Phys. D 41, 215310 (2008))")
+    kernel_code = kernel.INELASTIC_PENN
+
+    def shells(self, material):
+        return [(0, 0.0)]  # one table: every inelastic collision (the inner shells are chosen per event)
+
+    def _tables(self, material):
+        from datasets import penn
+
+        if material.band is None:
+            raise ValueError(f"material {material.name} has no band structure; the '{self.name}' model needs one")
+        return penn.tables(material)
+
+    def hard_inverse_mfp_per_nm(self, material, energy_eV, shell, cutoff_eV):
+        kinetic = np.asarray(energy_eV, dtype=np.float64) + material.band.inner_potential_eV
+        return self._tables(material).inverse_mfp_and_stopping(kinetic)[0]
+
+    def hard_stopping_eV_per_nm(self, material, energy_eV, shell, cutoff_eV):
+        kinetic = np.asarray(energy_eV, dtype=np.float64) + material.band.inner_potential_eV
+        return self._tables(material).inverse_mfp_and_stopping(kinetic)[1]
+
+
 INELASTIC_MODELS: dict[str, type[InelasticModel]] = {
-    "none": NoHardCollisions, "moller": MollerHardCollisions, "moller-shells": ShellMollerHardCollisions}
+    "none": NoHardCollisions, "moller": MollerHardCollisions, "moller-shells": ShellMollerHardCollisions,
+    "penn": PennInelastic}
 
 #: Surface barrier models: ``none`` (electrons leave unchanged) or ``step`` (the inner-potential
 #: step U = E_F + phi with quantum-mechanical transmission; :func:`datasets.kernel.barrier_transmits`).
+#: ``inner-potential``: the same step with U from the band structure as cstool defines it
+#: (:class:`datasets.materials.BandStructure`: Si 12.44 eV, Cu 11.53 eV). Refraction (the normal
+#: momentum scaled on transmission) is not simulated: in the kernel's slab scenes an electron
+#: that crosses the top plane is detected and one that crosses the bottom plane reaches the
+#: terminator, so its direction afterwards changes no count; Si/Cu interfaces inside the slab
+#: are not barriers (|dU| = 0.9 eV).
 BARRIER_MODELS: dict[str, str] = {
     "none": "no surface barrier",
     "step": "inner-potential step U = E_F + phi, quantum transmission T = 4kk'/(k+k')^2 "
             "(Shimizu and Ding, Rep. Prog. Phys. 55, 487 (1992); Kieft and Bosch, J. Phys. D 41, 215310 (2008))",
+    "inner-potential": "inner-potential step with cstool's band-structure U (Si: valence + gap + affinity = 12.44 eV; "
+                       "Cu: Fermi + work function = 11.53 eV), quantum transmission T = 4kk'/(k+k')^2",
 }
 
 
@@ -335,6 +391,7 @@ PHYSICS_FIELDS = ("elastic", "stopping", "inelastic", "barrier")
 PHYSICS_PRESETS: dict[str, dict[str, str]] = {
     "csda": {"elastic": "browning", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
     "nebula-like": {"elastic": "browning", "stopping": "tabulated", "inelastic": "moller-shells", "barrier": "step"},
+    "nebula-penn": {"elastic": "mott", "stopping": "none", "inelastic": "penn", "barrier": "inner-potential"},
 }
 DEFAULT_PHYSICS = "nebula-like"
 
@@ -345,6 +402,8 @@ class PhysicsConfig:
     ``DEFAULT_PHYSICS`` (the physics that best reproduces Nebula's stacks of the paper's scene,
     ``python -m datasets compare-nebula``; the README's table). ``csda`` is the earlier, faster
     physics: single elastic scattering with continuous slowing down, no secondaries, no barrier.
+    ``nebula-penn`` is Nebula's own physics: its Mott tables, the full-Penn inelastic model (every
+    loss discrete, :mod:`datasets.penn`) and cstool's inner potential.
     """
 
     elastic: str = PHYSICS_PRESETS[DEFAULT_PHYSICS]["elastic"]
@@ -357,6 +416,10 @@ class PhysicsConfig:
                              ("inelastic", INELASTIC_MODELS), ("barrier", BARRIER_MODELS)):
             if getattr(self, field) not in known:
                 raise UnknownNameError(f"unknown {field} model '{getattr(self, field)}'; known: {', '.join(known)}")
+        if (self.inelastic == "penn") != (self.stopping == "none"):
+            raise UsageError(f"the 'penn' inelastic model carries every energy loss and needs '--stopping none', and "
+                             f"'none' stopping needs 'penn'; got inelastic '{self.inelastic}' with stopping "
+                             f"'{self.stopping}'")
 
     @classmethod
     def preset(cls, name: str, **overrides) -> PhysicsConfig:
@@ -446,12 +509,17 @@ class PhysicsTables:
                 self.shell_imfp[i, j] = inelastic.hard_inverse_mfp_per_nm(material, grid, j, self.cutoff_eV)
                 hard_loss += inelastic.hard_stopping_eV_per_nm(material, grid, j, self.cutoff_eV)
                 self.surface[i, 1 + j] = binding
+            if config.inelastic == "penn":  # every loss discrete
+                self.surface[i, 0] = self._barrier(material)
+                continue
             if np.any(hard_loss > total):
                 worst = float(grid[np.argmax(hard_loss / total)])
                 raise ValueError(f"{config.inelastic} hard-collision stopping exceeds the {config.stopping} stopping "
                                  f"power of {material.name} (near {worst:.0f} eV): the soft part would be negative")
             self.stopping[i] = np.maximum(total - hard_loss, 1e-3)
-            self.surface[i, 0] = material.barrier_eV if config.barrier == "step" else 0.0
+            self.surface[i, 0] = self._barrier(material)
+        self.inelastic_code = int(inelastic.kernel_code)
+        self._penn_tables(materials)
         self.hard = self.shell_imfp.sum(axis=1)
         #: what the kernel reads: [:, 0] all hard collisions, [:, 1 + j] those with shell j
         self.hard_table = np.ascontiguousarray(np.concatenate([self.hard[:, None], self.shell_imfp], axis=1))
@@ -470,6 +538,51 @@ class PhysicsTables:
             self.icdf = np.ascontiguousarray(icdf, dtype=np.float64)
             self.icdf_log_e0 = float(np.log(icdf_grid[0]))
             self.icdf_inv_dlog = float((len(icdf_grid) - 1) / (np.log(icdf_grid[-1]) - np.log(icdf_grid[0])))
+
+    def _barrier(self, material: Material) -> float:
+        if self.config.barrier == "step":
+            return material.barrier_eV
+        if self.config.barrier == "inner-potential":
+            if material.band is None:
+                raise ValueError(f"material {material.name} has no band structure for the 'inner-potential' barrier")
+            return material.band.inner_potential_eV
+        return 0.0
+
+    def _penn_tables(self, materials: list[Material | None]) -> None:
+        """``band`` (M, 4 + shells), ``loss_icdf`` (M, K, P), ``q_cdf`` (M, W, Q) and their grids
+        (``penn_grid_params``: kernel parameter index -> value) for the full-Penn model; 1-element
+        placeholders otherwise."""
+        from datasets import penn
+
+        self.penn_grid_params: dict[int, float] = {}
+        if self.config.inelastic != "penn":
+            self.band, self.loss_icdf, self.q_cdf = np.zeros((len(materials), 4)), np.zeros((1, 1, 2)), np.zeros((1, 1, 2))
+            return
+        n_shells = max(len(m.inner_shells) for m in materials if m is not None)
+        self.band = np.zeros((len(materials), kernel.BAND_SHELLS + 2 * n_shells))
+        self.loss_icdf = np.zeros((len(materials), penn.N_K_ROWS, penn.N_PROBABILITIES))
+        self.q_cdf = np.zeros((len(materials), penn.N_OMEGA, penn.N_Q))
+        for i, material in enumerate(materials):
+            if material is None:
+                continue
+            tables = penn.tables(material)
+            self.loss_icdf[i], self.q_cdf[i] = tables.loss_icdf, tables.q_cdf
+            self.band[i, kernel.BAND_FERMI] = material.band.fermi_eV
+            self.band[i, kernel.BAND_GAP] = material.band.gap_eV
+            self.band[i, kernel.BAND_U] = material.band.inner_potential_eV
+            self.band[i, kernel.BAND_N_SHELLS] = len(material.inner_shells)
+            self.band[i, kernel.BAND_VALENCE] = material.valence_electrons
+            for j, (electrons, binding) in enumerate(material.inner_shells):
+                self.band[i, kernel.BAND_SHELLS + 2 * j] = binding
+                self.band[i, kernel.BAND_SHELLS + 2 * j + 1] = electrons
+
+        def log_grid(grid):  # (ln x0, 1 / d ln x) of a log-spaced grid
+            return math.log(grid[0]), (len(grid) - 1) / (math.log(grid[-1]) - math.log(grid[0]))
+
+        for (lo, inv), grid in (((kernel.P_LOSS_LOG_K0, kernel.P_LOSS_INV_DLOG), penn.k_rows_eV()),
+                                ((kernel.P_OMEGA_LOG0, kernel.P_OMEGA_INV_DLOG), penn.omega_grid_eV()),
+                                ((kernel.P_Q_LOG0, kernel.P_Q_INV_DLOG), penn.q_grid_sqrt_eV())):
+            self.penn_grid_params[lo], self.penn_grid_params[inv] = log_grid(grid)
 
     def grid_index(self, energy_eV: float) -> int:
         """The kernel's nearest grid point of an energy."""

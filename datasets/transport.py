@@ -137,12 +137,15 @@ class Transport:
         self.params[kernel.P_ICDF_INV_DLOG] = tables.icdf_inv_dlog
         self.params[kernel.P_MAX_FLIGHTS] = float(max_flights)
         self.params[kernel.P_MAX_EVENTS] = float(max_events or max_flights + 1)
+        self.params[kernel.P_INELASTIC] = tables.inelastic_code
+        for index, value in tables.penn_grid_params.items():
+            self.params[index] = value
 
     def kernel_arrays(self) -> tuple:
         """The arguments of :func:`datasets.kernel.follow_primary` after ``(key, x, y, energy, geometry)``."""
         t = self.tables
         return (self.grids, self.safety, self.planes, t.imfp, t.hard_table, t.stopping, t.majorant, t.surface,
-                t.elastic_code, t.z_of, t.icdf, self.params)
+                t.band, t.loss_icdf, t.q_cdf, t.elastic_code, t.z_of, t.icdf, self.params)
 
     def run(self, beam_x_nm, beam_y_nm, energies_eV, electrons_per_pixel: int, seed: int, device: str = "cpu",
             stats: TransportStats | None = None, progress=None) -> np.ndarray:
@@ -190,10 +193,10 @@ class Transport:
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         cuda_kernel = kernel.cuda_kernel()
         with cuda.gpus[index]:
-            (grids, safety, planes, imfp, hard, stopping, majorant, surface, code, z_of, icdf,
-             params) = self.kernel_arrays()
+            (grids, safety, planes, imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, code, z_of,
+             icdf, params) = self.kernel_arrays()
             on_gpu = [cuda.to_device(a) for a in (beam_x, beam_y, energies, grids, safety, planes, imfp, hard,
-                                                  stopping, majorant, surface)]
+                                                  stopping, majorant, surface, band, loss_icdf, q_cdf)]
             d_z, d_icdf, d_params = cuda.to_device(z_of), cuda.to_device(icdf), cuda.to_device(params)
             d_counts = cuda.to_device(counts)
             d_tallies = cuda.to_device(np.zeros((4096, 5), dtype=np.int64))

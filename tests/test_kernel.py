@@ -82,9 +82,11 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
         from datasets.transport import Transport, TransportStats, material_ids_to_indices
         mask = np.zeros((20, 20, 20), bool); mask[1:6, 0:8, 0:8] = True
         materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
-        for elastic in ("browning", "mott"):
+        for physics in (PhysicsConfig.preset("csda"), PhysicsConfig.preset("csda", elastic="mott"),
+                        PhysicsConfig.preset("nebula-penn")):
+            elastic = physics.label()
             transport = Transport(material_ids_to_indices(paper_block(mask)[None], ids),
-                                  PhysicsTables(materials, PhysicsConfig.preset("csda", elastic=elastic)))
+                                  PhysicsTables(materials, physics))
             x = np.array([0.5, 3.5, 10.5, 19.5]); y = np.array([0.5, 4.5, 10.5, 19.5])
             gpu, cpu = TransportStats(), TransportStats()
             a = transport.run(x, y, [1000.0, 5000.0], 20, seed=3, device="cuda", stats=gpu)

@@ -11,7 +11,9 @@ from datasets.nebula_reference import (
     SI_ONLY,
     compare,
     compare_stacks,
+    format_ladder,
     format_report,
+    ladder,
     load_reference,
     reference_names,
 )
@@ -58,3 +60,15 @@ def test_our_simulator_runs_the_comparison_and_prints_the_table():
     assert len(rows) == 40 and all(np.isfinite(r.ours) for r in rows)
     text = format_report(result)
     assert "pure-Si film mean yield, ours / Nebula" in text and "nanocube_p1" in text
+
+
+def test_the_ladder_switches_one_component_per_step_and_prints_what_it_moved():
+    steps = ladder(electrons_per_pixel=2, names=[SI_ONLY, "nanocube_p1"])
+    labels = [result["physics"]["label"] for _, result in steps]
+    assert labels[0] == "nebula-like" and labels[-1] == "nebula-penn" and len(set(labels)) == len(labels)
+    names = [result["physics"] for _, result in steps]
+    for before, after in zip(names, names[1:]):  # each step changes one component (penn: with its stopping)
+        changed = {k for k in ("elastic", "stopping", "inelastic", "barrier") if before[k] != after[k]}
+        assert changed in ({"elastic"}, {"barrier"}, {"inelastic", "stopping"})
+    text = format_ladder(steps)
+    assert "moved by" in text and "+ mott elastic (= nebula-penn)" in text

@@ -158,15 +158,16 @@ def test_silicon_backscatter_rises_as_energy_falls():
 
 # --------------------------------------------------------------------------- transport
 @njit
-def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, model, z_of, icdf, params,
-                      energy_eV, n, seed):
+def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, model,
+                      z_of, icdf, params, energy_eV, n, seed):
     depth = np.full(n, np.nan)
     z_top = planes[0, 0]
     stack = np.empty((kernel.STACK_DEPTH, kernel.STACK_FIELDS))
     for i in range(n):
         outcome, _, _, _, z, _, _, _ = kernel.follow_primary(kernel.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
                                                              energy_eV, 0, grid, safety, planes, imfp, hard, stopping,
-                                                             majorant, surface, model, z_of, icdf, params, stack)
+                                                             majorant, surface, band, loss_icdf, q_cdf, model, z_of,
+                                                             icdf, params, stack)
         if outcome == kernel.STOPPED:
             depth[i] = z - z_top
     return depth
@@ -369,3 +370,17 @@ def test_cli_bench_reports_both_engines_as_json(capsys):
     assert kernel_run["electrons_per_s"] > 0 and reference["electrons_per_s"] > 0 and result["speedup"] > 0
     assert result["physics_cost"] > 0
     assert kernel_run["flights_per_electron"] >= kernel_run["events_per_electron"] > 0
+
+
+def test_cli_bench_times_penn_physics_against_another_preset(capsys):
+    from datasets.__main__ import main
+
+    assert main(["bench", "--electrons-per-pixel", "1", "--geometries", "1", "--json", "--no-reference",
+                 "--physics", "nebula-penn", "--against", "nebula-like"]) == 0
+    import json
+
+    result = json.loads(capsys.readouterr().out)
+    penn_run, csda_twin, compared = result["engines"]
+    assert "nebula-penn" in penn_run["engine"] and "nebula-like" in compared["engine"]
+    assert csda_twin["engine"].endswith("mott+tabulated+none+none")  # Penn's CSDA twin: its stopping power, no events
+    assert result["against"] == "nebula-like" and result["speed_against"] > 0
