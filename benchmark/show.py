@@ -1,7 +1,7 @@
 """``python -m benchmark show VOLUME [-o out.png]``: slices of a reconstruction as one PNG.
 
 The figure has xy slices at several depths and one xz cut through the row (y) holding the most
-Cu probability, axes in nm in the scene frame (z down from the detector plane), the Si surface
+Cu (of the mask, when the file has one), axes in nm in the scene frame (z down from the detector plane), the Si surface
 marked on the xz cut, and one colour bar (Cu probability, or the Cu mask with ``--binary``).
 Its size is exactly ``FIGURE_SIZE_IN`` x ``dpi`` pixels.
 """
@@ -67,7 +67,10 @@ def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100)
         ax.set_title(f"xy at z = {oz + k * dz:.1f} nm", fontsize=9)
         ax.set_xlabel("x (nm)")
     axes[0].set_ylabel("y (nm)")
-    row = int(np.argmax(volume.sum(axis=(0, 2))))  # the xz cut through the row holding the most Cu
+    # the xz cut through the row holding the most Cu voxels of the mask (a diffuse probability
+    # volume's largest row sum can lie far from the Cu), else the largest probability sum
+    cu = np.asarray(mask, dtype=float) if mask is not None and np.any(mask) else volume
+    row = int(np.argmax(cu.sum(axis=(0, 2))))
     xz = axes[-1]
     xz.imshow(volume[:, row, :], origin="upper", extent=(*x_edges, z_edges[1], z_edges[0]), aspect="auto", **style)
     surface = meta.get("si_surface_z_nm")
