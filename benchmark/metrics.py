@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from datasets.stats import MeanInterval, bootstrap_mean_interval, paired_difference_interval  # noqa: F401 (re-exported)
+
 
 def _as_masks(pred, gt) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred)
@@ -64,17 +66,6 @@ def class_mean_iou(pred, gt) -> float:
     least as high as the Cu IoU when Si dominates the block."""
     pred, gt = np.asarray(pred).astype(bool), np.asarray(gt).astype(bool)
     return 0.5 * (iou(pred, gt) + iou(~pred, ~gt))
-
-
-def paired_difference_interval(a, b, confidence: float = 0.95, n_resamples: int = 2000,
-                               seed: int = 0) -> MeanInterval:
-    """Mean per-sample difference ``a - b`` of two methods scored on the same samples, with the
-    percentile bootstrap interval of that mean (the samples resampled jointly): "A beats B by x
-    [lo, hi]"; an interval that excludes 0 separates the two."""
-    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"paired scores need the same samples, got {a.size} and {b.size} values")
-    return bootstrap_mean_interval(a - b, confidence, n_resamples, seed)
 
 
 def precision(pred, gt) -> float:
@@ -140,46 +131,6 @@ def score_volume(pred, gt) -> dict:
 def per_depth_json(values: list[float]) -> str:
     """The per-depth IoU list as a JSON string (NaN written as ``NaN``, read back by ``json.loads``)."""
     return json.dumps([float(v) for v in values])
-
-
-@dataclass(frozen=True)
-class MeanInterval:
-    """A mean with its bootstrap confidence interval over ``n`` finite values."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-    confidence: float
-
-    def as_dict(self) -> dict:
-        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n,
-                "confidence": self.confidence}
-
-
-def bootstrap_mean_interval(values, confidence: float = 0.95, n_resamples: int = 2000,
-                            seed: int = 0) -> MeanInterval:
-    """Mean of ``values`` (e.g. per-sample IoU -> mIoU) and its percentile bootstrap interval.
-
-    NaN values are dropped first. Resampling uses ``numpy.random.default_rng(seed)``, so the
-    interval is reproducible. With fewer than two values the interval is undefined (NaN bounds).
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be positive, got {n_resamples}")
-    arr = np.asarray(values, dtype=float).ravel()
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return MeanInterval(math.nan, math.nan, math.nan, 0, confidence)
-    mean = float(arr.mean())
-    if arr.size < 2:
-        return MeanInterval(mean, math.nan, math.nan, int(arr.size), confidence)
-    rng = np.random.default_rng(seed)
-    resampled_means = arr[rng.integers(0, arr.size, size=(n_resamples, arr.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(resampled_means, [alpha, 1.0 - alpha])
-    return MeanInterval(mean, float(low), float(high), int(arr.size), confidence)
 
 
 @dataclass(frozen=True)

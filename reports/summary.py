@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pandas as pd
 
+from datasets.stats import paired_difference_interval
 from reports.results import ReportInputs
 from reports.tables import (
     METHOD_ORDER,
-    bootstrap_interval,
     load_paper_results,
     miou_table,
     seed_table,
@@ -177,9 +177,8 @@ def paired_remarks(rows: pd.DataFrame, case: str = "test", only: set | None = No
     out = []
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
-            # the bootstrap of the per-sample differences (the samples resampled jointly), as
-            # benchmark.metrics.paired_difference_interval
-            mean, low, high, n = bootstrap_interval(table[a].to_numpy() - table[b].to_numpy(), seed=0)
+            # the bootstrap of the per-sample differences (the samples resampled jointly)
+            mean, low, high, n = paired_difference_interval(table[a], table[b], seed=0).as_tuple()
             first, second, sign = (a, b, 1.0) if mean >= 0 else (b, a, -1.0)
             if n < 2:  # one sample: a difference but no interval
                 out.append(f"On the one {case} sample scored by both (n=1, no interval): {first} beats "

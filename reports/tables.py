@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from datasets.stats import bootstrap_mean_interval
 from reports.results import method_label, quiet_mean
 
 PAPER_RESULTS_PATH = Path(__file__).parent / "data" / "paper_results.json"
@@ -62,27 +63,6 @@ class Table:
     frame: pd.DataFrame
     best: pd.DataFrame
     html: str
-
-
-def bootstrap_interval(values, confidence: float = 0.95, n_resamples: int = 2000,
-                       seed: int = 0) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite ``values`` with a percentile bootstrap interval.
-
-    Same rule as ``benchmark.metrics.bootstrap_mean_interval`` (resampled with
-    ``numpy.random.default_rng(seed)``); bounds are NaN with fewer than two values.
-    """
-    arr = np.asarray(values, dtype=float).ravel()
-    arr = arr[np.isfinite(arr)]
-    if arr.size == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(arr.mean())
-    if arr.size < 2:
-        return mean, math.nan, math.nan, 1
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(n_resamples, arr.size))].mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return mean, float(low), float(high), int(arr.size)
 
 
 def best_mask(frame: pd.DataFrame, directions: dict) -> pd.DataFrame:
@@ -372,7 +352,7 @@ def miou_table(rows: pd.DataFrame, summaries: dict | None = None) -> Table:
         group = mine[mine["label"] == label]
         saved = saved_interval(group, summaries or {})
         if saved is None:
-            mean, low, high, n = bootstrap_interval(group.groupby("sample")["iou"].mean())
+            mean, low, high, n = bootstrap_mean_interval(group.groupby("sample")["iou"].mean()).as_tuple()
         else:
             mean, low, high, n = saved
         index.append(label)
@@ -586,6 +566,6 @@ def _slug(text: str) -> str:
 
 
 __all__ = [
-    "Table", "best_mask", "bootstrap_interval", "load_paper_results", "per_sample_table",
+    "Table", "best_mask", "load_paper_results", "per_sample_table",
     "ablation_table", "config_table", "miou_table", "best_per_case_table",
 ]

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import reports
+from datasets.stats import bootstrap_mean_interval
 from reports import build_report, figures, tables
 from reports.html import runs_by_case
 from reports.results import add_labels, load_inputs, method_label, parse_depth_iou
@@ -115,17 +116,27 @@ def test_miou_table_uses_saved_interval_else_computes_one(full_inputs):
     test_iou = rows.query("case == 'test' and method == 'medsem'")["iou"]
     assert computed.loc["MED-SEM", "mIoU"] == pytest.approx(test_iou.mean())
     assert computed.loc["MED-SEM", "95% CI low":"95% CI high"].tolist() == pytest.approx(
-        list(tables.bootstrap_interval(test_iou)[1:3]))
+        list(bootstrap_mean_interval(test_iou).as_tuple()[1:3]))
     assert computed.loc["MED-SEM", "interval from"] == "rows (here)"
 
 
 def test_bootstrap_interval_is_reproducible_and_brackets_the_mean():
     values = np.linspace(0.5, 1.0, 20)
-    mean, low, high, n = tables.bootstrap_interval(values)
-    assert (mean, low, high, n) == tables.bootstrap_interval(values)
+    mean, low, high, n = bootstrap_mean_interval(values).as_tuple()
+    assert (mean, low, high, n) == bootstrap_mean_interval(values).as_tuple()
     assert low < mean < high and n == 20
-    assert np.isnan(tables.bootstrap_interval([0.7])[1])
-    assert tables.bootstrap_interval([np.nan])[3] == 0
+    assert np.isnan(bootstrap_mean_interval([0.7]).low)
+    assert bootstrap_mean_interval([np.nan]).n == 0
+
+
+def test_one_bootstrap_for_harness_and_report():
+    """The harness's and the report's intervals are the same function's (datasets.stats)."""
+    from benchmark import metrics
+    from reports import summary
+
+    assert metrics.bootstrap_mean_interval is bootstrap_mean_interval
+    assert summary.paired_difference_interval is metrics.paired_difference_interval
+    assert not hasattr(tables, "bootstrap_interval")
 
 
 def test_labels_and_per_depth_parsing():
