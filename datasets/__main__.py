@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
+
+from datasets.cli_errors import exit_program
 
 CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "datasets.cases", "datasets.nebula",
                "datasets.builder",
@@ -29,4 +30,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())
