@@ -286,7 +286,11 @@ def _slow_build(out: Path, *extra) -> subprocess.Popen:
                "--workers", "2", "--electrons-per-pixel", "20", "--quiet", *extra]
     env = {**os.environ, builder.SIMULATOR_ENV: THIS_MODULE.__name__, "FAKE_SIMULATOR_SLEEP_S": "30",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(REPO)])}
-    return subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    # the build as started from a terminal: SIGINT at its default even where the test runner
+    # inherited it ignored (a job started with `&` from a non-interactive shell, as nohup'ed CI
+    # runs are), else Python installs no KeyboardInterrupt handler and Ctrl-C cannot reach it
+    return subprocess.Popen(command, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_workers(process, n: int) -> list[int]:
