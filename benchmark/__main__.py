@@ -1,8 +1,8 @@
 """``python -m benchmark``: see ``benchmark.cli``."""
 
+import sys
 
 from benchmark.cli import main
-from datasets.cli_errors import exit_program
 
 if __name__ == "__main__":
-    exit_program(main())
+    sys.exit(main())

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
-from datasets.cli_errors import exit_program
 
 #: columns shown by ``run`` and ``main`` in the text table
 TABLE_COLUMNS = ["method", "config", "variant", "case", "sample", "iou", "mre", "threshold",
@@ -365,4 +364,4 @@ def cmd_design_study(args) -> int:
 
 def main_entry() -> None:
     """The ``bse-bench`` console script (``[project.scripts]``): ``python -m benchmark``."""
-    exit_program(main(prog="bse-bench"))
+    sys.exit(main(prog="bse-bench"))

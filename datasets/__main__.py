@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-
-from datasets.cli_errors import exit_program
+import sys
 
 CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "datasets.cases", "datasets.nebula",
                "datasets.builder",
@@ -30,4 +29,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    exit_program(main())
+    sys.exit(main())

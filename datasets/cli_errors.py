@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 import traceback
-from typing import NoReturn
 
 from datasets.errors import UnknownNameError, UsageError
 
@@ -45,21 +44,6 @@ def run_cli(handler, args, debug: bool = False) -> int:
             traceback.print_exc()
         print(f"error: {error_message(err)}", file=sys.stderr)
         return int(getattr(err, "exit_code", 2 if isinstance(err, KeyError) else 1))
-
-
-def exit_program(code: int) -> NoReturn:
-    """End a command-line program (``python -m ...``, ``bse-bench``) with ``code``.
-
-    After Ctrl-C (130) what was finished is written and the workers are stopped, but the
-    interpreter's normal exit still joins the process pool's manager thread and its children;
-    twice in full test-suite runs a build interrupted this way had not ended 60 s later. So an
-    interrupted program ends at once, its output streams flushed; the workers follow their parent
-    (``datasets.builder.exit_with_parent``)."""
-    if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
-    sys.exit(code)
 
 
 def error_message(err: BaseException) -> str:

@@ -17,7 +17,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from datasets.cli_errors import exit_program
 from datasets.errors import UnknownNameError
 
 
@@ -299,4 +298,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    exit_program(main())
+    sys.exit(main())
