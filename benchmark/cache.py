@@ -26,23 +26,10 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchmarkError
-from methods.base import label_of
+from benchmark.schema import RESULT_IDENTITY, RUN_IDENTITY, empty_rows, normalise_rows
+from datasets.files import atomic_path, write_json_atomic
 
-#: columns of rows.parquet / results.parquet, in order
-ROW_COLUMNS = [
-    "method", "label", "config", "variant", "tta", "case", "sample", "iou", "class_mean_iou", "mre", "precision", "recall",
-    "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device", "parameters",
-    "macs", "seed", "preset", "dataset_hash", "git_commit", "versions", "run_key", "created_utc",
-]
 RUN_FILES = ("rows.parquet", "volumes.npz", "summary.json")
-#: What one result is: ``results.parquet`` holds at most one row per identity (the dose is part
-#: of the case name, ``dose:<N>``). How it was computed (device, CPU threads, preset wording,
-#: timing) is provenance in the row, never a second result. When the same result was computed
-#: more than once (a run under a newer key, e.g. after a code change), the newest run counts
-#: (``created_utc``, then ``run_key``); older runs stay cached in ``runs/`` but are not counted.
-RESULT_IDENTITY = ["method", "config", "variant", "case", "sample", "seed", "threshold_rule"]
-#: the identity of a run's row set (a run holds one row per sample)
-RUN_IDENTITY = [c for c in RESULT_IDENTITY if c != "sample"]
 DEFAULT_OUTPUTS = Path("outputs")
 
 
@@ -57,16 +44,17 @@ def fix_command(results_dir) -> str:
 
 def newest_rows(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` with one row per ``RESULT_IDENTITY``: the newest run's (``created_utc``, then
-    ``run_key``), in case/method/sample order."""
+    ``run_key``), in case/read dose/method/sample order."""
     return (rows.sort_values(["created_utc", "run_key"], kind="stable")
             .drop_duplicates(RESULT_IDENTITY, keep="last")
-            .sort_values(["case", "method", "config", "variant", "threshold_rule", "seed", "sample"],
+            .sort_values(["case", "read_electrons_per_pixel", "method", "config", "variant", "threshold_rule",
+                          "seed", "sample"],
                          kind="stable")
             .reset_index(drop=True))
 
 
 def duplicated_results(rows: pd.DataFrame) -> list[str]:
-    """One line per run identity (method, config, variant, case, seed, threshold rule) whose
+    """One line per run identity (``benchmark.schema.RUN_IDENTITY``) whose
     samples occur more than once in ``rows``, naming the samples' count and the runs involved;
     ``[]`` when every result occurs once."""
     if rows.empty:
@@ -99,55 +87,11 @@ def run_key(fields: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def write_json_atomic(path: Path, obj) -> Path:
-    """Write ``obj`` as JSON to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
-    return path
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON-serialisable: {type(obj).__name__}")
-
-
-def normalise_rows(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows in the contract's column order with stable dtypes (counts as nullable ``Int64``).
-    Rows written before methods declared a ``label`` get the method's id as label."""
-    if "label" not in rows.columns and "method" in rows.columns:
-        rows = rows.assign(label=[label_of(m) for m in rows["method"]])
-    if "tta" not in rows.columns:  # rows from before test-time averaging existed
-        rows = rows.assign(tta=False)
-    if "class_mean_iou" not in rows.columns:  # rows from before the class-mean IoU was scored
-        rows = rows.assign(class_mean_iou=np.nan)
-    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
-    if missing:
-        raise ValueError(f"result rows lack columns {missing}")
-    extra = [c for c in rows.columns if c not in ROW_COLUMNS]
-    rows = rows[ROW_COLUMNS + extra].copy()
-    for column in ("parameters", "macs"):
-        rows[column] = pd.array(rows[column], dtype="Int64")
-    rows["seed"] = rows["seed"].astype("int64")
-    for column in ("iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume"):
-        rows[column] = rows[column].astype("float64")
-    return rows
+def write_parquet_atomic(frame: pd.DataFrame, path) -> Path:
+    """Write ``frame`` (without its index) to ``path`` atomically (``datasets.files.atomic_path``)."""
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
 
 
 class ResultsStore:
@@ -230,7 +174,7 @@ class ResultsStore:
         try:
             normalise_rows(rows).to_parquet(tmp / "rows.parquet", index=False)
             np.savez_compressed(tmp / "volumes.npz", **volumes)
-            (tmp / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+            write_json_atomic(tmp / "summary.json", summary, fsync=False)
             if final.exists():  # an unreadable leftover, or a twin run that finished first
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -249,7 +193,7 @@ class ResultsStore:
         are set aside: :meth:`set_aside`)."""
         frames = [rows for key in self.run_keys() if (rows := self.load_rows(key)) is not None and len(rows)]
         if not frames:
-            return normalise_rows(pd.DataFrame({c: [] for c in ROW_COLUMNS}))
+            return empty_rows()
         return pd.concat(frames, ignore_index=True)
 
     def rebuild_results(self) -> pd.DataFrame:

@@ -9,7 +9,7 @@ Checks, each with what the next ``main``/``run`` would do about a problem:
 - every run folder (``runs/<key>/``): rows, volumes and summary readable (an unreadable one is
   set aside and recomputed);
 - ``results.parquet`` readable (it is rebuilt from the runs after every run) and counting every
-  result once (``benchmark.cache.RESULT_IDENTITY``); a run superseded by a newer run of the same
+  result once (``benchmark.schema.RESULT_IDENTITY``); a run superseded by a newer run of the same
   results is listed (kept on disk, not counted);
 - every trained model (``models/<name>/``): ``method.json`` readable and the method loads with
   its weights (a model that does not load must be deleted to be retrained);
@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.cache import ResultsStore, duplicated_results, fix_command, superseded_runs
+from benchmark.schema import normalise_rows
 
 
 @dataclass
@@ -88,6 +89,12 @@ def check_runs(store: ResultsStore) -> list[Finding]:
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types
             findings.append(Finding(str(store.results_path), False, f"unreadable ({type(err).__name__})",
                                     "the next run rebuilds it from the runs"))
+            return findings
+        try:
+            rows = normalise_rows(rows)
+        except ValueError as err:
+            findings.append(Finding(str(store.results_path), False, str(err),
+                                    f"run `{fix_command(store.root)}` (rebuilds it from the runs)"))
             return findings
         duplicated = duplicated_results(rows)
         if duplicated:
