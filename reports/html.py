@@ -10,9 +10,7 @@ import base64
 import datetime as dt
 import importlib.metadata
 import json
-import os
 import platform
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +19,19 @@ import jinja2
 import pandas as pd
 from tqdm.auto import tqdm
 
-from reports import figures, tables
-from reports.results import ReportInputs, RunVolumes, load_inputs, method_label, order_cases
+from datasets.files import write_text_atomic
+from reports import figures, paper_tables, tables, volume_figures
+from reports.results import (
+    DOSE_CASE,
+    ReportInputs,
+    RunVolumes,
+    case_title,
+    load_inputs,
+    method_label,
+    order_cases,
+)
 from reports.summary import summary_remarks, verdict_remarks
+from reports.table_base import Table, ordered_labels
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 MAX_SAMPLES_PER_FIGURE = 5
@@ -62,7 +70,7 @@ def _add_figure(out: list[Figure], missing: list[str], key: str, title: str, cap
 def runs_by_case(inputs: ReportInputs) -> dict[str, list[RunVolumes]]:
     """Runs with saved volumes per case, one per method label (the first run found when a
     label has several, e.g. seeds), in table order."""
-    order = {label: i for i, label in enumerate(tables.ordered_labels(inputs.rows))} \
+    order = {label: i for i, label in enumerate(ordered_labels(inputs.rows))} \
         if len(inputs.rows) else {}
     grouped: dict[str, dict[str, RunVolumes]] = {}
     for run in inputs.runs:
@@ -74,7 +82,7 @@ def runs_by_case(inputs: ReportInputs) -> dict[str, list[RunVolumes]]:
     }
 
 
-def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.Table]]:
+def build_tables(inputs: ReportInputs) -> tuple[list[Table], list[Table]]:
     """(summary tables, paper-style tables) for the rows present."""
     rows = inputs.rows
     cases = inputs.cases()
@@ -84,15 +92,15 @@ def build_tables(inputs: ReportInputs) -> tuple[list[tables.Table], list[tables.
                tables.stratified_table(rows, inputs.runs)]
     summary = [t for t in summary if len(t.frame)]
     paper_style = [
-        tables.per_sample_table(rows, "nanocube"),
-        tables.per_sample_table(rows, "nanowire"),
+        paper_tables.per_sample_table(rows, "nanocube"),
+        paper_tables.per_sample_table(rows, "nanowire"),
         *[t for t in [tables.repeat_table(rows)] if len(t.frame)],
-        tables.ablation_table(rows),
-        tables.config_table(rows),
+        paper_tables.ablation_table(rows),
+        paper_tables.config_table(rows),
     ]
     if len(rows) and (rows["case"] == "nebula").any():
-        paper_style += [tables.nebula_table(rows), tables.per_sample_table(rows, "nebula")]
-    paper_style += [tables.per_sample_table(rows, case) for case in cases
+        paper_style += [paper_tables.nebula_table(rows), paper_tables.per_sample_table(rows, "nebula")]
+    paper_style += [paper_tables.per_sample_table(rows, case) for case in cases
                     if case.startswith("custom:")]
     return summary, paper_style
 
@@ -110,7 +118,7 @@ def history_label(results_dir: Path, folder: str) -> str:
         if method_label(method) == method:  # not a registered method: keep the folder name
             return folder
         return method_label(method, config or None, variant or None)
-    off = [f"no-{module}" for module in tables.MODULES if params.get(module) is False]
+    off = [f"no-{module}" for module in paper_tables.MODULES if params.get(module) is False]
     variant = params.get("variant") or (off[0] if len(off) == 1 else "-".join(off) or None)
     return method_label(method, params.get("config"), variant)
 
@@ -125,43 +133,40 @@ def report_title(inputs: ReportInputs) -> str:
     return f"BSE reconstruction benchmark — results folder {inputs.results_dir.resolve().name}"
 
 
-def key_table(summary_tables: list[tables.Table]) -> tables.Table | None:
+def key_table(summary_tables: list[Table]) -> Table | None:
     """The table shown at the top: the test-split mIoU, else the best method per case."""
     by_key = {t.key: t for t in summary_tables}
     return by_key.get("test-miou") or by_key.get("best-per-case")
 
 
 def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
-    """All figures that the saved results allow, in report order."""
-    rows, missing = inputs.rows, inputs.missing
-    paper = tables.load_paper_results()
-    out: list[Figure] = []
-    jobs: list[tuple] = []
+    """All figures that the saved results allow, in report order: the summary plots, then the
+    3D views per case, the input stack last."""
     by_case = {case: runs for case, runs in runs_by_case(inputs).items()
-               if not str(case).startswith("dose:")}  # the dose study has its own figure
-    overview_cases = [c for c in inputs.cases() if not c.startswith("dose:")]
+               if case != DOSE_CASE}  # the dose study has its own figure
+    jobs = [*_summary_jobs(inputs, by_case), *_context_jobs(inputs), *_volume_jobs(by_case),
+            *_bse_strip_jobs(inputs.runs)]
+    out: list[Figure] = []
+    for key, title, caption, draw in tqdm(jobs, desc="report figures", disable=not progress):
+        _add_figure(out, inputs.missing, key, title, caption, draw)
+    return out
+
+
+def _summary_jobs(inputs: ReportInputs, by_case: dict[str, list[RunVolumes]]) -> list[tuple]:
+    """(key, title, caption, draw) of the plots of IoU and error per case, depth and dose."""
+    rows, jobs = inputs.rows, []
+    paper = paper_tables.load_paper_results()
+    overview_cases = [c for c in inputs.cases() if c != DOSE_CASE]
     if overview_cases:
         jobs.append(("overview", "Mean IoU per case",
                      "Mean IoU of Cu over each case's samples, one bar per method (the same colour "
                      "for a method in every figure; lighter: oracle threshold or ablated variant).",
                      lambda: figures.case_overview_plot(rows, overview_cases)))
-    for case, runs in by_case.items():
-        shown = min(MAX_SAMPLES_PER_FIGURE, len(runs[0].ids))
-        more = f" (first {shown} of {len(runs[0].ids)} samples)" if shown < len(runs[0].ids) else ""
-        jobs.append((f"render-{case}", f"3D reconstructions — {case}",
-                     "Cu voxels of the ground truth (top row) and of each method's binary "
-                     f"reconstruction, one column per sample{more}; depth increases downwards "
-                     "(like the paper's Fig. 5 and Fig. 8).",
-                     lambda runs=runs: figures.render_reconstructions(runs, MAX_SAMPLES_PER_FIGURE)))
-        jobs.append((f"errors-{case}", f"Absolute error — {case}",
-                     "|binary − ground truth| per method and sample: red = Cu predicted where "
-                     f"there is none, blue = Cu missed{more} (like the paper's Fig. 7 and 10).",
-                     lambda runs=runs: figures.render_errors(runs, MAX_SAMPLES_PER_FIGURE)))
     if by_case:
         jobs.append(("error-depth", "Error versus depth",
                      "Fraction of wrong voxels in each 1 nm layer, averaged over each case's "
                      "samples: where in depth each method errs.",
-                     lambda: figures.error_depth_plot(by_case)))
+                     lambda: volume_figures.error_depth_plot(by_case)))
     present = set(rows["case"].astype(str)) if len(rows) else set()
     if "nanocube" in present:
         jobs.append(("iou-depth", "IoU versus nanocube depth",
@@ -171,11 +176,12 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
         jobs.append(("iou-radius", "IoU versus nanowire radius",
                      "IoU per Cu core radius; dashed: the paper's Table 4.",
                      lambda: figures.iou_by_sample_plot(rows, "nanowire", paper["table4_nanowire"])))
-    if any(c.startswith("dose:") for c in present):
+    if DOSE_CASE in present:
         jobs.append(("iou-dose", "IoU against dose",
                      "The dose study: every method on the test split and the named cases, "
-                     "binomially thinned from the data's electrons per pixel (the highest point: "
-                     "the data as stored); bands: 95 % bootstrap intervals of the means.",
+                     "thinned by hypergeometric draws of the recorded electrons from the electrons "
+                     "per pixel the data were simulated at (the highest point: the data as stored); "
+                     "bands: 95 % bootstrap intervals of the means.",
                      lambda: figures.iou_vs_dose_plot(rows)))
     depth_cases = [c for c in inputs.cases() if rows.loc[rows["case"] == c, "per_depth_iou"]
                    .notna().any()] if len(rows) else []
@@ -184,6 +190,12 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
                      "Mean IoU of each 1 nm layer (layers empty in both volumes left out): the "
                      "depth resolution of each method.",
                      lambda: figures.per_depth_iou_plot(rows, depth_cases)))
+    return jobs
+
+
+def _context_jobs(inputs: ReportInputs) -> list[tuple]:
+    """(key, title, caption, draw) of the training curves and the inference times."""
+    rows, jobs = inputs.rows, []
     if inputs.histories:
         labelled = {history_label(inputs.results_dir, name): history
                     for name, history in inputs.histories.items()}
@@ -200,19 +212,38 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
                      "axis. MED-SEM appears once per threshold rule: the rule changes the threshold, "
                      "not the work.",
                      lambda: figures.timing_plot(rows)))
-    strip_run = _bse_strip_run(inputs.runs)
-    if strip_run is not None:
-        jobs.append(("bse-stack", "BSE input stack",
-                     f"All {strip_run.bse.shape[1]} beam energies of sample {strip_run.ids[0]} "
-                     f"(case {strip_run.case}): the backscatter yield, detected BSE electrons per "
-                     "primary electron, each image on its own colour scale (colour bars).",
-                     lambda: figures.bse_strip(strip_run.bse[0], strip_run.energies_keV,
-                                               f"{strip_run.case} / {strip_run.ids[0]}")))
-    # the summary plots first, then the 3D views per case, the input stack last
-    jobs.sort(key=lambda job: (job[0].startswith(("render-", "errors-")) + 2 * (job[0] == "bse-stack")))
-    for key, title, caption, draw in tqdm(jobs, desc="report figures", disable=not progress):
-        _add_figure(out, missing, key, title, caption, draw)
-    return out
+    return jobs
+
+
+def _volume_jobs(by_case: dict[str, list[RunVolumes]]) -> list[tuple]:
+    """(key, title, caption, draw) of the 3D reconstructions and their errors, per case."""
+    jobs = []
+    for case, runs in by_case.items():
+        shown = min(MAX_SAMPLES_PER_FIGURE, len(runs[0].ids))
+        more = f" (first {shown} of {len(runs[0].ids)} samples)" if shown < len(runs[0].ids) else ""
+        jobs.append((f"render-{case}", f"3D reconstructions — {case}",
+                     "Cu voxels of the ground truth (top row) and of each method's binary "
+                     f"reconstruction, one column per sample{more}; depth increases downwards "
+                     "(like the paper's Fig. 5 and Fig. 8).",
+                     lambda runs=runs: volume_figures.render_reconstructions(runs, MAX_SAMPLES_PER_FIGURE)))
+        jobs.append((f"errors-{case}", f"Absolute error — {case}",
+                     "|binary − ground truth| per method and sample: red = Cu predicted where "
+                     f"there is none, blue = Cu missed{more} (like the paper's Fig. 7 and 10).",
+                     lambda runs=runs: volume_figures.render_errors(runs, MAX_SAMPLES_PER_FIGURE)))
+    return jobs
+
+
+def _bse_strip_jobs(runs: list[RunVolumes]) -> list[tuple]:
+    """The job drawing one sample's BSE input stack, where a run saved one."""
+    strip_run = _bse_strip_run(runs)
+    if strip_run is None:
+        return []
+    return [("bse-stack", "BSE input stack",
+             f"All {strip_run.bse.shape[1]} beam energies of sample {strip_run.ids[0]} "
+             f"(case {strip_run.case}): the backscatter yield, detected BSE electrons per "
+             "primary electron, each image on its own colour scale (colour bars).",
+             lambda: volume_figures.bse_strip(strip_run.bse[0], strip_run.energies_keV,
+                                              f"{strip_run.case} / {strip_run.ids[0]}"))]
 
 
 def _bse_strip_run(runs: list[RunVolumes]) -> RunVolumes | None:
@@ -265,24 +296,32 @@ def provenance(inputs: ReportInputs) -> dict:
         "platform": platform.platform(terse=True),
         **{name: _version(name) for name in REPORT_PACKAGES},
     }
+    return {"results": results, "dataset": dataset, "report": report, "runs_html": runs_table_html(rows)}
+
+
+def runs_table_html(rows: pd.DataFrame) -> str:
+    """The provenance's table of runs, one line per run: cases in report order, the dose
+    study's runs by read dose (lowest first), then method and run key."""
     run_rows = []
-    if len(rows):
-        for key, group in rows.groupby(rows["run_key"].astype(str), sort=True):
-            first = group.iloc[0]
-            run_rows.append({
-                "run": key, "method": first["label"], "case": first["case"],
-                "samples": group["sample"].nunique(), "seed": first["seed"],
-                "preset": first["preset"], "device": first["device"],
-                "threshold": f"{first['threshold_rule']}" + (
-                    f" ({group['threshold'].iloc[0]:.2f})" if group["threshold"].notna().all()
-                    and group["threshold"].nunique() == 1 else ""),
-            })
-    case_rank = {case: i for i, case in enumerate(order_cases(r["case"] for r in run_rows))}
-    run_rows.sort(key=lambda r: (case_rank[str(r["case"])], str(r["method"]), r["run"]))  # dose:2 before dose:10
-    runs_html = (pd.DataFrame(run_rows).to_html(index=False, classes="runs", border=0,
-                                                na_rep="—", table_id="runs")
-                 if run_rows else "")
-    return {"results": results, "dataset": dataset, "report": report, "runs_html": runs_html}
+    for key, group in rows.groupby(rows["run_key"].astype(str), sort=True) if len(rows) else []:
+        first = group.iloc[0]
+        run_rows.append({
+            "run": key, "method": first["label"],
+            "case": case_title(first["case"], first["read_electrons_per_pixel"]),
+            "samples": group["sample"].nunique(), "seed": first["seed"],
+            "preset": first["preset"], "device": first["device"],
+            "threshold": f"{first['threshold_rule']}" + (
+                f" ({group['threshold'].iloc[0]:.2f})" if group["threshold"].notna().all()
+                and group["threshold"].nunique() == 1 else ""),
+            "_order": (str(first["case"]), int(first["read_electrons_per_pixel"])),
+        })
+    case_rank = {case: i for i, case in enumerate(order_cases(r["_order"][0] for r in run_rows))}
+    run_rows.sort(key=lambda r: (case_rank[r["_order"][0]], r["_order"][1], str(r["method"]), r["run"]))
+    if not run_rows:
+        return ""
+    return pd.DataFrame([{k: v for k, v in r.items() if k != "_order"} for r in run_rows]).to_html(
+        index=False, classes="runs", border=0, na_rep="—", table_id="runs")
+
 
 
 def _flatten(meta: dict, prefix: str = "", depth: int = 0) -> dict:
@@ -330,7 +369,7 @@ def main_job_status(results_dir: Path) -> dict | None:
 
 def render_html(inputs: ReportInputs, progress: bool = False) -> str:
     """The report as one HTML string."""
-    summary_tables, paper_tables = build_tables(inputs)
+    summary_tables, paper_style_tables = build_tables(inputs)
     figure_list = build_figures(inputs, progress=progress)
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -348,12 +387,12 @@ def render_html(inputs: ReportInputs, progress: bool = False) -> str:
         key_table=top_table,
         key_figure=top_figure,
         summary_tables=[t for t in summary_tables if t is not top_table],
-        paper_tables=paper_tables,
+        paper_tables=paper_style_tables,
         figures=[f for f in figure_list if f is not top_figure],
         missing=inputs.missing,
         main_job=main_job_status(inputs.results_dir),
         provenance=provenance(inputs),
-        paper_source=tables.load_paper_results()["source"],
+        paper_source=paper_tables.load_paper_results()["source"],
         open_keys=OPEN_KEYS,
     )
 
@@ -361,20 +400,10 @@ def render_html(inputs: ReportInputs, progress: bool = False) -> str:
 def build_report(results_dir, out=None, progress: bool = False) -> Path:
     """Build the self-contained HTML report of ``results_dir``; return its path.
 
-    ``out`` defaults to ``results_dir/report.html``. Written atomically (temp file, then
-    ``os.replace``), so a half-written report never replaces a good one.
+    ``out`` defaults to ``results_dir/report.html``. Written atomically
+    (``datasets.files.write_text_atomic``), so a half-written report never replaces a good one.
     """
     inputs = load_inputs(results_dir)
     out = Path(out) if out is not None else inputs.results_dir / "report.html"
-    html = render_html(inputs, progress=progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(out, render_html(inputs, progress=progress))
     return out

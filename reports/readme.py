@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from reports import tables
+from datasets.files import write_bytes_atomic, write_text_atomic
+from reports import paper_tables, tables
 from reports.results import ReportInputs, first_seed_rows, load_rows, with_repeats
 from reports.summary import paired_remarks
+from reports.table_base import Table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README_PATH = REPO_ROOT / "README.md"
@@ -51,10 +52,9 @@ def write_snapshot(results_dir, dest=SNAPSHOT_DIR) -> Path:
         path = results_dir / name
         if path.is_file():
             provenance[name] = json.loads(path.read_text())
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, dest / "results.parquet")
-    (dest / "summaries.json").write_text(json.dumps(summaries, indent=1, sort_keys=True) + "\n")
-    (dest / "provenance.json").write_text(json.dumps(_slim(provenance), indent=1, sort_keys=True) + "\n")
+    write_bytes_atomic(dest / "results.parquet", source.read_bytes())
+    write_text_atomic(dest / "summaries.json", json.dumps(summaries, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(dest / "provenance.json", json.dumps(_slim(provenance), indent=1, sort_keys=True) + "\n")
     return dest
 
 
@@ -89,7 +89,7 @@ def _cell(value, column: str) -> str:
     return "—" if value is None or (isinstance(value, str) and not value) else str(value)
 
 
-def table_markdown(table: tables.Table, drop: tuple[str, ...] = ()) -> str:
+def table_markdown(table: Table, drop: tuple[str, ...] = ()) -> str:
     """One report table as a Markdown table; the report's best cells in bold."""
     frame = table.frame.drop(columns=[c for c in drop if c in table.frame.columns])
     names = [" ".join(str(p) for p in c) if isinstance(c, tuple) else str(c) for c in frame.columns]
@@ -120,16 +120,16 @@ def results_markdown(inputs: ReportInputs) -> str:
     if len(seeds.frame):
         parts += [f"**{seeds.title}**", "", table_markdown(seeds), ""]
     for case in ("nanocube", "nanowire"):
-        table = tables.per_sample_table(rows, case)
+        table = paper_tables.per_sample_table(rows, case)
         if len(table.frame):
             parts += [f"**{table.title}**", "", table_markdown(table), ""]
     repeats = tables.repeat_table(rows)
     if len(repeats.frame):
         parts += [f"**{repeats.title}**", "", table_markdown(repeats), ""]
     if len(rows) and (rows["case"] == "nebula").any():
-        nebula = tables.nebula_table(rows)
+        nebula = paper_tables.nebula_table(rows)
         parts += [f"**{nebula.title}**", "", table_markdown(nebula), ""]
-    ablation = tables.ablation_table(rows)
+    ablation = paper_tables.ablation_table(rows)
     if len(ablation.frame):
         parts += [f"**{ablation.title}**", "", table_markdown(ablation), ""]
     return "\n".join(parts).rstrip() + "\n"
@@ -153,7 +153,7 @@ def update_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> bool:
     head, tail = _split(text, readme)
     new = head + generated_block(snapshot_dir) + tail
     if new != text:
-        readme.write_text(new)
+        write_text_atomic(readme, new)
     return new != text
 
 

@@ -1,7 +1,9 @@
 """Read a benchmark results folder (layout: benchmark/cache.py and docs/architecture.md).
 
 Only saved files are read; no method is ever run here. Every part is optional: what is absent
-or unreadable is listed in ``ReportInputs.missing`` so the report can say so.
+or unreadable is listed in ``ReportInputs.missing`` so the report can say so. The rows follow
+the one result-row schema (``benchmark.schema.ResultRow``); each result is counted once
+(``benchmark.schema.RESULT_IDENTITY``): the report refuses rows that hold a result twice.
 """
 
 from __future__ import annotations
@@ -15,24 +17,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.schema import RESULT_IDENTITY, RUN_IDENTITY, empty_rows, normalise_rows
 from datasets.cases import split_repeat
 from methods.base import label_of
 
-#: Columns of a result row (benchmark.cache.ROW_COLUMNS); absent ones are added empty.
-ROW_COLUMNS = (
-    "method", "label", "config", "variant", "tta", "case", "sample", "iou", "class_mean_iou", "mre", "precision", "recall",
-    "threshold", "threshold_rule", "per_depth_iou", "seconds_per_volume", "device",
-    "parameters", "macs", "seed", "preset", "dataset_hash", "git_commit", "versions",
-    "run_key", "created_utc",
-)
-REQUIRED_COLUMNS = ("method", "case", "sample", "iou")
 NUMERIC_COLUMNS = (
     "iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
 )
 VOLUME_KEYS = ("ids", "gt", "prob", "binary", "bse", "energies_keV")
-#: What one result is (benchmark.cache.RESULT_IDENTITY; the dose is part of the case name): the
-#: report refuses rows that hold a result more than once rather than count it twice.
-RESULT_IDENTITY = ("method", "config", "variant", "case", "sample", "seed", "threshold_rule")
+#: the dose study's case: its rows differ by ``read_electrons_per_pixel``
+DOSE_CASE = "dose"
 
 
 class DuplicateResultsError(ValueError):
@@ -77,8 +71,8 @@ class ReportInputs:
 
 
 def order_cases(cases) -> list[str]:
-    """Sort case names: nanocube, nanowire, test, ablation, then the rest alphabetically, numbers
-    by value (``dose:25`` before ``dose:100``)."""
+    """Sort case names: nanocube, nanowire, test, ablation, then the rest alphabetically, digit
+    runs by value (``custom:a2`` before ``custom:a10``)."""
     import re
 
     first = ["nanocube", "nanowire", "test", "ablation"]
@@ -88,6 +82,30 @@ def order_cases(cases) -> list[str]:
         return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
     return [c for c in first if c in cases] + sorted((c for c in cases if c not in first), key=natural)
+
+
+def case_title(case, read_electrons_per_pixel) -> str:
+    """How the report names the rows of a case: the case, or for the dose study its read dose
+    (``dose 25 e-/pixel``)."""
+    if str(case) == DOSE_CASE:
+        return f"{DOSE_CASE} {int(read_electrons_per_pixel)} e-/pixel"
+    return str(case)
+
+
+def case_groups(rows: pd.DataFrame, cases) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) of each of ``cases`` in the given order (:func:`case_title`): the dose
+    study's rows one group per read dose, lowest dose first; cases without rows left out."""
+    groups = []
+    for case in cases:
+        mine = rows[rows["case"] == case]
+        if mine.empty:
+            continue
+        if case != DOSE_CASE:
+            groups.append((str(case), mine))
+            continue
+        doses = mine["read_electrons_per_pixel"]
+        groups += [(case_title(case, dose), mine[doses == dose]) for dose in sorted(doses.unique())]
+    return groups
 
 
 def method_label(method: str, config=None, variant=None, threshold_rule=None, name=None) -> str:
@@ -152,18 +170,12 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
             except Exception as err:
                 missing.append(f"{path.relative_to(results_dir)} is unreadable ({err})")
     frames = [f for f in frames if len(f)]
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    absent = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
-    if len(rows) and absent:
-        raise ValueError(f"result rows in {results_dir} lack the required columns {absent}")
-    for column in ROW_COLUMNS:
-        if column not in rows.columns:
-            rows[column] = pd.Series([None] * len(rows), dtype=object)
+    rows = normalise_rows(pd.concat(frames, ignore_index=True)) if frames else empty_rows()
     check_unique_results(rows, results_dir, source)
     for column in NUMERIC_COLUMNS:
         rows[column] = pd.to_numeric(rows[column], errors="coerce")
-    rows["case"] = rows["case"].astype(str) if len(rows) else rows["case"]
-    rows["sample"] = rows["sample"].astype(str) if len(rows) else rows["sample"]
+    rows["case"] = rows["case"].astype(str)
+    rows["sample"] = rows["sample"].astype(str)
     if not len(rows):
         missing.append("no result rows at all: run `python -m benchmark run` first")
     return add_labels(rows)
@@ -171,17 +183,16 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
 
 def check_unique_results(rows: pd.DataFrame, results_dir: Path, source: str = "results.parquet") -> None:
     """Raise :class:`DuplicateResultsError` when ``rows`` hold a result (``RESULT_IDENTITY``) more
-    than once, naming each doubled (method, config, variant, case, seed, threshold rule), its runs,
-    and the command that rebuilds results.parquet with the newest run of each result."""
+    than once, naming each doubled run identity (``RUN_IDENTITY``), its runs, and the command that
+    rebuilds results.parquet with the newest run of each result."""
     if rows.empty:
         return
-    doubled = rows[rows.duplicated(list(RESULT_IDENTITY), keep=False)]
+    doubled = rows[rows.duplicated(RESULT_IDENTITY, keep=False)]
     if doubled.empty:
         return
-    run_identity = [c for c in RESULT_IDENTITY if c != "sample"]
     lines = []
-    for identity, group in doubled.groupby(run_identity, dropna=False, sort=True):
-        named = ", ".join(f"{column} {value}" for column, value in zip(run_identity, identity))
+    for identity, group in doubled.groupby(RUN_IDENTITY, dropna=False, sort=True):
+        named = ", ".join(f"{column} {value}" for column, value in zip(RUN_IDENTITY, identity))
         runs = sorted(group["run_key"].dropna().astype(str).unique())
         lines.append(f"{named}: {len(group)} rows for {group['sample'].nunique()} samples"
                      + (f" (runs {', '.join(runs)})" if runs else ""))

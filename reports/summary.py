@@ -8,14 +8,10 @@ import numpy as np
 import pandas as pd
 
 from datasets.stats import paired_difference_interval
-from reports.results import ReportInputs
-from reports.tables import (
-    METHOD_ORDER,
-    load_paper_results,
-    miou_table,
-    seed_table,
-    stratified_table,
-)
+from reports.paper_tables import load_paper_results
+from reports.results import DOSE_CASE, ReportInputs
+from reports.table_base import METHOD_ORDER
+from reports.tables import miou_table, seed_table, stratified_table
 
 #: IoU below which a reconstruction is called a failure in the remarks.
 FAIL_IOU = 0.5
@@ -192,11 +188,12 @@ def paired_remarks(rows: pd.DataFrame, case: str = "test", only: set | None = No
 
 
 def dose_remarks(rows: pd.DataFrame) -> list[str]:
-    """How the mean IoU of each method changes from the lowest to the highest dose studied."""
-    mine = rows[rows["case"].astype(str).str.startswith("dose:")]
+    """How the mean IoU of each method changes from the lowest to the highest read dose of the
+    dose study (case ``dose``, doses from ``read_electrons_per_pixel``)."""
+    mine = rows[rows["case"] == DOSE_CASE]
     if mine.empty:
         return []
-    mine = mine.assign(dose=mine["case"].str[5:].astype(int))
+    mine = mine.assign(dose=mine["read_electrons_per_pixel"].astype(int))
     means = mine.groupby(["label", "dose"])["iou"].mean().unstack("dose")
     low, high = means.columns.min(), means.columns.max()
     parts = [f"{label} {means.loc[label, low]:.3f} -> {means.loc[label, high]:.3f}" for label in means.index]

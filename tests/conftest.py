@@ -2,22 +2,29 @@
 
 ``synthetic_results``: a factory writing a small benchmark results folder in the layout of
 docs/architecture.md and benchmark/cache.py, with made-up but self-consistent volumes and scores,
-for the report tests (no simulation, no training).
+for the report tests (no simulation, no training). Its rows are ``benchmark.schema.ResultRow``
+objects, so they have exactly the columns the harness writes.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from benchmark.schema import ResultRow, normalise_rows
+from methods.base import label_of
+
 ENERGIES_KEV = np.round(np.arange(1, 21) * 0.5, 1)
 BLOCK = 20  # voxels per side of the Si block (1 nm each)
 # flip probability near the Cu surface: the "quality" of each synthetic method
 METHOD_NOISE = {"medsem": 0.6, "unet3d": 0.25, "bsevox": 0.1}
+#: the dose of the synthetic stacks (e-/pixel, the smoke preset's), simulated and read
+ELECTRONS_PER_PIXEL = 2
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -61,20 +68,42 @@ def _case_volumes(case: str, rng) -> tuple[list[str], np.ndarray]:
     return ids, np.stack([_blob(rng) for _ in ids])
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
 def _scores(pred: np.ndarray, gt: np.ndarray) -> dict:
     p, g = pred.astype(bool), gt.astype(bool)
-    inter, union = np.count_nonzero(p & g), np.count_nonzero(p | g)
+    inter = np.count_nonzero(p & g)
     layer_union = np.count_nonzero(p | g, axis=(1, 2))
     layer_inter = np.count_nonzero(p & g, axis=(1, 2))
     depth = [float(i / u) if u else float("nan") for i, u in zip(layer_inter, layer_union)]
     v_gt = np.count_nonzero(g)
     return {
-        "iou": inter / union if union else 1.0,
+        "iou": _iou(p, g),
+        "class_mean_iou": (_iou(p, g) + _iou(~p, ~g)) / 2,
         "mre": abs(np.count_nonzero(p) - v_gt) / v_gt if v_gt else float("nan"),
         "precision": inter / np.count_nonzero(p) if np.count_nonzero(p) else float("nan"),
         "recall": inter / v_gt if v_gt else float("nan"),
         "per_depth_iou": json.dumps(depth),
     }
+
+
+def _row(method: str, config: str, variant: str, case: str, sample: str, run_key: str, seed: int,
+         scores: dict) -> ResultRow:
+    """One synthetic result row (fixed threshold, made-up timing and provenance)."""
+    return ResultRow(
+        method=method, label=label_of(method), config=config, variant=variant, tta=False,
+        case=case, sample=sample, simulated_electrons_per_pixel=ELECTRONS_PER_PIXEL,
+        read_electrons_per_pixel=ELECTRONS_PER_PIXEL, **scores, threshold=0.5,
+        threshold_rule="fixed-0.5",
+        seconds_per_volume={"medsem": 0.02, "unet3d": 0.005, "bsevox": 0.01}[method], device="cpu",
+        parameters=0 if method == "medsem" else 1_000_000,
+        macs=0 if method == "medsem" else 2_000_000_000, seed=seed, preset="smoke",
+        dataset_hash="abc123", git_commit="deadbeef", versions=json.dumps({"numpy": np.__version__}),
+        run_key=run_key, created_utc="2026-01-01T00:00:00Z",
+    )
 
 
 def write_synthetic_results(root, methods=("medsem", "unet3d", "bsevox"),
@@ -88,8 +117,8 @@ def write_synthetic_results(root, methods=("medsem", "unet3d", "bsevox"),
     if "ablation" in cases and "bsevox" in methods:
         plans += [("bsevox", "ablation", v) for v in ("full", "no-sope", "no-s2mlp", "no-convffn")]
     for method, case, variant in plans:
-        config = None if method == "medsem" else "tiny"
-        run_key = f"{method}-{config or 'default'}-{variant}-{case}-s{seed}"
+        config = "default" if method == "medsem" else "tiny"
+        run_key = f"{method}-{config}-{variant}-{case}-s{seed}"
         ids, gt = _case_volumes(case, np.random.default_rng(seed + 1))
         noise = METHOD_NOISE[method] * (1.5 if variant != "full" else 1.0)
         surface = np.abs(np.diff(gt.astype(np.int8), axis=-1, prepend=0)) > 0
@@ -102,21 +131,9 @@ def write_synthetic_results(root, methods=("medsem", "unet3d", "bsevox"),
         np.savez_compressed(run_dir / "volumes.npz", ids=np.array(ids), gt=gt,
                             prob=prob.astype(np.float16), binary=binary, bse=bse,
                             energies_keV=ENERGIES_KEV)
-        rows = []
-        for k, sample in enumerate(ids):
-            rows.append({
-                "method": method, "config": config, "variant": variant,
-                "case": "ablation" if case == "ablation" else case, "sample": sample,
-                **_scores(binary[k], gt[k]),
-                "threshold": 0.5, "threshold_rule": "fixed-0.5",
-                "seconds_per_volume": {"medsem": 0.02, "unet3d": 0.005, "bsevox": 0.01}[method],
-                "device": "cpu", "parameters": 0 if method == "medsem" else 1_000_000,
-                "macs": 0 if method == "medsem" else 2_000_000_000, "seed": seed,
-                "preset": "smoke", "dataset_hash": "abc123", "git_commit": "deadbeef",
-                "versions": json.dumps({"numpy": np.__version__}), "run_key": run_key,
-                "created_utc": "2026-01-01T00:00:00Z",
-            })
-        frame = pd.DataFrame(rows)
+        frame = normalise_rows(pd.DataFrame([
+            asdict(_row(method, config, variant, case, sample, run_key, seed, _scores(binary[k], gt[k])))
+            for k, sample in enumerate(ids)]))
         frame.to_parquet(run_dir / "rows.parquet")
         miou = float(frame["iou"].mean())  # bounds made up: the report must copy them
         (run_dir / "summary.json").write_text(json.dumps(

@@ -2,7 +2,7 @@
 
 One colour per method in every figure, readable panel grids, the loss switch marked, paper names
 in legends, a short top with the rest collapsed, the paper's MED-SEM values only beside
-oracle-threshold rows, a title that names the preset, no '[nan, nan]' for one sample, dose cases
+oracle-threshold rows, a title that names the preset, no '[nan, nan]' for one sample, dose-study runs
 in numeric order.
 """
 
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpl_image
 
-from reports import build_report, figures, style, tables
+from reports import build_report, figures, paper_tables, plotting, style, volume_figures
 from reports.html import history_label, report_title
 from reports.results import add_labels, load_inputs
 from reports.summary import paired_remarks
@@ -78,13 +78,13 @@ def test_timing_axis_is_linear_so_bar_lengths_compare():
 
 
 def test_panel_grids_wrap_after_four_panels():
-    fig, axes = figures.panel_grid(6)
+    fig, axes = plotting.panel_grid(6)
     columns = {round(ax.get_position().x0, 3) for ax in axes}
     rows = {round(ax.get_position().y0, 3) for ax in axes}
     assert len(axes) == 6 and len(columns) == 4 and len(rows) == 2
     with pytest.raises(ValueError, match="at least one panel"):
-        figures.panel_grid(0)
-    width = mpl_image.imread(io.BytesIO(figures.bse_strip(np.random.default_rng(0).random((10, 8, 8)),
+        plotting.panel_grid(0)
+    width = mpl_image.imread(io.BytesIO(volume_figures.bse_strip(np.random.default_rng(0).random((10, 8, 8)),
                                                           np.arange(1, 11)))).shape[1]
     assert width <= style.MAX_FIGURE_WIDTH_INCHES * style.DPI
 
@@ -112,18 +112,18 @@ def test_paper_values_stand_only_beside_the_papers_threshold_rule():
     rows = scored_rows([("medsem", None, "nanocube", "position1", 0.30, "validation", 0.05),
                         ("medsem", None, "nanocube", "position1", 0.40, "oracle", 0.05),
                         ("bsevox", "tiny", "nanocube", "position1", 0.90, "validation", 0.05)])
-    frame = tables.per_sample_table(rows, "nanocube").frame
+    frame = paper_tables.per_sample_table(rows, "nanocube").frame
     column = ("Position 1", "paper")
     assert np.isnan(frame.loc["MED-SEM (validation threshold)", column])
     assert frame.loc["MED-SEM (oracle threshold)", column] == pytest.approx(0.0595)
     assert frame.loc["BSE-VoxNets (tiny)", column] == pytest.approx(0.902)  # no special rule
     # only the validation rule run: the paper's MED-SEM gets a row of its own
-    alone = tables.per_sample_table(rows[rows["threshold_rule"] != "oracle"], "nanocube").frame
+    alone = paper_tables.per_sample_table(rows[rows["threshold_rule"] != "oracle"], "nanocube").frame
     assert np.isnan(alone.loc["MED-SEM (validation threshold)", column])
     assert alone.loc["MED-SEM (oracle threshold)", column] == pytest.approx(0.0595)
     assert np.isnan(alone.loc["MED-SEM (oracle threshold)", ("Position 1", "ours")])
-    assert tables.paper_label("medsem") == "MED-SEM (oracle threshold)"
-    assert tables.paper_label("bsevox") == "BSE-VoxNets"
+    assert paper_tables.paper_label("medsem") == "MED-SEM (oracle threshold)"
+    assert paper_tables.paper_label("bsevox") == "BSE-VoxNets"
 
 
 def test_one_sample_gives_no_nan_interval():
@@ -162,16 +162,17 @@ def test_title_falls_back_to_the_folder_without_a_preset(synthetic_results, tmp_
     assert report_title(inputs) == "BSE reconstruction benchmark — results folder named"
 
 
-def test_dose_cases_are_listed_by_number_in_the_runs_table(synthetic_results, tmp_path):
+def test_dose_runs_are_listed_by_their_read_dose_in_the_runs_table(synthetic_results, tmp_path):
     results = synthetic_results(tmp_path / "dose", methods=("medsem",), cases=("test",))
     rows = pd.read_parquet(results / "results.parquet")
-    doses = pd.concat([rows.assign(case=f"dose:{n}", run_key=f"medsem-dose{n}") for n in (100, 25, 1000)],
-                      ignore_index=True)
+    doses = pd.concat([rows.assign(case="dose", read_electrons_per_pixel=n, simulated_electrons_per_pixel=1000,
+                                   run_key=f"medsem-dose{n}") for n in (100, 25, 1000)], ignore_index=True)
     pd.concat([rows, doses], ignore_index=True).to_parquet(results / "results.parquet")
     html = build_report(results).read_text()
     runs = html[html.index('id="runs"'):]
-    positions = [runs.index(f"<td>dose:{n}</td>") for n in (25, 100, 1000)]
+    positions = [runs.index(f"<td>dose {n} e-/pixel</td>") for n in (25, 100, 1000)]
     assert positions == sorted(positions)
+    assert 'id="fig-iou-dose"' in html  # the dose figure, drawn from the read-dose column
 
 
 def test_the_verdict_compares_the_best_two_on_the_same_samples(tmp_path):
