@@ -2,6 +2,9 @@
 
 ``python -m reports readme [RESULTS_DIR] [--check]``: write README.md's results block from a results
 folder's snapshot (see :mod:`reports.readme`); ``--check`` fails when README.md disagrees with it.
+
+``python -m reports schema [--check]``: write docs/architecture.md's table of result-row columns
+from ``benchmark.schema`` (see :mod:`reports.schema_doc`); ``--check`` fails when the page disagrees.
 """
 
 from __future__ import annotations
@@ -43,10 +46,39 @@ def readme_main(argv) -> int:
     return 0
 
 
+def schema_main(argv) -> int:
+    from reports import schema_doc
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reports schema",
+        description="Write the table of result-row columns in "
+        f"{schema_doc.ARCHITECTURE_PATH.relative_to(schema_doc.REPO_ROOT)} from benchmark/schema.py.",
+    )
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when the page disagrees with the schema")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            schema_doc.check_schema_doc()
+            print("docs/architecture.md's result-row columns agree with benchmark/schema.py")
+            return 0
+        changed = schema_doc.update_schema_doc()
+    except schema_doc.SchemaDocOutOfDate as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("docs/architecture.md updated" if changed else "docs/architecture.md already up to date")
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["readme"]:
         return readme_main(argv[1:])
+    if argv[:1] == ["schema"]:
+        return schema_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m reports",
         description="Build the self-contained HTML report of a benchmark results folder "
