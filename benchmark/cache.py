@@ -9,8 +9,10 @@ Layout (docs/architecture.md)::
     outputs/<preset>/report.html                 the report
     outputs/<preset>/cache/                      thresholds chosen on validation, custom-case stacks
 
-A run folder is written under a temporary name and renamed into place in one step, only
-after the run succeeded: a folder ``runs/<run_key>/`` is always complete, a failed or
+Rows are :class:`benchmark.schema.ResultRow` rows, read and written through
+``benchmark.schema.normalise_rows``; files are written atomically (``datasets.files``). A run
+folder is written under a temporary name and renamed into place in one step, only after the run
+succeeded: a folder ``runs/<run_key>/`` is always complete, a failed or
 interrupted run leaves nothing behind, and a finished run is never redone.
 """
 
