@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from benchmark.cache import write_json_atomic
 from datasets.budget import BudgetExhausted, TimeBudget
+from datasets.files import write_json_atomic
 
 STATUS_FILE = "main_job.json"
 #: statuses of a stage item
@@ -123,7 +123,7 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
         jobs += [(other, model) for model in training_order(other, [spec for b, spec in seed_specs if b is other])]
     stopped = set()  # (seed, model) pairs
     workers = bench.preset.train_workers if str(bench.device) == "cpu" else 1
-    to_train = [(b, m) for b, m in jobs if not b.is_trained(m)]
+    to_train = [(b, m) for b, m in jobs if not b.models.is_trained(m)]
     if workers > 1 and len(to_train) > 1:
         if budget.seconds is None:  # no priorities to keep: the costliest first balances the processes
             to_train.sort(key=lambda job: -_training_cost(*job))
@@ -133,7 +133,7 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
         name = _job_name(bench, owner, model)
         if any(item.stage == "training" and item.name == name for item in status.items):
             continue  # trained (or stopped) in parallel above
-        if owner.is_trained(model):
+        if owner.models.is_trained(model):
             status.add("training", name, DONE, note="trained before")
             continue
         if budget.expired(reserve):
@@ -142,7 +142,7 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
             continue
         tic = time.monotonic()
         try:
-            owner.ensure_trained(model, deadline=budget.deadline(reserve))
+            owner.models.ensure_trained(model, deadline=budget.deadline(reserve))
             status.add("training", name, DONE, time.monotonic() - tic)
         except BudgetExhausted as stop:
             status.add("training", name, STOPPED, time.monotonic() - tic, str(stop))
@@ -182,7 +182,7 @@ def _train_one(preset, results_dir, device: str, seed: int, model, deadline):
     tic = time.monotonic()
     bench = Benchmark(preset, results_dir=results_dir, device=device, seed=seed, progress=False, threads=1)
     try:
-        bench.ensure_trained(model, deadline=deadline)
+        bench.models.ensure_trained(model, deadline=deadline)
     except BudgetExhausted as stop:
         return STOPPED, time.monotonic() - tic, str(stop)
     return DONE, time.monotonic() - tic, f"in a worker process (of {bench.preset.train_workers})"
@@ -192,7 +192,7 @@ def _training_cost(owner, model) -> float:
     """Multiply-accumulates per sample of a model's network (its relative training cost)."""
     from methods.base import create
 
-    return float(create(model.method, device="cpu", **owner.model_params(model)).describe().get("macs") or 0.0)
+    return float(create(model.method, device="cpu", **owner.models.params(model)).describe().get("macs") or 0.0)
 
 
 def _job_name(bench, owner, model) -> str:

@@ -227,7 +227,7 @@ def training_dose(bench, spec, klass) -> tuple[int | None, str]:
     the benchmark preset's dataset (models trained before the record existed)."""
     if not klass.requires_training:
         return None, "no training data (a classical method)"
-    info_path = bench.model_dir(spec) / "method.json"
+    info_path = bench.models.directory(spec) / "method.json"
     recorded = (json.loads(info_path.read_text()).get("training_data") or {}) if info_path.is_file() else {}
     if recorded.get("electrons_per_pixel"):
         return int(recorded["electrons_per_pixel"]), f"the model's method.json ({info_path})"
@@ -334,11 +334,11 @@ def reconstruct_stack(args, bench) -> int:
     else:
         config = "default"
     spec = ModelSpec(args.method, config)
-    if klass.requires_training and not bench.is_trained(spec):
+    if klass.requires_training and not bench.models.is_trained(spec):
         raise BenchmarkError(
-            f"{spec.tag()} is not trained in {bench.model_dir(spec)}; train it first with "
+            f"{spec.tag()} is not trained in {bench.models.directory(spec)}; train it first with "
             f"`python -m benchmark run --method {args.method} --case test --preset {bench.preset.name}`")
-    method = bench.model(spec)
+    method = bench.models.get(spec)
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
     check_lateral_size(method, spec.tag(), bse.shape[1:])
 
@@ -356,8 +356,8 @@ def reconstruct_stack(args, bench) -> int:
     binary = binarize(prob, threshold)
     scores = None if stack.labels is None else label_scores(binary, stack.labels)
     meta = volume_metadata(
-        prob.shape, method=spec.tag(), model_dir=bench.model_dir(spec) if klass.requires_training else None,
-        model_fingerprint=bench.model_fingerprint(spec), threshold=threshold, threshold_reason=why,
+        prob.shape, method=spec.tag(), model_dir=bench.models.directory(spec) if klass.requires_training else None,
+        model_fingerprint=bench.models.fingerprint(spec), threshold=threshold, threshold_reason=why,
         stack_path=args.stack, energies_keV=stack.energies_keV, stack_dose=stack_dose, model_dose=model_dose,
         model_dose_source=model_dose_source,
         scores=scores)
@@ -407,8 +407,8 @@ def stack_threshold(bench, spec, rule: str, energies_keV) -> tuple[float, str]:
     if rule == "fixed-0.5":
         return 0.5, "fixed-0.5, as asked"
     if rule == "validation":
-        return bench.validation_threshold(spec), "chosen now on the validation split"
-    saved = bench.saved_threshold(spec)
+        return bench.thresholds.validation(spec), "chosen now on the validation split"
+    saved = bench.thresholds.saved(spec)
     if saved is None:
         return 0.5, (f"default 0.5: no validation threshold saved for {spec.tag()} in {bench.store.root}; "
                      "--threshold-rule validation chooses one")

@@ -304,7 +304,7 @@ def test_reconstruct_uses_the_saved_threshold_and_says_when_energies_differ(tmp_
 
     bench = cli._benchmark(cli.build_parser().parse_args(["run", "--method", "fake", "--case", "test",
                                                          "--preset", "smoke", "--results", str(tmp_path / "res")]))
-    threshold = bench.validation_threshold(ModelSpec("fake"))  # saved with the FakeDataset's energies 1, 3 keV
+    threshold = bench.thresholds.validation(ModelSpec("fake"))  # saved with the FakeDataset's energies 1, 3 keV
     assert _reconstruct(tmp_path, _stack(tmp_path, np.full((2, 4, 4), 0.1))) == 0
     assert f"threshold {threshold:.2f}: saved validation threshold" in capsys.readouterr().out
     np.savez(tmp_path / "other.npz", bse=np.full((2, 4, 4), 0.1, np.float32), energies_keV=np.array([1.0, 2.0]))

@@ -114,7 +114,7 @@ def test_stack_labels_are_checked_and_round_trip(tmp_path):
 def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_setup):
     bench = cli._benchmark(cli.build_parser().parse_args(
         ["run", "--method", "fakelearned", "--case", "test", "--preset", "smoke", "--results", str(tmp_path / "res")]))
-    bench.ensure_trained(ModelSpec("fakelearned", "one"))
+    bench.models.ensure_trained(ModelSpec("fakelearned", "one"))
     bse, _ = column_sample([(1, 1)])
     stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], electrons_per_pixel=3000).save(tmp_path / "stack.npz")
     assert _run(tmp_path, stack, tmp_path / "vol.npz", method="fakelearned") == 0
@@ -132,7 +132,7 @@ def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_s
     assert "warning" not in capsys.readouterr().err  # 2.5x: no warning
 
     # a model that recorded its training dose (methods.training.train writes it) is taken at its word
-    info_path = bench.model_dir(ModelSpec("fakelearned", "one")) / "method.json"
+    info_path = bench.models.directory(ModelSpec("fakelearned", "one")) / "method.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "training_data": {"electrons_per_pixel": 1000}}))
     assert _run(tmp_path, tmp_path / "stack.npz", tmp_path / "vol.npz", method="fakelearned") == 0
