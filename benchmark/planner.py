@@ -85,7 +85,7 @@ class RunPlanner:
         if not read_doses:
             return levels
         table = {str(level): level for level in levels}
-        return list(dict.fromkeys(look_up(f"dose level of the '{DOSE_CASE}' case (e-/pixel)", str(int(n)), table)
+        return list(dict.fromkeys(look_up("dose level (e-/pixel)", str(int(n)), table)
                                   for n in read_doses))
 
     def dose_levels(self) -> list[int]:
@@ -115,7 +115,7 @@ class RunPlanner:
                 self.context.log(f"note: {name} has no network configs; --config {config} ignored for it")
             configs = [NO_CONFIG]
         elif config is not None:
-            configs = [look_up(f"config for {name}", config, {c: c for c in known})]
+            configs = [look_up(f"{name} config", config, {c: c for c in known})]
         elif case == "ablation":
             configs = [preset.ablation_config]
         else:

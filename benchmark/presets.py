@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from benchmark.errors import UnknownNameError
+from datasets.errors import look_up
 
 #: the value of the ``config`` column for a method without network configs (MED-SEM)
 NO_CONFIG = "default"
+
 
 @dataclass(frozen=True)
 class BenchmarkPreset:
@@ -82,9 +83,7 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
         dataset_preset="smoke",
         train_preset="smoke",
         configs={"bsevox": ("tiny",), "unet3d": ("tiny",)},
-        ablation_config="tiny",
         timing_repeats=2,
-        timing_warmup=1,
         bootstrap_resamples=200,
     ),
     "quick": BenchmarkPreset(
@@ -96,9 +95,6 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
         # U-Net "matched" (0.30 M parameters) against BSE-VoxNets "tiny" (0.28 M): like for like;
         # "small" (1.19 M) is 0.013 better on validation (0.713 vs 0.700) at 1.5x the training time
         configs={"bsevox": ("tiny",), "unet3d": ("matched",)},
-        ablation_config="tiny",
-        timing_repeats=5,
-        timing_warmup=1,
         tta=True,
         train_workers=2,
         extra_seeds=(1, 2),
@@ -125,6 +121,4 @@ def get_preset(name: str) -> BenchmarkPreset:
     """The benchmark preset called ``name``; the error lists the known ones."""
     if isinstance(name, BenchmarkPreset):
         return name
-    if name not in BENCHMARK_PRESETS:
-        raise UnknownNameError(f"unknown preset '{name}'; known presets: {', '.join(BENCHMARK_PRESETS)}")
-    return BENCHMARK_PRESETS[name]
+    return look_up("preset", name, BENCHMARK_PRESETS)

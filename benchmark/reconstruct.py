@@ -19,8 +19,8 @@ the model's training data and of the stack. :func:`load_volume` reads all three 
 
 from __future__ import annotations
 
+import gzip
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,6 +28,8 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.listing import json_value
+from datasets.errors import look_up
+from datasets.files import atomic_path, write_bytes_atomic, write_text_atomic
 
 #: the reconstruction's lateral pixel pitch in the paper scene (nm): one pixel per 1 nm voxel column
 PIXEL_PITCH_NM = 1.0
@@ -126,39 +128,28 @@ def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, th
 
 
 # ------------------------------------------------------------------------------------------ write / read
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``; the temporary file is removed on any failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")  # keeps the suffix: nibabel reads it
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_volume(path: Path, probability: np.ndarray, binary: np.ndarray, meta: dict) -> list[Path]:
-    """Write a reconstruction in the format its name asks for; the files written."""
+    """Write a reconstruction in the format its name asks for, each file atomically
+    (``datasets.files``); the files written."""
     paths = output_paths(path)
     fmt = output_format(path)
     probability = np.asarray(probability, dtype=np.float32)
     binary = np.asarray(binary, dtype=np.uint8)
     if fmt == "npz":
-        def write_npz(tmp):
-            with tmp.open("wb") as handle:
-                np.savez_compressed(handle, probability=probability, binary=binary,
-                                    voxel_size_nm=np.array(meta["voxel_size_nm"]),
-                                    origin_nm=np.array(meta["origin_nm"]), meta_json=np.array(json.dumps(meta)))
-        _write_atomic(paths["volume"], write_npz)
+        with atomic_path(paths["volume"]) as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, probability=probability, binary=binary,
+                                voxel_size_nm=np.array(meta["voxel_size_nm"]),
+                                origin_nm=np.array(meta["origin_nm"]), meta_json=np.array(json.dumps(meta)))
     elif fmt == "npy":
         for key, array in (("volume", probability), ("binary", binary)):
-            _write_atomic(paths[key], lambda tmp, a=array: np.save(tmp, a))
+            with atomic_path(paths[key]) as tmp, tmp.open("wb") as handle:
+                np.save(handle, array)
     else:
         for key, array in (("volume", probability), ("binary", binary)):
-            image = nifti_image(array, meta)
-            _write_atomic(paths[key], lambda tmp, im=image: im.to_filename(str(tmp)))
+            data = nifti_image(array, meta).to_bytes()
+            write_bytes_atomic(paths[key], gzip.compress(data) if paths[key].name.endswith(".gz") else data)
     if "sidecar" in paths:
-        _write_atomic(paths["sidecar"], lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"))
+        write_text_atomic(paths["sidecar"], json.dumps(meta, indent=1) + "\n")
     return list(paths.values())
 
 
@@ -328,9 +319,8 @@ def reconstruct_stack(args, bench) -> int:
     klass = method_class(args.method)
     configs = network_configs(args.method)
     if configs:
-        config = args.config or bench.preset.configs_for(args.method)[0]
-        if config not in configs:
-            raise UsageError(f"unknown config '{config}' for {args.method}; known configs: {', '.join(configs)}")
+        config = look_up(f"{args.method} config", args.config or bench.preset.configs_for(args.method)[0],
+                         {c: c for c in configs})
     else:
         config = "default"
     spec = ModelSpec(args.method, config)

@@ -26,7 +26,7 @@ class ModelSpec:
 
     def params(self) -> dict:
         params = {} if self.config == NO_CONFIG else {"config": self.config}
-        params.update(look_up(f"variant of {self.method}", self.variant, method_class(self.method).variants))
+        params.update(look_up(f"{self.method} variant", self.variant, method_class(self.method).variants))
         return params
 
     def tag(self) -> str:

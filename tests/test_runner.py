@@ -354,11 +354,11 @@ def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
         b.plan(["nosuch"], ["test"])
     with pytest.raises(UnknownNameError, match="unknown case 'nosuch'; known: nanocube, test, ablation"):
         b.plan(["fake"], ["nosuch"])
-    with pytest.raises(UnknownNameError, match="unknown config for bsevox 'huge'; known: tiny"):
+    with pytest.raises(UnknownNameError, match="unknown bsevox config 'huge'; known: tiny"):
         b.plan(["bsevox"], ["test"], config="huge")
     with pytest.raises(UnknownNameError, match="known: fixed-0.5, validation, oracle"):
         b.plan(["fake"], ["test"], threshold_rule="best")
-    with pytest.raises(UnknownNameError, match="known presets: smoke, quick, paper"):
+    with pytest.raises(UnknownNameError, match="unknown preset 'nosuch'; known: smoke, quick, paper"):
         Benchmark("nosuch")
 
 
@@ -417,7 +417,7 @@ def test_read_dose_picks_levels_of_the_dose_case(tmp_path, fake_method):
                       log=lambda m: None)
     specs = bench.plan(["fake"], ["test", "dose"], read_doses=[25, 60, 25])
     assert [(s.case, s.read_electrons_per_pixel) for s in specs] == [("test", None), ("dose", 25), ("dose", 60)]
-    with pytest.raises(UnknownNameError, match=r"unknown dose level .*'7'; known: 10, 25, 50, 60"):
+    with pytest.raises(UnknownNameError, match=r"unknown dose level \(e-/pixel\) '7'; known: 10, 25, 50, 60"):
         bench.plan(["fake"], ["dose"], read_doses=[7])
     with pytest.raises(UsageError, match="--case dose"):
         bench.plan(["fake"], ["test"], read_doses=[25])
