@@ -30,8 +30,10 @@ from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
 
 #: columns shown by ``run`` and ``main`` in the text table
-TABLE_COLUMNS = ["method", "config", "variant", "case", "sample", "iou", "mre", "threshold",
-                 "threshold_rule", "seconds_per_volume"]
+TABLE_COLUMNS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "sample", "iou", "mre",
+                 "threshold", "threshold_rule", "seconds_per_volume"]
+#: what one summary line of the text table stands for (a run; the dose case: one per read dose)
+SUMMARY_KEYS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "threshold_rule"]
 
 
 def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
@@ -171,7 +173,7 @@ COMMANDS = {
     "train": "learned-method commands (python -m methods): train, grid-search, bench, list; "
              "`bse-bench train --method bsevox --config tiny --data DIR` trains",
 }
-#: the default of ``run --threshold-rule`` (``benchmark.runner.DEFAULT_THRESHOLD_RULE``; a test keeps them equal)
+#: the default of ``run --threshold-rule`` (``benchmark.specs.DEFAULT_THRESHOLD_RULE``; a test keeps them equal)
 DEFAULT_THRESHOLD_RULE = "validation"
 
 
@@ -259,7 +261,7 @@ def print_table(rows, per_sample: bool = True) -> None:
         if per_sample:
             print(rows[TABLE_COLUMNS].to_string(index=False))
             print()
-        summary = (rows.groupby(["method", "config", "variant", "case", "threshold_rule"], sort=False)
+        summary = (rows.groupby(SUMMARY_KEYS, sort=False)
                    .agg(mIoU=("iou", "mean"), MRE=("mre", "mean"), n=("sample", "nunique"),
                         seconds_per_volume=("seconds_per_volume", "first"))
                    .reset_index())

@@ -64,7 +64,7 @@ def method_sources_hash(registry: dict[str, str]) -> str:
 
 def compute_method_listing() -> dict:
     """``{"methods": [...], "network_configs": [...]}`` from the method classes (imports torch)."""
-    from benchmark.runner import method_class, method_names, network_configs
+    from benchmark.specs import method_class, method_names, network_configs
     from methods.complexity import list_network_configs
 
     methods = []

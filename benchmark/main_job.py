@@ -64,7 +64,7 @@ def reserve_seconds(budget: TimeBudget, evaluation_runs: int) -> float:
 def training_order(bench, specs) -> list:
     """The learned models of ``specs`` (ModelSpecs), the preset's ``train_order`` first, then
     the plan's order, Table 1 variants (the ablation) last."""
-    from benchmark.runner import method_class
+    from benchmark.specs import method_class
 
     models = []
     for spec in specs:

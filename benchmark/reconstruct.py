@@ -104,8 +104,9 @@ def volume_geometry(depth: int, block_z_nm=None) -> dict:
 
 
 def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, threshold: float,
-                    threshold_reason: str, stack_path, energies_keV, stack_dose: int | None,
-                    model_dose: int | None, model_dose_source: str, scores: dict | None = None) -> dict:
+                    threshold_reason: str, stack_path, energies_keV, stack_electrons_per_pixel: int | None,
+                    training_electrons_per_pixel: int | None, training_dose_source: str,
+                    scores: dict | None = None) -> dict:
     """Everything needed to place and trust a reconstructed volume, as a JSON-ready dict."""
     return {
         "format": "bse-bench reconstruction",
@@ -120,9 +121,9 @@ def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, th
         "threshold_reason": threshold_reason,
         "stack": str(stack_path),
         "energies_keV": [float(e) for e in energies_keV],
-        "stack_electrons_per_pixel": stack_dose,
-        "model_training_electrons_per_pixel": model_dose,
-        "model_training_dose_source": model_dose_source,
+        "stack_electrons_per_pixel": stack_electrons_per_pixel,
+        "model_training_electrons_per_pixel": training_electrons_per_pixel,
+        "model_training_dose_source": training_dose_source,
         "scores_against_stack_labels": None if scores is None else json_value(scores),  # NaN -> null
     }
 
@@ -212,10 +213,11 @@ def _read_sidecar(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checks
-def training_dose(bench, spec, klass) -> tuple[int | None, str]:
-    """(e-/pixel of the model's training data, where that figure comes from): the model's own
-    ``method.json`` (``training_data``, written by the training) when it has it, else the dose of
-    the benchmark preset's dataset (models trained before the record existed)."""
+def training_read_dose(bench, spec, klass) -> tuple[int | None, str]:
+    """(read e-/pixel of the model's training data, where that figure comes from): the model's own
+    ``method.json`` (``training_data``, written by ``methods.training.train``; its keys are that
+    file's format) when it has it, else the read dose of the benchmark preset's dataset (a model
+    fitted on bare arrays records none)."""
     if not klass.requires_training:
         return None, "no training data (a classical method)"
     info_path = bench.models.directory(spec) / "method.json"
@@ -229,17 +231,19 @@ def training_dose(bench, spec, klass) -> tuple[int | None, str]:
             f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}' (not recorded by the model)")
 
 
-def dose_warning(stack_dose: int | None, model_dose: int | None, name: str) -> str | None:
+def dose_warning(stack_electrons_per_pixel: int | None, training_electrons_per_pixel: int | None,
+                 name: str) -> str | None:
     """One line when the stack's dose (e-/pixel) and the model's training dose differ by more than
     :data:`DOSE_WARNING_FACTOR` either way (the noise level, ~ 1/sqrt(dose), then differs by
     more than 1.7x); ``None`` when they agree or either is unknown."""
-    if not stack_dose or not model_dose:
+    if not stack_electrons_per_pixel or not training_electrons_per_pixel:
         return None
-    ratio = stack_dose / model_dose
+    ratio = stack_electrons_per_pixel / training_electrons_per_pixel
     if 1 / DOSE_WARNING_FACTOR <= ratio <= DOSE_WARNING_FACTOR:
         return None
-    return (f"warning: the stack's dose ({stack_dose:g} e-/pixel) is {max(ratio, 1 / ratio):.0f}x "
-            f"{'above' if ratio > 1 else 'below'} the dose {name} was trained on ({model_dose:g} e-/pixel); "
+    return (f"warning: the stack's dose ({stack_electrons_per_pixel:g} e-/pixel) is {max(ratio, 1 / ratio):.0f}x "
+            f"{'above' if ratio > 1 else 'below'} the dose {name} was trained on "
+            f"({training_electrons_per_pixel:g} e-/pixel); "
             "its accuracy at this dose is untested (see the dose case: `python -m benchmark run --case dose`)")
 
 
@@ -312,7 +316,7 @@ def check_lateral_size(method, tag: str, shape) -> None:
 def reconstruct_stack(args, bench) -> int:
     """The ``reconstruct`` command with the arguments parsed and the benchmark ``bench`` built:
     no data are built and nothing is trained unless asked."""
-    from benchmark.runner import ModelSpec, method_class, network_configs
+    from benchmark.specs import ModelSpec, method_class, network_configs
     from methods.binarize import binarize
 
     stack, bse = load_stack(args)
@@ -332,9 +336,9 @@ def reconstruct_stack(args, bench) -> int:
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
     check_lateral_size(method, spec.tag(), bse.shape[1:])
 
-    model_dose, model_dose_source = training_dose(bench, spec, klass)
-    stack_dose = stack.electrons_per_pixel or args.electrons_per_pixel
-    warning = dose_warning(stack_dose, model_dose, spec.tag())
+    training_electrons_per_pixel, training_dose_source = training_read_dose(bench, spec, klass)
+    stack_electrons_per_pixel = stack.electrons_per_pixel or args.electrons_per_pixel
+    warning = dose_warning(stack_electrons_per_pixel, training_electrons_per_pixel, spec.tag())
     if warning:
         print(warning, file=sys.stderr)
 
@@ -348,8 +352,8 @@ def reconstruct_stack(args, bench) -> int:
     meta = volume_metadata(
         prob.shape, method=spec.tag(), model_dir=bench.models.directory(spec) if klass.requires_training else None,
         model_fingerprint=bench.models.fingerprint(spec), threshold=threshold, threshold_reason=why,
-        stack_path=args.stack, energies_keV=stack.energies_keV, stack_dose=stack_dose, model_dose=model_dose,
-        model_dose_source=model_dose_source,
+        stack_path=args.stack, energies_keV=stack.energies_keV, stack_electrons_per_pixel=stack_electrons_per_pixel,
+        training_electrons_per_pixel=training_electrons_per_pixel, training_dose_source=training_dose_source,
         scores=scores)
     written = save_volume(args.out, prob, binary, meta)
     print(f"{spec.tag()}: Cu probability {prob.shape} [z, y, x], voxel {meta['voxel_size_nm'][0]:g} x "

@@ -32,6 +32,7 @@ from benchmark.specs import (  # noqa: F401 - the runner's public names
     DEFAULT_THRESHOLD_RULE,
     ModelSpec,
     RunSpec,
+    code_version,
     method_class,
     method_names,
     network_configs,
