@@ -424,3 +424,13 @@ def test_read_dose_picks_levels_of_the_dose_case(tmp_path, fake_method):
         bench.plan(["fake"], ["dose"], read_doses=[7])
     with pytest.raises(UsageError, match="--case dose"):
         bench.plan(["fake"], ["test"], read_doses=[25])
+
+
+def test_a_pair_that_does_not_apply_is_noted_once_for_all_dose_levels(tmp_path, fake_method):
+    messages = []
+    b = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False,
+                  log=messages.append)
+    with pytest.raises(BenchmarkError) as caught:  # oracle thresholds: MED-SEM on the paper's cases only
+        b.plan(["fake", "medsem"], ["dose"], threshold_rule="oracle")
+    assert str(caught.value).count("fake on dose") == 1 and str(caught.value).count("medsem on dose") == 1
+    assert len([m for m in messages if m.startswith("skipped: fake on dose")]) == 1
