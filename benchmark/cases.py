@@ -4,6 +4,8 @@
   test cases (Tables 3 and 4), simulated with the dataset's settings when it was built;
 - ``test``: the held-out split of the dataset;
 - ``ablation``: BSE-VoxNets variants of Table 1 (one module switched off), scored on ``test``;
+- ``nebula``: the named cases' geometries as simulated by Nebula (the paper's simulator);
+- ``dose``: the dose study, one run per read dose (``RunSpec.read_electrons_per_pixel``);
 - a geometry file (``.npy``/``.tif``) given by path: validated with
   ``datasets.cases.load_custom_geometry``, simulated once with the dataset's simulator
   settings (cached under ``outputs/<preset>/cache/custom/``) and named
@@ -19,17 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import UnknownNameError, UsageError
+from benchmark.errors import UsageError
 from datasets.cases import CUSTOM_SUFFIXES
+from datasets.errors import unknown_name
 from datasets.physics import PhysicsConfig
 
 SPLIT_CASES = {"test": "test", "ablation": "test"}
 #: the paper's simulator's stacks of the named cases (``datasets.nebula_reference``)
 NEBULA_CASE = "nebula"
 #: the dose study: every method on the test split and the named cases thinned to each dose of
-#: ``datasets.dose.dose_levels`` (case names ``dose:<e-/pixel>``)
+#: ``datasets.dose.dose_levels``, one run per dose (the rows' ``read_electrons_per_pixel``)
 DOSE_CASE = "dose"
-DOSE_PREFIX = "dose:"
 CUSTOM_CASE_PATTERN = "PATH.npy|PATH.tif"
 CASE_DESCRIPTIONS = {
     "nanocube": "paper III.A / Table 3: 5 nm Cu cube at 4 depths (position1..position4)",
@@ -40,7 +42,7 @@ CASE_DESCRIPTIONS = {
                  "thinned to the dataset's electrons per pixel: IoU on the paper's data, beside ours",
     DOSE_CASE: "the dose study: test geometries and the named cases simulated at a top dose (the dataset's "
                "dose-study data, else its stored data) and thinned exactly to 10, 25, 50, 100, 300, 1000 "
-               "e-/pixel (those up to the top) and the data's dose; cases dose:<N>",
+               "e-/pixel (those up to the top) and the data's dose; one run per dose (--read-dose N picks one)",
     CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
                          "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
@@ -49,13 +51,16 @@ CUSTOM_PREFIX = "custom:"
 
 @dataclass
 class CaseData:
-    """The inputs and ground truth of one case: ``bse`` (N, E, H, W), ``labels`` (N, D, H, W)."""
+    """The inputs and ground truth of one case: ``bse`` (N, E, H, W), ``labels`` (N, D, H, W),
+    and the doses (e-/pixel) the stacks were simulated at and are read at (``bse``'s)."""
 
     name: str
     ids: list[str]
     bse: np.ndarray
     labels: np.ndarray
     energies_keV: np.ndarray
+    simulated_electrons_per_pixel: int
+    read_electrons_per_pixel: int
     fingerprint: dict = field(default_factory=dict)  # what identifies the data beyond the dataset hash
 
 
@@ -80,8 +85,6 @@ def resolve_case(text: str, dataset_cases) -> str:
     known = named_cases(dataset_cases)
     if text in known:
         return text
-    if text.startswith(DOSE_PREFIX) and text[len(DOSE_PREFIX):].isdigit() and int(text[len(DOSE_PREFIX):]) > 0:
-        return text
     if is_custom_path(text):
         path = custom_path(text)
         try:
@@ -89,10 +92,7 @@ def resolve_case(text: str, dataset_cases) -> str:
         except (OSError, ValueError, TypeError) as err:
             raise UsageError(f"bad custom case: {err}") from err
         return f"{CUSTOM_PREFIX}{path}"
-    raise UnknownNameError(
-        f"unknown case '{text}'; known cases: {', '.join(known)}, or the path of a geometry file "
-        f"({'/'.join(CUSTOM_SUFFIXES)})"
-    )
+    raise unknown_name("case", text, [*known, f"the path of a geometry file ({'/'.join(CUSTOM_SUFFIXES)})"])
 
 
 def case_label(case: str) -> str:
@@ -115,20 +115,25 @@ def content_tag(path: Path) -> str:
 
 
 def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = "cpu",
-              log=print) -> CaseData:
-    """The data of ``case`` (as returned by :func:`resolve_case`) from ``dataset``."""
+              log=print, read_electrons_per_pixel: int | None = None) -> CaseData:
+    """The data of ``case`` (as returned by :func:`resolve_case`) from ``dataset``;
+    ``read_electrons_per_pixel``: the dose case's read dose (required there, unused elsewhere)."""
     energies = np.asarray(dataset.energies_keV, dtype=float)
+    doses = {"simulated_electrons_per_pixel": int(dataset.stored_electrons_per_pixel),
+             "read_electrons_per_pixel": int(dataset.electrons_per_pixel)}
     if case in SPLIT_CASES:
         bse, labels, ids = dataset.arrays(SPLIT_CASES[case])
         if len(ids) == 0:
             raise ValueError(f"the dataset's '{SPLIT_CASES[case]}' split is empty")
-        return CaseData(case, list(ids), bse, labels, energies, {"split": SPLIT_CASES[case]})
+        return CaseData(case, list(ids), bse, labels, energies, **doses, fingerprint={"split": SPLIT_CASES[case]})
     if case.startswith(CUSTOM_PREFIX):
         return _custom_case(custom_path(case), dataset, Path(cache_dir), seed, device, log)
     if case == NEBULA_CASE:
         return nebula_case(dataset, seed)
-    if case.startswith(DOSE_PREFIX):
-        return dose_case(dataset, int(case[len(DOSE_PREFIX):]), seed)
+    if case == DOSE_CASE:
+        if read_electrons_per_pixel is None:
+            raise UsageError(f"the '{DOSE_CASE}' case needs a read dose (e-/pixel)")
+        return dose_case(dataset, read_electrons_per_pixel, seed)
     samples = dataset.case(case)
     return CaseData(
         case,
@@ -136,7 +141,8 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
         np.stack([s["bse"] for s in samples]).astype(np.float32),
         np.stack([s["label"] for s in samples]).astype(np.uint8),
         energies,
-        {"stored_case": case},
+        **doses,
+        fingerprint={"stored_case": case},
     )
 
 
@@ -144,7 +150,7 @@ def dose_source(dataset) -> tuple[int, list[str], np.ndarray, np.ndarray, str]:
     """What the dose case thins: the dataset's dose-study data at its top dose when it has them
     (the first test geometries and the named cases simulated once more), else the stored test
     split and named cases; ``(top e-/pixel, ids, bse, labels, description)``."""
-    top = getattr(dataset, "dose_study_electrons_per_pixel", None)
+    top = dataset.dose_study_electrons_per_pixel
     if top:
         groups = dataset.dose_study()
         samples = [s for group in groups.values() for s in group]
@@ -152,39 +158,41 @@ def dose_source(dataset) -> tuple[int, list[str], np.ndarray, np.ndarray, str]:
         what = (f"the first {n_test} test geometries and the named cases, simulated once more at "
                 f"{top} e-/pixel")
     else:
-        top = int(getattr(dataset, "stored_electrons_per_pixel", dataset.electrons_per_pixel))
-        as_stored = {"stored": True} if hasattr(dataset, "stored_electrons_per_pixel") else {}
-        bse, labels, ids = dataset.arrays("test", **as_stored)
+        top = int(dataset.stored_electrons_per_pixel)
+        bse, labels, ids = dataset.arrays("test", stored=True)
         samples = [{"id": i, "bse": b, "label": lab} for i, b, lab in zip(ids, bse, labels)]
         for name in dataset.cases():
-            samples += dataset.case(name, **as_stored)
+            samples += dataset.case(name, stored=True)
         what = f"the test split and the named cases as stored ({top} e-/pixel)"
     return (int(top), [s["id"] for s in samples], np.stack([s["bse"] for s in samples]).astype(np.float32),
             np.stack([s["label"] for s in samples]).astype(np.uint8), what)
 
 
-def dose_case(dataset, electrons_per_pixel: int, seed: int = 0) -> CaseData:
-    """The dose study at ``electrons_per_pixel``: :func:`dose_source`'s samples thinned from its
-    top dose (``datasets.dose``, exact) with a generator seeded by (seed, dose)."""
+def dose_case(dataset, read_electrons_per_pixel: int, seed: int = 0) -> CaseData:
+    """The dose study read at ``read_electrons_per_pixel``: :func:`dose_source`'s samples thinned
+    from its top dose (hypergeometric, exact: ``datasets.dose.thin_yields``) with a generator
+    seeded by (seed, read dose)."""
     from datasets.dose import thin_yields
 
+    read = int(read_electrons_per_pixel)
     top, ids, bse, labels, what = dose_source(dataset)
-    if electrons_per_pixel > top:
-        raise UsageError(f"case {DOSE_PREFIX}{electrons_per_pixel}: the dose study's data hold {top} e-/pixel; "
+    if read > top:
+        raise UsageError(f"the {DOSE_CASE} case at {read} e-/pixel: the dose study's data hold {top} e-/pixel; "
                          f"a dose can only be lowered (thinned) from it")
-    if electrons_per_pixel < top:
-        rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0xD05E, electrons_per_pixel)))
-        bse = thin_yields(bse, top, electrons_per_pixel, rng)
-    return CaseData(f"{DOSE_PREFIX}{electrons_per_pixel}", ids, bse, labels,
-                    np.asarray(dataset.energies_keV, dtype=float),
-                    {"dose_electrons_per_pixel": int(electrons_per_pixel), "stored_electrons_per_pixel": top,
-                     "source": what, "seed": int(seed)})
+    if read < top:
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0xD05E, read)))
+        bse = thin_yields(bse, top, read, rng)
+    return CaseData(DOSE_CASE, ids, bse, labels, np.asarray(dataset.energies_keV, dtype=float),
+                    simulated_electrons_per_pixel=top, read_electrons_per_pixel=read,
+                    fingerprint={"read_electrons_per_pixel": read, "simulated_electrons_per_pixel": top,
+                                 "source": what, "seed": int(seed)})
 
 
 def nebula_case(dataset, seed: int = 0) -> CaseData:
     """Nebula's stacks of the nine named-case geometries (sample ids as in ``nanocube`` and
-    ``nanowire``), thinned exactly from 3,000 e-/pixel (hypergeometric: ``datasets.dose.thin_to_dose``) to the dataset's dose, so a method meets
-    the paper's simulator's data at the noise level it was trained on."""
+    ``nanowire``), simulated at 3,000 e-/pixel and thinned exactly (hypergeometric:
+    ``datasets.dose.thin_to_dose``) to the dataset's read dose, so a method meets the paper's
+    simulator's data at the noise level it was trained on."""
     from datasets.dose import thin_to_dose
     from datasets.nebula_reference import REFERENCE_FILES, load_reference
     from datasets.scene import block_labels
@@ -207,16 +215,21 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
         ids.append(sample)
         bse.append(yields.astype(np.float32))
         labels.append(block_labels(ref.geometry))
+        simulated = int(ref.electrons_per_pixel)  # the same (3,000) for every reference file
     return CaseData(NEBULA_CASE, ids, np.stack(bse), np.stack(labels).astype(np.uint8), energies,
-                    {"nebula_reference": "datasets/data/nebula_reference", "thinned_to": min(dose, 3000),
-                     "seed": int(seed)})
+                    simulated_electrons_per_pixel=simulated, read_electrons_per_pixel=min(dose, simulated),
+                    fingerprint={"nebula_reference": "datasets/data/nebula_reference",
+                                 "thinned_to": min(dose, 3000), "seed": int(seed)})
 
 
 def _simulation_settings(dataset) -> dict:
+    """The dataset's simulator settings a custom geometry is simulated with. The dict is hashed
+    into the cached stack's file name: its keys are that file format (``electrons_per_pixel``:
+    the simulated dose)."""
     settings = dataset.meta.get("settings", {})
     return {
         "energies_keV": [float(e) for e in dataset.energies_keV],
-        "electrons_per_pixel": int(settings.get("electrons_per_pixel", dataset.electrons_per_pixel)),
+        "electrons_per_pixel": int(dataset.stored_electrons_per_pixel),
         "cutoff_eV": float(settings.get("cutoff_eV", 50.0)),
         "physics": PhysicsConfig.from_record(dataset.meta.get("physics")).names(),
     }
@@ -251,12 +264,14 @@ def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, l
             device=device,
         )
         stack.meta = {**stack.meta, "geometry_file": str(path), "geometry_sha256": geometry_sha}
-        stack.save(stack_path)  # atomic (tmp file + replace)
+        stack.save(stack_path)  # atomic (datasets.stack.BseStack.save)
     return CaseData(
         case_label(f"{CUSTOM_PREFIX}{path}"),
         [path.stem],
         stack.bse[None].astype(np.float32),
         block_labels(geometry)[None],
         np.asarray(stack.energies_keV, dtype=float),
-        {"geometry_sha256": geometry_sha, "simulation": settings, "simulation_seed": seed},
+        simulated_electrons_per_pixel=settings["electrons_per_pixel"],
+        read_electrons_per_pixel=settings["electrons_per_pixel"],
+        fingerprint={"geometry_sha256": geometry_sha, "simulation": settings, "simulation_seed": seed},
     )

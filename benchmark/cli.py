@@ -30,30 +30,41 @@ from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
 
 #: columns shown by ``run`` and ``main`` in the text table
-TABLE_COLUMNS = ["method", "config", "variant", "case", "sample", "iou", "mre", "threshold",
-                 "threshold_rule", "seconds_per_volume"]
+TABLE_COLUMNS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "sample", "iou", "mre",
+                 "threshold", "threshold_rule", "seconds_per_volume"]
+#: what one summary line of the text table stands for (a run; the dose case: one per read dose)
+SUMMARY_KEYS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "threshold_rule"]
 
 
 def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
-    from benchmark.cases import CUSTOM_CASE_PATTERN, DOSE_PREFIX, named_cases
-    from datasets.presets import get_preset as get_dataset_preset
-    from methods.binarize import THRESHOLD_RULES
-
     parser = argparse.ArgumentParser(
         prog=prog,
         description="The bse-bench command line (python -m benchmark, or the console script bse-bench): "
                     f"{', '.join(COMMANDS)}; `{prog} COMMAND --help` for each.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_run, _add_list_report_and_doctor, _add_reconstruct_and_show, _add_main_and_studies):
+        add(sub)
+    sub.add_parser("data", add_help=False, help=COMMANDS["data"])
+    sub.add_parser("train", add_help=False, help=COMMANDS["train"])
+    return parser
 
-    def common(p, preset_default="quick"):
-        p.add_argument("--preset", default=preset_default,
-                       help=f"benchmark preset: {', '.join(BENCHMARK_PRESETS)} (default {preset_default})")
-        p.add_argument("--results", type=Path, default=None,
-                       help="results folder (default outputs/<preset>/)")
-        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-        p.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
-        p.add_argument("--threads", type=int, default=None,
-                       help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
+
+def _common(p, preset_default="quick") -> None:
+    """The flags of every command that runs a benchmark."""
+    p.add_argument("--preset", default=preset_default,
+                   help=f"benchmark preset: {', '.join(BENCHMARK_PRESETS)} (default {preset_default})")
+    p.add_argument("--results", type=Path, default=None,
+                   help="results folder (default outputs/<preset>/)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.add_argument("--seed", type=int, default=None, help="seed (default: the preset's)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's choice; 1 is best on a busy machine)")
+
+
+def _add_run(sub) -> None:
+    from benchmark.cases import CUSTOM_CASE_PATTERN, DOSE_CASE, named_cases
+    from datasets.presets import get_preset as get_dataset_preset
+    from methods.binarize import THRESHOLD_RULES
 
     quick_cases = named_cases(get_dataset_preset(get_preset("quick").dataset_preset).cases)
     p = sub.add_parser("run", help=COMMANDS["run"])
@@ -61,13 +72,18 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
                    help="method name or 'all' (repeatable; `list` shows the methods)")
     p.add_argument("--case", action="append", required=True,
                    help=f"{', '.join(quick_cases)} (the quick preset's; `list --preset P` for others), "
-                        f"{DOSE_PREFIX}N (one dose), a geometry file {CUSTOM_CASE_PATTERN}, or 'all' (repeatable)")
+                        f"a geometry file {CUSTOM_CASE_PATTERN}, or 'all' (repeatable)")
+    p.add_argument("--read-dose", type=int, action="append", default=None, metavar="N",
+                   help=f"with --case {DOSE_CASE}: run only the dose level N e-/pixel (repeatable; default "
+                        "every level, listed in the error for a level that is not one)")
     p.add_argument("--config", default=None, help="network config (default: the preset's configs)")
     p.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE,
                    help=f"{', '.join(THRESHOLD_RULES)} (default {DEFAULT_THRESHOLD_RULE})")
     p.add_argument("--json", action="store_true", help="print the result rows as one JSON list")
-    common(p)
+    _common(p)
 
+
+def _add_list_report_and_doctor(sub) -> None:
     p = sub.add_parser("list", help=COMMANDS["list"])
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--preset", default="quick", help="preset whose stored cases are listed")
@@ -78,6 +94,16 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
     p.add_argument("--results", type=Path, default=None, help="results folder (the same as the positional one)")
     p.add_argument("--preset", default="quick")
 
+    p = sub.add_parser("doctor", help=COMMANDS["doctor"])
+    p.add_argument("--results", type=Path, default=None, help="results folder (default outputs/<preset>/)")
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--json", action="store_true", help="print the findings as one JSON list")
+    p.add_argument("--fix", action="store_true",
+                   help="first rebuild results.parquet from the run folders (the newest run of each result "
+                        "counted; removes results counted twice)")
+
+
+def _add_reconstruct_and_show(sub) -> None:
     p = sub.add_parser("reconstruct", help=COMMANDS["reconstruct"])
     p.add_argument("--method", required=True)
     p.add_argument("--config", default=None, help="network config (default: the preset's first)")
@@ -94,7 +120,7 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
                         "or fixed-0.5")
     p.add_argument("--electrons-per-pixel", type=int, default=None,
                    help="the stack's bse holds raw counts of this many primaries per pixel (divided here)")
-    common(p)
+    _common(p)
 
     p = sub.add_parser("show", help=COMMANDS["show"])
     p.add_argument("volume", type=Path, help="a file written by `reconstruct` (.npz, .nii.gz, .nii or .npy)")
@@ -102,25 +128,20 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
     p.add_argument("--binary", action="store_true", help="draw the Cu mask instead of the probability")
     p.add_argument("--dpi", type=int, default=100, help="pixels per inch (default 100: a 1300 x 320 px PNG)")
 
-    p = sub.add_parser("doctor", help=COMMANDS["doctor"])
-    p.add_argument("--results", type=Path, default=None, help="results folder (default outputs/<preset>/)")
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--json", action="store_true", help="print the findings as one JSON list")
-    p.add_argument("--fix", action="store_true",
-                   help="first rebuild results.parquet from the run folders (the newest run of each result "
-                        "counted; removes results counted twice)")
 
+def _add_main_and_studies(sub) -> None:
     p = sub.add_parser("main", help=COMMANDS["main"])
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="stop cleanly (work saved, rerun continues) so the whole job ends within this many "
                         "seconds; the report shows what ran (default: no limit)")
-    common(p)
+    _common(p)
 
     p = sub.add_parser("design-study", help=COMMANDS["design-study"])
     p.add_argument("--designs", default=None,
                    help="comma-separated GEOMETRIESxELECTRONS[-once] (default: benchmark.design_study."
                         "DEFAULT_DESIGNS, 1000x60,500x120,250x240; -once: no fresh noise)")
-    p.add_argument("--dose", type=int, default=60, help="e-/pixel every design is read at (default 60)")
+    p.add_argument("--read-dose", type=int, default=60, metavar="N",
+                   help="e-/pixel every design is read at (default 60)")
     p.add_argument("--method", default="bsevox")
     p.add_argument("--config", default="tiny")
     p.add_argument("--results", type=Path, default=Path("outputs/design-study"))
@@ -132,10 +153,6 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", default=None,
                    help="model folder name whose best weights go in, in half precision "
                         "(repeatable; default: the smallest BSE-VoxNets model trained)")
-
-    sub.add_parser("data", add_help=False, help=COMMANDS["data"])
-    sub.add_parser("train", add_help=False, help=COMMANDS["train"])
-    return parser
 
 
 #: every subcommand and its one-line help (the parser's and the README's source)
@@ -156,7 +173,7 @@ COMMANDS = {
     "train": "learned-method commands (python -m methods): train, grid-search, bench, list; "
              "`bse-bench train --method bsevox --config tiny --data DIR` trains",
 }
-#: the default of ``run --threshold-rule`` (``benchmark.runner.DEFAULT_THRESHOLD_RULE``; a test keeps them equal)
+#: the default of ``run --threshold-rule`` (``benchmark.specs.DEFAULT_THRESHOLD_RULE``; a test keeps them equal)
 DEFAULT_THRESHOLD_RULE = "validation"
 
 
@@ -197,7 +214,8 @@ def _benchmark(args):
 # ------------------------------------------------------------------------------------------ run
 def cmd_run(args) -> int:
     bench = _benchmark(args)
-    specs = bench.plan(args.method, args.case, config=args.config, threshold_rule=args.threshold_rule)
+    specs = bench.plan(args.method, args.case, config=args.config, threshold_rule=args.threshold_rule,
+                       read_doses=args.read_dose)
     # Training and libraries may print; keep stdout for the JSON document alone.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         rows = bench.run_all(specs)
@@ -243,7 +261,7 @@ def print_table(rows, per_sample: bool = True) -> None:
         if per_sample:
             print(rows[TABLE_COLUMNS].to_string(index=False))
             print()
-        summary = (rows.groupby(["method", "config", "variant", "case", "threshold_rule"], sort=False)
+        summary = (rows.groupby(SUMMARY_KEYS, sort=False)
                    .agg(mIoU=("iou", "mean"), MRE=("mre", "mean"), n=("sample", "nunique"),
                         seconds_per_volume=("seconds_per_volume", "first"))
                    .reset_index())
@@ -357,7 +375,7 @@ def cmd_design_study(args) -> int:
 
     designs = DEFAULT_DESIGNS if args.designs is None else [d.strip() for d in args.designs.split(",") if d.strip()]
     table = run_design_study(args.results, list(designs),
-                             dose=args.dose, method=args.method, config=args.config)
+                             read_electrons_per_pixel=args.read_dose, method=args.method, config=args.config)
     print(markdown(table))
     return 0
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.files import write_text_atomic
+
 #: the part of the listing that is cached (written by :func:`compute_method_listing`)
 CACHE_FORMAT = 1
 
@@ -62,7 +64,7 @@ def method_sources_hash(registry: dict[str, str]) -> str:
 
 def compute_method_listing() -> dict:
     """``{"methods": [...], "network_configs": [...]}`` from the method classes (imports torch)."""
-    from benchmark.runner import method_class, method_names, network_configs
+    from benchmark.specs import method_class, method_names, network_configs
     from methods.complexity import list_network_configs
 
     methods = []
@@ -93,10 +95,7 @@ def method_listing(use_cache: bool = True) -> dict:
     listing = compute_method_listing()
     if use_cache:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(listing))
-            os.replace(tmp, path)
+            write_text_atomic(path, json.dumps(listing), fsync=False)
         except OSError:
             pass  # a read-only home: list still works, only slower next time
     return listing
@@ -104,13 +103,11 @@ def method_listing(use_cache: bool = True) -> dict:
 
 def case_descriptions(dataset_cases) -> dict[str, str]:
     """Every ``--case`` value for a dataset storing ``dataset_cases`` (``benchmark.cases.named_cases``
-    plus the dose levels and geometry files), with its description."""
-    from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN, DOSE_PREFIX, named_cases
+    plus geometry files), with its description (``benchmark.cases.CASE_DESCRIPTIONS``)."""
+    from benchmark.cases import CASE_DESCRIPTIONS, CUSTOM_CASE_PATTERN, named_cases
 
-    names = [*named_cases(dataset_cases), f"{DOSE_PREFIX}N", CUSTOM_CASE_PATTERN]
-    extra = {f"{DOSE_PREFIX}N": "one dose level of the dose case: the same data thinned to N e-/pixel"}
-    return {name: CASE_DESCRIPTIONS.get(name) or extra.get(name) or "named case stored with the dataset"
-            for name in names}
+    names = [*named_cases(dataset_cases), CUSTOM_CASE_PATTERN]
+    return {name: CASE_DESCRIPTIONS.get(name) or "named case stored with the dataset" for name in names}
 
 
 def listing(preset_name: str, use_cache: bool = True) -> dict:

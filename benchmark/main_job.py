@@ -21,8 +21,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from benchmark.cache import write_json_atomic
 from datasets.budget import BudgetExhausted, TimeBudget
+from datasets.files import write_json_atomic
 
 STATUS_FILE = "main_job.json"
 #: statuses of a stage item
@@ -64,7 +64,7 @@ def reserve_seconds(budget: TimeBudget, evaluation_runs: int) -> float:
 def training_order(bench, specs) -> list:
     """The learned models of ``specs`` (ModelSpecs), the preset's ``train_order`` first, then
     the plan's order, Table 1 variants (the ablation) last."""
-    from benchmark.runner import method_class
+    from benchmark.specs import method_class
 
     models = []
     for spec in specs:
@@ -90,86 +90,104 @@ def run_main_job(bench, budget: TimeBudget | None = None, log=None) -> MainJobSt
     from datetime import datetime, timezone
 
     budget = budget or TimeBudget(None)
-    log = log or bench.log
-    status = MainJobStatus(bench.preset.name, budget.seconds,
-                           started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    path = bench.store.root / STATUS_FILE
-
-    def save() -> None:
-        status.seconds = round(budget.elapsed(), 2)
-        write_json_atomic(path, status.to_dict())
-
-    # 1. data ------------------------------------------------------------------------------------
-    tic = time.monotonic()
-    try:
-        bench.dataset(deadline=budget.deadline(reserve=5.0))
-    except BudgetExhausted as stop:
-        status.add("data", bench.preset.dataset_preset, STOPPED, time.monotonic() - tic, str(stop))
-        for stage in ("training", "evaluation"):
-            status.add(stage, "all", NOT_STARTED)
-        save()
-        log(f"time budget: {stop}")
-        return status
-    status.add("data", bench.preset.dataset_preset, DONE, time.monotonic() - tic)
-    save()
-
+    job = MainJob(bench, budget, log or bench.log,
+                  MainJobStatus(bench.preset.name, budget.seconds,
+                                started_utc=datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    if not job.data():
+        return job.status
     specs = bench.main_plan()
     seed_specs = bench.seed_plan()  # the preset's extra training seeds (mean and spread over seeds)
-    reserve = reserve_seconds(budget, len(specs) + len(seed_specs))
+    job.training(specs, seed_specs, reserve_seconds(budget, len(specs) + len(seed_specs)))
+    job.evaluation([(bench, spec) for spec in evaluation_order(specs)] + seed_specs)
+    if bench.store.run_keys():  # results.parquet from the run folders, each result once (newest run)
+        bench.store.rebuild_results()
+    job.status.complete = all(item.status == DONE for item in job.status.items)
+    job.save()
+    return job.status
 
-    # 2. training ----------------------------------------------------------------------------------
-    jobs = [(bench, model) for model in training_order(bench, specs)]
-    for other in dict.fromkeys(b for b, _ in seed_specs):
-        jobs += [(other, model) for model in training_order(other, [spec for b, spec in seed_specs if b is other])]
-    stopped = set()  # (seed, model) pairs
-    workers = bench.preset.train_workers if str(bench.device) == "cpu" else 1
-    to_train = [(b, m) for b, m in jobs if not b.is_trained(m)]
-    if workers > 1 and len(to_train) > 1:
-        if budget.seconds is None:  # no priorities to keep: the costliest first balances the processes
-            to_train.sort(key=lambda job: -_training_cost(*job))
-        _train_in_parallel(bench, to_train, workers, budget.deadline(reserve), status, stopped, log)
-        save()
-    for owner, model in jobs:
-        name = _job_name(bench, owner, model)
+
+class MainJob:
+    """The stages of one main job, recording each item in ``status`` (saved after each)."""
+
+    def __init__(self, bench, budget: TimeBudget, log, status: MainJobStatus):
+        self.bench, self.budget, self.log, self.status = bench, budget, log, status
+        self.stopped: set = set()  # (seed, model) pairs whose training did not finish
+
+    def save(self) -> None:
+        self.status.seconds = round(self.budget.elapsed(), 2)
+        write_json_atomic(self.bench.store.root / STATUS_FILE, self.status.to_dict())
+
+    def data(self) -> bool:
+        """Build (or resume) the dataset; ``False`` when the budget stopped it."""
+        bench, tic = self.bench, time.monotonic()
+        try:
+            bench.dataset(deadline=self.budget.deadline(reserve=5.0))
+        except BudgetExhausted as stop:
+            self.status.add("data", bench.preset.dataset_preset, STOPPED, time.monotonic() - tic, str(stop))
+            for stage in ("training", "evaluation"):
+                self.status.add(stage, "all", NOT_STARTED)
+            self.save()
+            self.log(f"time budget: {stop}")
+            return False
+        self.status.add("data", bench.preset.dataset_preset, DONE, time.monotonic() - tic)
+        self.save()
+        return True
+
+    def training(self, specs, seed_specs, reserve: float) -> None:
+        """Train every learned model of the plan (in parallel processes where the preset says),
+        ``reserve`` seconds kept for evaluation."""
+        bench, budget = self.bench, self.budget
+        jobs = [(bench, model) for model in training_order(bench, specs)]
+        for other in dict.fromkeys(b for b, _ in seed_specs):
+            jobs += [(other, model) for model in training_order(other, [spec for b, spec in seed_specs if b is other])]
+        workers = bench.preset.train_workers if str(bench.device) == "cpu" else 1
+        to_train = [(b, m) for b, m in jobs if not b.models.is_trained(m)]
+        if workers > 1 and len(to_train) > 1:
+            if budget.seconds is None:  # no priorities to keep: the costliest first balances the processes
+                to_train.sort(key=lambda job: -_training_cost(*job))
+            _train_in_parallel(bench, to_train, workers, budget.deadline(reserve), self.status, self.stopped, self.log)
+            self.save()
+        for owner, model in jobs:
+            self._train(owner, model, reserve)
+
+    def _train(self, owner, model, reserve: float) -> None:
+        """One model of the training stage (unless trained in parallel already)."""
+        name, status = _job_name(self.bench, owner, model), self.status
         if any(item.stage == "training" and item.name == name for item in status.items):
-            continue  # trained (or stopped) in parallel above
-        if owner.is_trained(model):
+            return  # trained (or stopped) in parallel
+        if owner.models.is_trained(model):
             status.add("training", name, DONE, note="trained before")
-            continue
-        if budget.expired(reserve):
+            return
+        if self.budget.expired(reserve):
             status.add("training", name, NOT_STARTED)
-            stopped.add((owner.seed, model))
-            continue
+            self.stopped.add((owner.seed, model))
+            return
         tic = time.monotonic()
         try:
-            owner.ensure_trained(model, deadline=budget.deadline(reserve))
+            owner.models.ensure_trained(model, deadline=self.budget.deadline(reserve))
             status.add("training", name, DONE, time.monotonic() - tic)
         except BudgetExhausted as stop:
             status.add("training", name, STOPPED, time.monotonic() - tic, str(stop))
-            stopped.add((owner.seed, model))
-            log(f"time budget: {stop}")
-        save()
+            self.stopped.add((owner.seed, model))
+            self.log(f"time budget: {stop}")
+        self.save()
 
-    # 3. evaluation --------------------------------------------------------------------------------
-    report_reserve = 10.0 if budget.seconds is not None else 0.0
-    for owner, spec in [(bench, spec) for spec in evaluation_order(specs)] + seed_specs:
-        name = spec.describe() + ("" if owner is bench else f" (seed {owner.seed})")
-        if (owner.seed, spec.model) in stopped:
-            status.add("evaluation", name, SKIPPED, note="its model is not trained (time budget)")
-            continue
-        cached = owner.is_cached(spec)
-        if budget.expired(report_reserve) and not cached:
-            status.add("evaluation", name, NOT_STARTED)
-            continue
-        tic = time.monotonic()
-        owner.run(spec)
-        status.add("evaluation", name, DONE, time.monotonic() - tic, "cached" if cached else "")
-        save()
-    if bench.store.run_keys():  # results.parquet from the run folders, each result once (newest run)
-        bench.store.rebuild_results()
-    status.complete = all(item.status == DONE for item in status.items)
-    save()
-    return status
+    def evaluation(self, runs) -> None:
+        """Every (benchmark, run) whose model is trained; cached runs even past the budget."""
+        report_reserve = 10.0 if self.budget.seconds is not None else 0.0
+        for owner, spec in runs:
+            name = spec.describe() + ("" if owner is self.bench else f" (seed {owner.seed})")
+            if (owner.seed, spec.model) in self.stopped:
+                self.status.add("evaluation", name, SKIPPED, note="its model is not trained (time budget)")
+                continue
+            cached = owner.is_cached(spec)
+            if self.budget.expired(report_reserve) and not cached:
+                self.status.add("evaluation", name, NOT_STARTED)
+                continue
+            tic = time.monotonic()
+            owner.run(spec)
+            self.status.add("evaluation", name, DONE, time.monotonic() - tic, "cached" if cached else "")
+            self.save()
 
 
 def _train_one(preset, results_dir, device: str, seed: int, model, deadline):
@@ -182,7 +200,7 @@ def _train_one(preset, results_dir, device: str, seed: int, model, deadline):
     tic = time.monotonic()
     bench = Benchmark(preset, results_dir=results_dir, device=device, seed=seed, progress=False, threads=1)
     try:
-        bench.ensure_trained(model, deadline=deadline)
+        bench.models.ensure_trained(model, deadline=deadline)
     except BudgetExhausted as stop:
         return STOPPED, time.monotonic() - tic, str(stop)
     return DONE, time.monotonic() - tic, f"in a worker process (of {bench.preset.train_workers})"
@@ -192,7 +210,7 @@ def _training_cost(owner, model) -> float:
     """Multiply-accumulates per sample of a model's network (its relative training cost)."""
     from methods.base import create
 
-    return float(create(model.method, device="cpu", **owner.model_params(model)).describe().get("macs") or 0.0)
+    return float(create(model.method, device="cpu", **owner.models.params(model)).describe().get("macs") or 0.0)
 
 
 def _job_name(bench, owner, model) -> str:

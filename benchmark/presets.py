@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from benchmark.errors import UnknownNameError
+from datasets.errors import look_up
 
 #: the value of the ``config`` column for a method without network configs (MED-SEM)
 NO_CONFIG = "default"
+
 
 @dataclass(frozen=True)
 class BenchmarkPreset:
@@ -74,57 +75,35 @@ class BenchmarkPreset:
         }
 
 
-BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {
-    "smoke": BenchmarkPreset(
-        name="smoke",
-        description="tests and CI: a handful of samples, tiny networks, a few training steps "
-                    "(seconds to a few minutes on 2 CPU cores; numbers are meaningless)",
-        dataset_preset="smoke",
-        train_preset="smoke",
-        configs={"bsevox": ("tiny",), "unet3d": ("tiny",)},
-        ablation_config="tiny",
-        timing_repeats=2,
-        timing_warmup=1,
-        bootstrap_resamples=200,
-    ),
-    "quick": BenchmarkPreset(
-        name="quick",
-        description="the CPU benchmark (nox -s benchmark): the quick dataset, tiny BSE-VoxNets "
-                    "and the 3D U-Net of matched parameter count, 3 training seeds each, on 2 CPU cores",
-        dataset_preset="quick",
-        train_preset="quick",
-        # U-Net "matched" (0.30 M parameters) against BSE-VoxNets "tiny" (0.28 M): like for like;
-        # "small" (1.19 M) is 0.013 better on validation (0.713 vs 0.700) at 1.5x the training time
-        configs={"bsevox": ("tiny",), "unet3d": ("matched",)},
-        ablation_config="tiny",
-        timing_repeats=5,
-        timing_warmup=1,
-        tta=True,
-        train_workers=2,
-        extra_seeds=(1, 2),
-    ),
-    "paper": BenchmarkPreset(
-        name="paper",
-        description="the paper's setting (GPU): 10,000 training geometries, BSE-VoxNets "
-                    "lite..moderate (Table 2) and the base 3D U-Net, sized for one GPU call "
-                    "(train preset paper-gpu: bf16, compiled, batch 128; use --time-budget)",
-        dataset_preset="paper",
-        train_preset="paper-gpu",
-        configs={"bsevox": ("lite", "small", "medium", "moderate"), "unet3d": ("base",)},
-        ablation_config="lite",
-        timing_repeats=10,
-        timing_warmup=2,
-        batch_size=16,
-        train_order=(("bsevox", "lite"), ("bsevox", "moderate"), ("unet3d", "base"), ("bsevox", "small"),
-                     ("bsevox", "medium")),
-    ),
-}
+def _preset(name: str, description: str, **settings) -> BenchmarkPreset:
+    """A preset reading the dataset preset and the training preset of its own name, unless
+    ``settings`` name others."""
+    return BenchmarkPreset(**{"name": name, "description": description, "dataset_preset": name,
+                              "train_preset": name, **settings})
+
+
+BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {preset.name: preset for preset in (
+    _preset("smoke", "tests and CI: a handful of samples, tiny networks, a few training steps "
+                     "(seconds to a few minutes on 2 CPU cores; numbers are meaningless)",
+            configs={"bsevox": ("tiny",), "unet3d": ("tiny",)}, timing_repeats=2, bootstrap_resamples=200),
+    # U-Net "matched" (0.30 M parameters) against BSE-VoxNets "tiny" (0.28 M): like for like;
+    # "small" (1.19 M) is 0.013 better on validation (0.713 vs 0.700) at 1.5x the training time
+    _preset("quick", "the CPU benchmark (nox -s benchmark): the quick dataset, tiny BSE-VoxNets "
+                     "and the 3D U-Net of matched parameter count, 3 training seeds each, on 2 CPU cores",
+            configs={"bsevox": ("tiny",), "unet3d": ("matched",)}, tta=True, train_workers=2, extra_seeds=(1, 2)),
+    _preset("paper", "the paper's setting (GPU): 10,000 training geometries, BSE-VoxNets "
+                     "lite..moderate (Table 2) and the base 3D U-Net, sized for one GPU call "
+                     "(train preset paper-gpu: bf16, compiled, batch 128; use --time-budget)",
+            train_preset="paper-gpu",
+            configs={"bsevox": ("lite", "small", "medium", "moderate"), "unet3d": ("base",)},
+            ablation_config="lite", timing_repeats=10, timing_warmup=2, batch_size=16,
+            train_order=(("bsevox", "lite"), ("bsevox", "moderate"), ("unet3d", "base"), ("bsevox", "small"),
+                         ("bsevox", "medium"))),
+)}
 
 
 def get_preset(name: str) -> BenchmarkPreset:
     """The benchmark preset called ``name``; the error lists the known ones."""
     if isinstance(name, BenchmarkPreset):
         return name
-    if name not in BENCHMARK_PRESETS:
-        raise UnknownNameError(f"unknown preset '{name}'; known presets: {', '.join(BENCHMARK_PRESETS)}")
-    return BENCHMARK_PRESETS[name]
+    return look_up("preset", name, BENCHMARK_PRESETS)

@@ -1,4 +1,5 @@
-"""Where a result came from: code version, library versions, machine, time."""
+"""Where a result came from: code version, library versions, machine, time (the git commit:
+``datasets.provenance.git_commit``, the suite's one git helper)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ import functools
 import hashlib
 import importlib.metadata
 import platform
-import subprocess
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from datasets.provenance import REPO_ROOT, git_commit
 
 #: the suite's packages whose modules a code version follows through imports
 TRACED_PACKAGES = ("methods", "datasets")
@@ -20,27 +20,6 @@ UNTRACED_MODULES = frozenset({"methods.registry"})
 
 #: distribution names whose versions are recorded with every result
 TRACKED_PACKAGES = ("torch", "monai", "numpy", "scipy", "scikit-learn", "pandas")
-
-
-def _git(*args: str) -> str | None:
-    try:
-        done = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=20, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() if done.returncode == 0 else None
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """``git rev-parse HEAD`` of this checkout, ``+dirty`` appended when files differ from it
-    (tracked changes or untracked, non-ignored files); ``"unknown"`` outside a git checkout or
-    before the first commit."""
-    commit = _git("rev-parse", "HEAD")
-    if not commit:
-        return "unknown"
-    status = _git("status", "--porcelain")
-    return f"{commit}+dirty" if status else commit
 
 
 @functools.lru_cache(maxsize=1)

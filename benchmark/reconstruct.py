@@ -19,8 +19,8 @@ the model's training data and of the stack. :func:`load_volume` reads all three 
 
 from __future__ import annotations
 
+import gzip
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,6 +28,8 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.listing import json_value
+from datasets.errors import look_up
+from datasets.files import atomic_path, write_bytes_atomic, write_text_atomic
 
 #: the reconstruction's lateral pixel pitch in the paper scene (nm): one pixel per 1 nm voxel column
 PIXEL_PITCH_NM = 1.0
@@ -102,8 +104,9 @@ def volume_geometry(depth: int, block_z_nm=None) -> dict:
 
 
 def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, threshold: float,
-                    threshold_reason: str, stack_path, energies_keV, stack_dose: int | None,
-                    model_dose: int | None, model_dose_source: str, scores: dict | None = None) -> dict:
+                    threshold_reason: str, stack_path, energies_keV, stack_electrons_per_pixel: int | None,
+                    training_electrons_per_pixel: int | None, training_dose_source: str,
+                    scores: dict | None = None) -> dict:
     """Everything needed to place and trust a reconstructed volume, as a JSON-ready dict."""
     return {
         "format": "bse-bench reconstruction",
@@ -118,47 +121,36 @@ def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, th
         "threshold_reason": threshold_reason,
         "stack": str(stack_path),
         "energies_keV": [float(e) for e in energies_keV],
-        "stack_electrons_per_pixel": stack_dose,
-        "model_training_electrons_per_pixel": model_dose,
-        "model_training_dose_source": model_dose_source,
+        "stack_electrons_per_pixel": stack_electrons_per_pixel,
+        "model_training_electrons_per_pixel": training_electrons_per_pixel,
+        "model_training_dose_source": training_dose_source,
         "scores_against_stack_labels": None if scores is None else json_value(scores),  # NaN -> null
     }
 
 
 # ------------------------------------------------------------------------------------------ write / read
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename onto ``path``; the temporary file is removed on any failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{os.getpid()}.tmp.{path.name}")  # keeps the suffix: nibabel reads it
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def save_volume(path: Path, probability: np.ndarray, binary: np.ndarray, meta: dict) -> list[Path]:
-    """Write a reconstruction in the format its name asks for; the files written."""
+    """Write a reconstruction in the format its name asks for, each file atomically
+    (``datasets.files``); the files written."""
     paths = output_paths(path)
     fmt = output_format(path)
     probability = np.asarray(probability, dtype=np.float32)
     binary = np.asarray(binary, dtype=np.uint8)
     if fmt == "npz":
-        def write_npz(tmp):
-            with tmp.open("wb") as handle:
-                np.savez_compressed(handle, probability=probability, binary=binary,
-                                    voxel_size_nm=np.array(meta["voxel_size_nm"]),
-                                    origin_nm=np.array(meta["origin_nm"]), meta_json=np.array(json.dumps(meta)))
-        _write_atomic(paths["volume"], write_npz)
+        with atomic_path(paths["volume"]) as tmp, tmp.open("wb") as handle:
+            np.savez_compressed(handle, probability=probability, binary=binary,
+                                voxel_size_nm=np.array(meta["voxel_size_nm"]),
+                                origin_nm=np.array(meta["origin_nm"]), meta_json=np.array(json.dumps(meta)))
     elif fmt == "npy":
         for key, array in (("volume", probability), ("binary", binary)):
-            _write_atomic(paths[key], lambda tmp, a=array: np.save(tmp, a))
+            with atomic_path(paths[key]) as tmp, tmp.open("wb") as handle:
+                np.save(handle, array)
     else:
         for key, array in (("volume", probability), ("binary", binary)):
-            image = nifti_image(array, meta)
-            _write_atomic(paths[key], lambda tmp, im=image: im.to_filename(str(tmp)))
+            data = nifti_image(array, meta).to_bytes()
+            write_bytes_atomic(paths[key], gzip.compress(data) if paths[key].name.endswith(".gz") else data)
     if "sidecar" in paths:
-        _write_atomic(paths["sidecar"], lambda tmp: tmp.write_text(json.dumps(meta, indent=1) + "\n"))
+        write_text_atomic(paths["sidecar"], json.dumps(meta, indent=1) + "\n")
     return list(paths.values())
 
 
@@ -221,13 +213,14 @@ def _read_sidecar(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ checks
-def training_dose(bench, spec, klass) -> tuple[int | None, str]:
-    """(e-/pixel of the model's training data, where that figure comes from): the model's own
-    ``method.json`` (``training_data``, written by the training) when it has it, else the dose of
-    the benchmark preset's dataset (models trained before the record existed)."""
+def training_read_dose(bench, spec, klass) -> tuple[int | None, str]:
+    """(read e-/pixel of the model's training data, where that figure comes from): the model's own
+    ``method.json`` (``training_data``, written by ``methods.training.train``; its keys are that
+    file's format) when it has it, else the read dose of the benchmark preset's dataset (a model
+    fitted on bare arrays records none)."""
     if not klass.requires_training:
         return None, "no training data (a classical method)"
-    info_path = bench.model_dir(spec) / "method.json"
+    info_path = bench.models.directory(spec) / "method.json"
     recorded = (json.loads(info_path.read_text()).get("training_data") or {}) if info_path.is_file() else {}
     if recorded.get("electrons_per_pixel"):
         return int(recorded["electrons_per_pixel"]), f"the model's method.json ({info_path})"
@@ -238,17 +231,19 @@ def training_dose(bench, spec, klass) -> tuple[int | None, str]:
             f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}' (not recorded by the model)")
 
 
-def dose_warning(stack_dose: int | None, model_dose: int | None, name: str) -> str | None:
+def dose_warning(stack_electrons_per_pixel: int | None, training_electrons_per_pixel: int | None,
+                 name: str) -> str | None:
     """One line when the stack's dose (e-/pixel) and the model's training dose differ by more than
     :data:`DOSE_WARNING_FACTOR` either way (the noise level, ~ 1/sqrt(dose), then differs by
     more than 1.7x); ``None`` when they agree or either is unknown."""
-    if not stack_dose or not model_dose:
+    if not stack_electrons_per_pixel or not training_electrons_per_pixel:
         return None
-    ratio = stack_dose / model_dose
+    ratio = stack_electrons_per_pixel / training_electrons_per_pixel
     if 1 / DOSE_WARNING_FACTOR <= ratio <= DOSE_WARNING_FACTOR:
         return None
-    return (f"warning: the stack's dose ({stack_dose:g} e-/pixel) is {max(ratio, 1 / ratio):.0f}x "
-            f"{'above' if ratio > 1 else 'below'} the dose {name} was trained on ({model_dose:g} e-/pixel); "
+    return (f"warning: the stack's dose ({stack_electrons_per_pixel:g} e-/pixel) is {max(ratio, 1 / ratio):.0f}x "
+            f"{'above' if ratio > 1 else 'below'} the dose {name} was trained on "
+            f"({training_electrons_per_pixel:g} e-/pixel); "
             "its accuracy at this dose is untested (see the dose case: `python -m benchmark run --case dose`)")
 
 
@@ -321,30 +316,29 @@ def check_lateral_size(method, tag: str, shape) -> None:
 def reconstruct_stack(args, bench) -> int:
     """The ``reconstruct`` command with the arguments parsed and the benchmark ``bench`` built:
     no data are built and nothing is trained unless asked."""
-    from benchmark.runner import ModelSpec, method_class, network_configs
+    from benchmark.specs import ModelSpec, method_class, network_configs
     from methods.binarize import binarize
 
     stack, bse = load_stack(args)
     klass = method_class(args.method)
     configs = network_configs(args.method)
     if configs:
-        config = args.config or bench.preset.configs_for(args.method)[0]
-        if config not in configs:
-            raise UsageError(f"unknown config '{config}' for {args.method}; known configs: {', '.join(configs)}")
+        config = look_up(f"{args.method} config", args.config or bench.preset.configs_for(args.method)[0],
+                         {c: c for c in configs})
     else:
         config = "default"
     spec = ModelSpec(args.method, config)
-    if klass.requires_training and not bench.is_trained(spec):
+    if klass.requires_training and not bench.models.is_trained(spec):
         raise BenchmarkError(
-            f"{spec.tag()} is not trained in {bench.model_dir(spec)}; train it first with "
+            f"{spec.tag()} is not trained in {bench.models.directory(spec)}; train it first with "
             f"`python -m benchmark run --method {args.method} --case test --preset {bench.preset.name}`")
-    method = bench.model(spec)
+    method = bench.models.get(spec)
     check_energies(stack.energies_keV, method.energies_keV, spec.tag())
     check_lateral_size(method, spec.tag(), bse.shape[1:])
 
-    model_dose, model_dose_source = training_dose(bench, spec, klass)
-    stack_dose = stack.electrons_per_pixel or args.electrons_per_pixel
-    warning = dose_warning(stack_dose, model_dose, spec.tag())
+    training_electrons_per_pixel, training_dose_source = training_read_dose(bench, spec, klass)
+    stack_electrons_per_pixel = stack.electrons_per_pixel or args.electrons_per_pixel
+    warning = dose_warning(stack_electrons_per_pixel, training_electrons_per_pixel, spec.tag())
     if warning:
         print(warning, file=sys.stderr)
 
@@ -356,10 +350,10 @@ def reconstruct_stack(args, bench) -> int:
     binary = binarize(prob, threshold)
     scores = None if stack.labels is None else label_scores(binary, stack.labels)
     meta = volume_metadata(
-        prob.shape, method=spec.tag(), model_dir=bench.model_dir(spec) if klass.requires_training else None,
-        model_fingerprint=bench.model_fingerprint(spec), threshold=threshold, threshold_reason=why,
-        stack_path=args.stack, energies_keV=stack.energies_keV, stack_dose=stack_dose, model_dose=model_dose,
-        model_dose_source=model_dose_source,
+        prob.shape, method=spec.tag(), model_dir=bench.models.directory(spec) if klass.requires_training else None,
+        model_fingerprint=bench.models.fingerprint(spec), threshold=threshold, threshold_reason=why,
+        stack_path=args.stack, energies_keV=stack.energies_keV, stack_electrons_per_pixel=stack_electrons_per_pixel,
+        training_electrons_per_pixel=training_electrons_per_pixel, training_dose_source=training_dose_source,
         scores=scores)
     written = save_volume(args.out, prob, binary, meta)
     print(f"{spec.tag()}: Cu probability {prob.shape} [z, y, x], voxel {meta['voxel_size_nm'][0]:g} x "
@@ -407,8 +401,8 @@ def stack_threshold(bench, spec, rule: str, energies_keV) -> tuple[float, str]:
     if rule == "fixed-0.5":
         return 0.5, "fixed-0.5, as asked"
     if rule == "validation":
-        return bench.validation_threshold(spec), "chosen now on the validation split"
-    saved = bench.saved_threshold(spec)
+        return bench.thresholds.validation(spec), "chosen now on the validation split"
+    saved = bench.thresholds.saved(spec)
     if saved is None:
         return 0.5, (f"default 0.5: no validation threshold saved for {spec.tag()} in {bench.store.root}; "
                      "--threshold-rule validation chooses one")

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.reconstruct import load_volume, volume_stem
+from datasets.files import atomic_path
 
 #: figure size in inches (width, height); the PNG is this times ``dpi`` pixels
 FIGURE_SIZE_IN = (13.0, 3.2)
@@ -28,9 +29,6 @@ def slice_depths(depth: int, n: int = N_DEPTHS) -> list[int]:
 def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100) -> Path:
     """Draw ``volume_path`` (any format of :mod:`benchmark.reconstruct`) to ``out_png``
     (default ``VOLUME.png`` beside it); returns the PNG's path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     if dpi < 10 or dpi > 1000:
         raise UsageError(f"--dpi must be between 10 and 1000, got {dpi}")
     probability, mask, meta = load_volume(volume_path)
@@ -48,12 +46,22 @@ def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100)
         raise UsageError(f"-o {out_png}: the figure is a PNG; give a name ending in .png")
     if out_png.is_dir():
         raise UsageError(f"-o {out_png} is a directory; give a file name such as {out_png / 'volume.png'}")
+    figure = volume_figure(volume, mask, meta, binary, dpi)
+    with atomic_path(out_png) as tmp, tmp.open("wb") as handle:
+        figure.savefig(handle, dpi=dpi, format="png")
+    return out_png
+
+
+def volume_figure(volume: np.ndarray, mask, meta: dict, binary: bool, dpi: int):
+    """The figure: xy slices at :func:`slice_depths`, the xz cut through the row holding the
+    most Cu, one colour bar."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     (dz, dy, dx), (oz, oy, ox) = meta["voxel_size_nm"], meta["origin_nm"]
     depth, height, width = volume.shape
-    x_edges = (ox - dx / 2, ox - dx / 2 + width * dx)
-    y_edges = (oy - dy / 2, oy - dy / 2 + height * dy)
-    z_edges = (oz - dz / 2, oz - dz / 2 + depth * dz)
+    edges = {"x": (ox - dx / 2, ox - dx / 2 + width * dx), "y": (oy - dy / 2, oy - dy / 2 + height * dy),
+             "z": (oz - dz / 2, oz - dz / 2 + depth * dz)}
     label = "Cu mask (1 = Cu)" if binary else "Cu probability"
     depths = slice_depths(depth)
 
@@ -63,18 +71,30 @@ def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100)
                                       gridspec_kw={"width_ratios": [1] * len(depths) + [1.4, 0.07]})
     style = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0, "interpolation": "nearest"}
     for ax, k in zip(axes, depths):
-        image = ax.imshow(volume[k], origin="upper", extent=(*x_edges, y_edges[1], y_edges[0]), **style)
+        image = ax.imshow(volume[k], origin="upper", extent=(*edges["x"], edges["y"][1], edges["y"][0]), **style)
         ax.set_title(f"xy at z = {oz + k * dz:.1f} nm", fontsize=9)
         ax.set_xlabel("x (nm)")
     axes[0].set_ylabel("y (nm)")
-    # the xz cut through the row holding the most Cu voxels of the mask (a diffuse probability
-    # volume's largest row sum can lie far from the Cu), else the largest probability sum
+    _draw_xz(axes[-1], volume, mask, meta, edges, style)
+    fig.colorbar(image, cax=colour_axis, label=label)
+    threshold = meta.get("threshold")
+    fig.suptitle(f"{meta.get('method', '?')}: {label}" + ("" if threshold is None else f" (threshold {threshold:.2f})"),
+                 fontsize=10)
+    fig.subplots_adjust(left=0.05, right=0.94, bottom=0.18, top=0.8, wspace=0.35)
+    return fig
+
+
+def _draw_xz(xz, volume: np.ndarray, mask, meta: dict, edges: dict, style: dict) -> None:
+    """The xz cut through the row holding the most Cu voxels of the mask (a diffuse probability
+    volume's largest row sum can lie far from the Cu), else the largest probability sum; the
+    vacuum above the block in grey and the Si surface as a red line."""
+    (dz, dy, dx), (_, oy, _) = meta["voxel_size_nm"], meta["origin_nm"]
+    x_edges, z_edges = edges["x"], edges["z"]
     cu = np.asarray(mask, dtype=float) if mask is not None and np.any(mask) else volume
     row = int(np.argmax(cu.sum(axis=(0, 2))))
-    xz = axes[-1]
     xz.imshow(volume[:, row, :], origin="upper", extent=(*x_edges, z_edges[1], z_edges[0]), aspect="auto", **style)
     surface = meta.get("si_surface_z_nm")
-    if surface is not None:  # the vacuum above the block in grey, the surface as a red line
+    if surface is not None:
         top = min(z_edges[0], surface) - 3 * dz
         xz.axhspan(top, surface, color="0.85")
         xz.axhline(surface, color="red", linestyle="--", linewidth=1.2)
@@ -84,16 +104,3 @@ def draw_volume(volume_path, out_png=None, binary: bool = False, dpi: int = 100)
     xz.set_title(f"xz at y = {oy + row * dy:.1f} nm", fontsize=9)
     xz.set_xlabel("x (nm)")
     xz.set_ylabel("z (nm, down)")
-    fig.colorbar(image, cax=colour_axis, label=label)
-    threshold = meta.get("threshold")
-    fig.suptitle(f"{meta.get('method', '?')}: {label}" + ("" if threshold is None else f" (threshold {threshold:.2f})"),
-                 fontsize=10)
-    fig.subplots_adjust(left=0.05, right=0.94, bottom=0.18, top=0.8, wspace=0.35)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_png.with_name(f".{out_png.stem}.tmp.png")
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        tmp.replace(out_png)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_png

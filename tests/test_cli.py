@@ -50,11 +50,14 @@ def test_unknown_method_exits_2_listing_known_methods(tmp_path):
 
 @pytest.mark.parametrize("argv, expected", [
     (["run", "--method", "fake", "--case", "nosuch"],
-     "unknown case 'nosuch'; known cases: nanocube, test, ablation"),
+     "unknown case 'nosuch'; known: nanocube, test, ablation"),
     (["run", "--method", "fake", "--case", "test", "--preset", "nosuch"],
-     "unknown preset 'nosuch'; known presets: smoke, quick, paper"),
+     "unknown preset 'nosuch'; known: smoke, quick, paper"),
     (["run", "--method", "bsevox", "--case", "test", "--config", "huge"],
-     "unknown config 'huge' for bsevox; known configs: tiny, lite, small, medium, moderate"),
+     "unknown bsevox config 'huge'; known: tiny, lite, small, medium, moderate"),
+    (["run", "--method", "fake", "--case", "dose", "--read-dose", "7"],
+     "unknown dose level (e-/pixel) '7'; known: 2"),
+    (["run", "--method", "fake", "--case", "test", "--read-dose", "2"], "add --case dose"),
     (["run", "--method", "fake", "--case", "test", "--threshold-rule", "best"],
      "unknown threshold rule 'best'"),
     (["list", "--preset", "nosuch"], "unknown preset 'nosuch'"),
@@ -304,7 +307,7 @@ def test_reconstruct_uses_the_saved_threshold_and_says_when_energies_differ(tmp_
 
     bench = cli._benchmark(cli.build_parser().parse_args(["run", "--method", "fake", "--case", "test",
                                                          "--preset", "smoke", "--results", str(tmp_path / "res")]))
-    threshold = bench.validation_threshold(ModelSpec("fake"))  # saved with the FakeDataset's energies 1, 3 keV
+    threshold = bench.thresholds.validation(ModelSpec("fake"))  # saved with the FakeDataset's energies 1, 3 keV
     assert _reconstruct(tmp_path, _stack(tmp_path, np.full((2, 4, 4), 0.1))) == 0
     assert f"threshold {threshold:.2f}: saved validation threshold" in capsys.readouterr().out
     np.savez(tmp_path / "other.npz", bse=np.full((2, 4, 4), 0.1, np.float32), energies_keV=np.array([1.0, 2.0]))
@@ -362,8 +365,9 @@ def test_run_help_lists_every_case_from_the_registry(capsys):
     flat = " ".join(_help(capsys, "run").split())
     cases = named_cases(get_dataset_preset(get_preset("quick").dataset_preset).cases)
     assert {"nanocube", "nanowire", "test", "ablation", "nebula", "dose"} <= set(cases)
-    for case in [*cases, "dose:N", CUSTOM_CASE_PATTERN]:
+    for case in [*cases, CUSTOM_CASE_PATTERN]:
         assert re.search(rf"(^|[ ,]){re.escape(case)}[ ,]", flat), case
+    assert "--read-dose N with --case dose: run only the dose level N e-/pixel" in flat
     from benchmark.runner import DEFAULT_THRESHOLD_RULE
     from methods.binarize import THRESHOLD_RULES
 
@@ -392,11 +396,13 @@ def test_list_shows_every_registered_case_and_method(capsys, monkeypatch, fake_s
         from benchmark.presets import get_preset
 
         stored = get_dataset_preset(get_preset(preset).dataset_preset).cases
-        assert shown == [*named_cases(stored), "dose:N", CUSTOM_CASE_PATTERN]
+        assert shown == [*named_cases(stored), CUSTOM_CASE_PATTERN]
     assert cli.main(["list"]) == 0
     text = capsys.readouterr().out
-    for case in ("dose", "nebula", "ablation", "dose:N"):
+    for case in ("dose", "nebula", "ablation"):
         assert re.search(rf"^  {re.escape(case)} ", text, re.MULTILINE), case
+    assert re.search(r"^  dose .*one run per dose \(--read-dose N picks one\)", text, re.MULTILINE)
+    assert "dose:" not in text
     assert re.search(r"^  fake \(classical\)", text, re.MULTILINE)
 
 
@@ -461,7 +467,8 @@ def test_threads_do_not_split_the_cache_and_doubled_results_are_refused_then_fix
     fix = f"python -m benchmark doctor --results {tmp_path} --fix"
     assert cli.main(["doctor", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
-    assert "counts 1 result set(s) more than once" in out and "case test, seed 0" in out
+    assert "counts 1 result set(s) more than once" in out
+    assert re.search("case test, (read_electrons_per_pixel 2, )?seed 0", out)  # benchmark.schema.RUN_IDENTITY
     assert "f" * 16 in out and fix in out
     assert cli.main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err

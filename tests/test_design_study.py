@@ -19,7 +19,7 @@ def test_designs_are_geometries_times_electrons():
 @pytest.mark.slow
 def test_a_tiny_study_trains_each_design_and_scores_one_common_set(tmp_path):
     root = tmp_path / "study"
-    kwargs = dict(dose=2, train_preset="smoke", progress=False, log=lambda m: None,
+    kwargs = dict(read_electrons_per_pixel=2, train_preset="smoke", progress=False, log=lambda m: None,
                   reference_geometries=20, evaluation_geometries=8)
     table = run_design_study(root, ["20x4", "20x4-once"], **kwargs)
     assert list(table["design"]) == ["20x4", "20x4-once"]

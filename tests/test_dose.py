@@ -158,9 +158,10 @@ def test_the_dose_study_has_its_own_data_at_a_top_dose(tmp_path):
     assert np.array_equal(groups["test"][0]["label"], data.sample(groups["test"][0]["id"])["label"])  # same geometry
     assert np.allclose(groups["nanocube"][0]["bse"] * 30, np.rint(groups["nanocube"][0]["bse"] * 30), atol=1e-4)
     case = dose_case(data, 25)
-    assert len(case.ids) == 1 + 4 + 5 and case.fingerprint["stored_electrons_per_pixel"] == 30
+    assert len(case.ids) == 1 + 4 + 5 and case.fingerprint["simulated_electrons_per_pixel"] == 30
+    assert (case.name, case.simulated_electrons_per_pixel, case.read_electrons_per_pixel) == ("dose", 30, 25)
     assert np.allclose(case.bse * 25, np.rint(case.bse * 25), atol=1e-4)
     bench = Benchmark("smoke", results_dir=tmp_path / "results", dataset=data, progress=False)
-    assert bench._dose_levels() == [2, 10, 25, 30]  # below the top, the data's own dose, the top
+    assert bench.planner.dose_levels() == [2, 10, 25, 30]  # below the top, the data's own dose, the top
     with pytest.raises(ValueError, match="above electrons_per_pixel"):
         get_preset("smoke", dose_study_electrons_per_pixel=2)

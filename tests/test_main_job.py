@@ -180,9 +180,9 @@ def test_a_model_made_with_other_settings_is_set_aside_and_retrained(smoke_resul
     messages = []
     bench = Benchmark("smoke", results_dir=root, progress=False, log=messages.append)
     spec = ModelSpec("bsevox", "tiny")
-    assert not bench.is_trained(spec)
-    bench.ensure_trained(spec)
-    assert bench.is_trained(spec) and (root / "models" / ".stale-bsevox-tiny-0" / "summary.json").is_file()
+    assert not bench.models.is_trained(spec)
+    bench.models.ensure_trained(spec)
+    assert bench.models.is_trained(spec) and (root / "models" / ".stale-bsevox-tiny-0" / "summary.json").is_file()
     assert any("training settings differ (lr)" in m for m in messages)
     assert "stale" not in " ".join(load_inputs(root).histories)  # the report leaves set-aside models out
 

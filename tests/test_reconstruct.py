@@ -37,8 +37,8 @@ def fake_setup(monkeypatch, tmp_path):
 def _metadata(depth=20):
     return reconstruct.volume_metadata(
         (depth, 4, 5), method="fake", model_dir=None, model_fingerprint="-", threshold=0.4,
-        threshold_reason="fixed", stack_path="s.npz", energies_keV=[1.0, 3.0], stack_dose=60, model_dose=None,
-        model_dose_source="none")
+        threshold_reason="fixed", stack_path="s.npz", energies_keV=[1.0, 3.0], stack_electrons_per_pixel=60,
+        training_electrons_per_pixel=None, training_dose_source="none")
 
 
 def _run(tmp_path, stack_path, out, *extra, method="fake"):
@@ -114,7 +114,7 @@ def test_stack_labels_are_checked_and_round_trip(tmp_path):
 def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_setup):
     bench = cli._benchmark(cli.build_parser().parse_args(
         ["run", "--method", "fakelearned", "--case", "test", "--preset", "smoke", "--results", str(tmp_path / "res")]))
-    bench.ensure_trained(ModelSpec("fakelearned", "one"))
+    bench.models.ensure_trained(ModelSpec("fakelearned", "one"))
     bse, _ = column_sample([(1, 1)])
     stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], electrons_per_pixel=3000).save(tmp_path / "stack.npz")
     assert _run(tmp_path, stack, tmp_path / "vol.npz", method="fakelearned") == 0
@@ -132,7 +132,7 @@ def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_s
     assert "warning" not in capsys.readouterr().err  # 2.5x: no warning
 
     # a model that recorded its training dose (methods.training.train writes it) is taken at its word
-    info_path = bench.model_dir(ModelSpec("fakelearned", "one")) / "method.json"
+    info_path = bench.models.directory(ModelSpec("fakelearned", "one")) / "method.json"
     info = json.loads(info_path.read_text())
     info_path.write_text(json.dumps({**info, "training_data": {"electrons_per_pixel": 1000}}))
     assert _run(tmp_path, tmp_path / "stack.npz", tmp_path / "vol.npz", method="fakelearned") == 0
@@ -208,7 +208,8 @@ def test_undefined_scores_are_null_in_the_metadata_and_n_a_in_the_line(tmp_path)
     scores = reconstruct.label_scores(np.zeros_like(labels), labels)  # nothing found: precision 0 / 0, Si 300 / 320
     meta = reconstruct.volume_metadata((20, 4, 4), method="m", model_dir=None, model_fingerprint="-",
                                        threshold=0.5, threshold_reason="", stack_path="s", energies_keV=[1.0],
-                                       stack_dose=None, model_dose=None, model_dose_source="", scores=scores)
+                                       stack_electrons_per_pixel=None, training_electrons_per_pixel=None,
+                                       training_dose_source="", scores=scores)
     assert meta["scores_against_stack_labels"]["precision_cu"] is None
     reconstruct.save_volume(tmp_path / "v.npy", np.zeros((20, 4, 4)), np.zeros((20, 4, 4)), meta)
     assert "NaN" not in (tmp_path / "v.json").read_text()

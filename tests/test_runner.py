@@ -3,6 +3,7 @@ end-to-end run on the smoke preset."""
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,6 @@ import pandas as pd
 import pytest
 
 from benchmark.cache import (
-    RESULT_IDENTITY,
-    ROW_COLUMNS,
     DuplicateResultsError,
     ResultsStore,
     superseded_runs,
@@ -20,6 +19,7 @@ from benchmark.cache import (
 from benchmark.doctor import diagnose
 from benchmark.errors import BenchmarkError, UnknownNameError, UsageError
 from benchmark.runner import Benchmark, ModelSpec, RunSpec
+from benchmark.schema import RESULT_IDENTITY, ROW_COLUMNS
 from methods import base
 from methods.base import HyperParam, Method
 from reports.results import load_inputs
@@ -56,11 +56,15 @@ def column_sample(columns, extra=()):
 
 
 class FakeDataset:
-    """What the runner reads from a ``datasets.storage.BseDataset``."""
+    """What the runner reads from a ``datasets.storage.BseDataset``: stored (simulated) at
+    ``electrons_per_pixel`` and read at it, no dose-study data."""
+
+    dose_study_electrons_per_pixel = None
 
     def __init__(self, energies=(1.0, 3.0), electrons_per_pixel=2):
         self.energies_keV = np.asarray(energies, float)
         self.electrons_per_pixel = electrons_per_pixel
+        self.stored_electrons_per_pixel = electrons_per_pixel
         self.hash = "fakehash0001"
         self.path = Path("/nonexistent/fake-dataset")
         self.meta = {"settings": {"energies_keV": list(energies), "electrons_per_pixel": electrons_per_pixel,
@@ -71,7 +75,7 @@ class FakeDataset:
         }
         self._cases = {"nanocube": [("position1", column_sample([(0, 1), (0, 2)]))]}
 
-    def arrays(self, split):
+    def arrays(self, split, stored=False):
         items = self._splits[split]
         return (np.stack([b for _, (b, _) in items]), np.stack([lab for _, (_, lab) in items]),
                 [sid for sid, _ in items])
@@ -79,7 +83,7 @@ class FakeDataset:
     def cases(self):
         return list(self._cases)
 
-    def case(self, name):
+    def case(self, name, stored=False):
         return [{"id": sid, "bse": b, "label": lab} for sid, (b, lab) in self._cases[name]]
 
 
@@ -101,8 +105,9 @@ def test_run_writes_rows_volumes_summary_and_results(tmp_path, fake_method):
     b = bench(tmp_path)
     spec = RunSpec(ModelSpec("fake"), "test", "fixed-0.5")
     rows = b.run(spec)
-    assert list(rows.columns) == ROW_COLUMNS
+    assert sorted(rows.columns) == sorted(ROW_COLUMNS)  # the order: benchmark.cache normalises
     assert rows["sample"].tolist() == ["t0", "t1"]
+    assert set(rows["simulated_electrons_per_pixel"]) == set(rows["read_electrons_per_pixel"]) == {2}
     # t0 perfect; t1 predicts one extra full-depth column: IoU 20/40, volume error 20/20
     assert rows["iou"].tolist() == pytest.approx([1.0, 0.5])
     assert rows["mre"].tolist() == pytest.approx([0.0, 1.0])
@@ -166,7 +171,7 @@ def test_corrupt_cached_run_is_set_aside_and_recomputed(tmp_path, fake_method):
     other = RunSpec(ModelSpec("fake"), "nanocube", "fixed-0.5")
     b = bench(tmp_path)
     b.run(spec)
-    key = b.run_key(spec)
+    key = b.executor.run_key(spec)
     rows_file = tmp_path / "out" / "runs" / key / "rows.parquet"
     rows_file.write_bytes(rows_file.read_bytes()[:40])  # truncated
     calls = fake_method.calls
@@ -248,7 +253,9 @@ def test_duplicated_results_are_refused_with_the_command_that_removes_them(tmp_p
     with pytest.raises(DuplicateResultsError) as caught:
         store.read_results()
     message = str(caught.value)
-    assert "method fake, config default, variant full, case test, seed 0, threshold_rule fixed-0.5" in message
+    # the run identity: benchmark.schema.RUN_IDENTITY (the read dose, once benchmark.cache follows it)
+    assert re.search("method fake, config default, variant full, case test, (read_electrons_per_pixel 2, )?seed 0, "
+                     "threshold_rule fixed-0.5", message)
     assert "4 rows for 2 samples" in message and "f" * 16 in message and rows["run_key"][0] in message
     assert message.endswith(f"python -m benchmark doctor --results {tmp_path / 'out'} --fix")
     store.rebuild_results()  # what that command does
@@ -263,9 +270,9 @@ def test_report_and_runner_agree_on_what_one_result_is():
 
 def test_validation_threshold_is_cached_per_model(tmp_path, fake_method):
     b = bench(tmp_path)
-    assert b.validation_threshold(ModelSpec("fake")) == pytest.approx(0.5)  # ties: nearest 0.5
+    assert b.thresholds.validation(ModelSpec("fake")) == pytest.approx(0.5)  # ties: nearest 0.5
     calls = fake_method.calls
-    assert bench(tmp_path).validation_threshold(ModelSpec("fake")) == pytest.approx(0.5)
+    assert bench(tmp_path).thresholds.validation(ModelSpec("fake")) == pytest.approx(0.5)
     assert fake_method.calls == calls
     assert len(list((tmp_path / "out" / "cache" / "thresholds").glob("fake-*.json"))) == 1
 
@@ -338,7 +345,9 @@ def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
         b.plan(["fake"], ["ablation"])
     # every method on every case, ablation only for bsevox
     everything = b.plan(["all"], ["all"])
-    assert {s.case for s in everything} == {"nanocube", "test", "ablation", "dose:2"}  # the fake data: 2 e-/px
+    assert {s.case for s in everything} == {"nanocube", "test", "ablation", "dose"}
+    assert {s.read_electrons_per_pixel for s in everything if s.case == "dose"} == {2}  # the fake data: 2 e-/px
+    assert {s.read_electrons_per_pixel for s in everything if s.case != "dose"} == {None}
     assert ModelSpec("bsevox", "tiny", "no-sope") in {s.model for s in everything}
 
 
@@ -346,23 +355,23 @@ def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
     b = bench(tmp_path)
     with pytest.raises(UnknownNameError, match="known methods: .*bsevox.*medsem"):
         b.plan(["nosuch"], ["test"])
-    with pytest.raises(UnknownNameError, match="known cases: nanocube, test, ablation"):
+    with pytest.raises(UnknownNameError, match="unknown case 'nosuch'; known: nanocube, test, ablation"):
         b.plan(["fake"], ["nosuch"])
-    with pytest.raises(UnknownNameError, match="known configs: tiny"):
+    with pytest.raises(UnknownNameError, match="unknown bsevox config 'huge'; known: tiny"):
         b.plan(["bsevox"], ["test"], config="huge")
     with pytest.raises(UnknownNameError, match="known: fixed-0.5, validation, oracle"):
         b.plan(["fake"], ["test"], threshold_rule="best")
-    with pytest.raises(UnknownNameError, match="known presets: smoke, quick, paper"):
+    with pytest.raises(UnknownNameError, match="unknown preset 'nosuch'; known: smoke, quick, paper"):
         Benchmark("nosuch")
 
 
 def test_model_params_carry_training_preset_and_seed(tmp_path, fake_method):
     b = bench(tmp_path, seed=7)
-    params = b.model_params(ModelSpec("bsevox", "tiny", "no-convffn"))
+    params = b.models.params(ModelSpec("bsevox", "tiny", "no-convffn"))
     assert params == {"config": "tiny", "convffn": False, "preset": "smoke", "seed": 7, "tta": False}
-    assert b.model_dir(ModelSpec("bsevox", "tiny")).name == "bsevox-tiny-seed7"
-    assert bench(tmp_path).model_dir(ModelSpec("bsevox", "tiny", "no-sope")).name == "bsevox-tiny-no-sope"
-    assert b.model_params(ModelSpec("fake")) == {}
+    assert b.models.directory(ModelSpec("bsevox", "tiny")).name == "bsevox-tiny-seed7"
+    assert bench(tmp_path).models.directory(ModelSpec("bsevox", "tiny", "no-sope")).name == "bsevox-tiny-no-sope"
+    assert b.models.params(ModelSpec("fake")) == {}
 
 
 @pytest.mark.slow
@@ -383,16 +392,45 @@ def test_smoke_preset_end_to_end(tmp_path):
     again = Benchmark("smoke", results_dir=tmp_path / "smoke", progress=False)
     pd.testing.assert_frame_equal(again.run_all(again.plan(["bsevox"], ["nanocube"])), rows)
     assert {p: p.stat().st_mtime_ns for p in model_dir.iterdir()} == before  # not retrained
-    assert again._models == {}  # nothing loaded: the cached run did no work
+    assert again.models.loaded == {}  # nothing loaded: the cached run did no work
     assert math.isfinite(pd.read_parquet(tmp_path / "smoke" / "results.parquet")["iou"].mean())
 
 
-def test_the_dose_case_expands_to_one_case_per_reachable_dose(tmp_path, fake_method):
+def test_the_dose_case_plans_one_run_per_reachable_dose(tmp_path, fake_method):
     bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False)
     specs = bench.plan(["fake"], ["dose"])
-    assert [s.case for s in specs] == ["dose:10", "dose:25", "dose:50", "dose:60"]
+    assert {s.case for s in specs} == {"dose"}
+    assert [s.read_electrons_per_pixel for s in specs] == [10, 25, 50, 60]
     rows = bench.run(specs[0])
     assert set(rows["sample"]) == {"t0", "t1", "position1"}  # the test split and the named cases
-    assert set(rows["case"]) == {"dose:10"}
+    assert set(rows["case"]) == {"dose"}
+    assert set(rows["read_electrons_per_pixel"]) == {10} and set(rows["simulated_electrons_per_pixel"]) == {60}
+    with np.load(bench.store.run_dir(rows["run_key"][0]) / "volumes.npz") as v:  # thinned: counts of 10 primaries
+        assert np.allclose(v["bse"].astype(float) * 10, np.rint(v["bse"].astype(float) * 10), atol=2e-2)
+    top = bench.run(specs[-1])  # another read dose is another run, kept beside the first in results.parquet
+    assert top["run_key"][0] != rows["run_key"][0] and set(top["read_electrons_per_pixel"]) == {60}
+    results = pd.read_parquet(bench.store.results_path)
+    assert sorted(set(results["read_electrons_per_pixel"])) == [10, 60] and len(results) == 6
     with pytest.raises(UsageError, match="can only be lowered"):
-        bench.run(RunSpec(ModelSpec("fake"), "dose:100"))
+        bench.run(RunSpec(ModelSpec("fake"), "dose", read_electrons_per_pixel=100))
+
+
+def test_read_dose_picks_levels_of_the_dose_case(tmp_path, fake_method):
+    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False,
+                      log=lambda m: None)
+    specs = bench.plan(["fake"], ["test", "dose"], read_doses=[25, 60, 25])
+    assert [(s.case, s.read_electrons_per_pixel) for s in specs] == [("test", None), ("dose", 25), ("dose", 60)]
+    with pytest.raises(UnknownNameError, match=r"unknown dose level \(e-/pixel\) '7'; known: 10, 25, 50, 60"):
+        bench.plan(["fake"], ["dose"], read_doses=[7])
+    with pytest.raises(UsageError, match="--case dose"):
+        bench.plan(["fake"], ["test"], read_doses=[25])
+
+
+def test_a_pair_that_does_not_apply_is_noted_once_for_all_dose_levels(tmp_path, fake_method):
+    messages = []
+    b = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False,
+                  log=messages.append)
+    with pytest.raises(BenchmarkError) as caught:  # oracle thresholds: MED-SEM on the paper's cases only
+        b.plan(["fake", "medsem"], ["dose"], threshold_rule="oracle")
+    assert str(caught.value).count("fake on dose") == 1 and str(caught.value).count("medsem on dose") == 1
+    assert len([m for m in messages if m.startswith("skipped: fake on dose")]) == 1
