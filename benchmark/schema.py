@@ -3,7 +3,7 @@
 A row is one method's score on one sample of one case, with how it was computed. Every
 ``rows.parquet`` (one run) and ``results.parquet`` (all counted runs of a results folder) holds
 exactly the columns of :class:`ResultRow`, in this order. ``docs/architecture.md``'s table of
-columns is generated from it (``python -m benchmark schema``), and a test keeps the two equal.
+columns is generated from it (``python -m reports schema``), and a test keeps the two equal.
 
 Doses are electrons per pixel (e-/pixel) and are named for what they are everywhere:
 
@@ -26,7 +26,7 @@ class ResultRow:
 
     method: str  #: registry name of the method (``methods.registry``)
     label: str  #: the method's display name (paper name)
-    config: str  #: network config (``"-"`` for methods without configs)
+    config: str  #: network config (``"default"`` for methods without configs)
     variant: str  #: ablation variant (``"full"`` unless the ablation case)
     tta: bool  #: test-time averaging over flips was used
     case: str  #: benchmark case (``benchmark.cases``), e.g. ``test``, ``nanocube``, ``dose``
@@ -39,7 +39,7 @@ class ResultRow:
     precision: float  #: copper voxel precision
     recall: float  #: copper voxel recall
     threshold: float  #: probability threshold applied
-    threshold_rule: str  #: how it was chosen: ``validation``, ``oracle`` or ``fixed``
+    threshold_rule: str  #: how it was chosen: ``validation``, ``oracle`` or ``fixed-<t>``
     per_depth_iou: str  #: JSON list, copper IoU per 1 nm depth slice
     seconds_per_volume: float  #: wall seconds of reconstruction per volume
     device: str  #: where it ran (CPU model and threads, or GPU name)
@@ -106,7 +106,7 @@ def schema_markdown() -> str:
         if "#:" in line and ":" in line.split("#:")[0]:
             name = line.split(":")[0].strip()
             comments[name] = line.split("#:", 1)[1].strip()
-    annotations = {node.target.id: ast.unparse(node.annotation)
+    annotations = {node.target.id: ast.unparse(node.annotation).replace("|", "\\|")
                    for node in ast.walk(ast.parse(source)) if isinstance(node, ast.AnnAssign)}
     lines = ["| column | type | meaning |", "| --- | --- | --- |"]
     lines += [f"| `{name}` | `{annotations[name]}` | {comments.get(name, '')} |" for name in ROW_COLUMNS]

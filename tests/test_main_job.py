@@ -225,7 +225,7 @@ def test_extra_seeds_are_trained_run_and_reported_as_mean_and_spread(smoke_resul
 def test_main_with_another_thread_count_serves_every_run_from_the_cache(smoke_results, tmp_path, capsys):
     """Issue 23 with the real methods: `main --threads 2` after `main --threads 1` computes nothing
     and counts every result once (results.parquet unchanged, one row per sample)."""
-    from benchmark.cache import RESULT_IDENTITY
+    from benchmark.schema import RESULT_IDENTITY
 
     root = tmp_path / "copy"
     shutil.copytree(smoke_results, root)
