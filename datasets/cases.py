@@ -17,7 +17,6 @@ A custom case is any geometry file (``.npy`` or ``.tif``/``.tiff`` stack) valida
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from datasets.errors import UnknownNameError
+from datasets.files import atomic_path
 from datasets.geometry_files import CUSTOM_SUFFIXES, load_custom_geometry  # noqa: F401 - re-exported
 from datasets.nebula import export_tri
 from datasets.sample_ids import REPEAT_SEPARATOR, repeat_id, split_repeat  # noqa: F401 (re-exported)
@@ -142,9 +142,8 @@ def export_case(name: str, out_dir, **params) -> list[Path]:
     paths = []
     for sample in get_case(name, **params):
         path = out_dir / f"{case_stem}_{sample.name}.npy"
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, sample.geometry)
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, sample.geometry)
         paths.append(path)
     return paths
 

@@ -54,3 +54,38 @@ def dose_levels(stored_electrons_per_pixel: int) -> list[int]:
     """The ``DOSE_LEVELS`` reachable from the data's dose, and the data's dose itself."""
     levels = [d for d in DOSE_LEVELS if d < stored_electrons_per_pixel]
     return [*levels, int(stored_electrons_per_pixel)]
+
+
+class DoseReader:
+    """Stacks read at a dataset's read dose: ``read_electrons_per_pixel`` of the
+    ``simulated_electrons_per_pixel`` primaries each stack was simulated with, drawn without
+    replacement (:func:`thin_to_dose`), one fixed draw per (dataset seed, key); the stored stacks
+    when the doses agree."""
+
+    def __init__(self, simulated_electrons_per_pixel: int, read_electrons_per_pixel: int, seed: int):
+        if not 0 < read_electrons_per_pixel <= simulated_electrons_per_pixel:
+            raise ValueError(f"read dose {read_electrons_per_pixel} e-/pixel is not in "
+                             f"(0, {simulated_electrons_per_pixel}] (the simulated dose)")
+        self.simulated_electrons_per_pixel = int(simulated_electrons_per_pixel)
+        self.read_electrons_per_pixel = int(read_electrons_per_pixel)
+        self.seed = int(seed)
+
+    @property
+    def thinned(self) -> bool:
+        """Whether stacks are read below the simulated dose."""
+        return self.read_electrons_per_pixel < self.simulated_electrons_per_pixel
+
+    def simulated_counts(self, bse: np.ndarray, counts: np.ndarray | None) -> np.ndarray:
+        """Detected electrons of a stored stack: its ``counts``, else its yields times the dose."""
+        if counts is None:
+            return np.rint(np.asarray(bse, np.float64) * self.simulated_electrons_per_pixel)
+        return np.asarray(counts)
+
+    def read(self, bse: np.ndarray, counts: np.ndarray | None, key: tuple[int, ...]) -> np.ndarray:
+        """Yields of one stored stack at the read dose (the stored yields when not thinned)."""
+        if not self.thinned:
+            return bse
+        rng = np.random.default_rng(np.random.SeedSequence(entropy=self.seed, spawn_key=(0xD05E, *key)))
+        read = self.read_electrons_per_pixel
+        return (thin_to_dose(self.simulated_counts(bse, counts), self.simulated_electrons_per_pixel, read, rng)
+                / read).astype(np.float32)

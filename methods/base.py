@@ -15,7 +15,6 @@ from ``methods.base``.
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datasets.files import write_text_atomic
 from methods.registry import REGISTRY, available, create, get, label_of, register
 
 __all__ = ["REGISTRY", "HyperParam", "Method", "available", "create", "get", "label_of", "register"]
@@ -153,9 +153,7 @@ class Method(ABC):
         }
         self._save_state(directory)
         # method.json last and atomically: its presence marks a complete save
-        tmp = directory / "method.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2, default=_jsonable))
-        os.replace(tmp, directory / "method.json")
+        write_text_atomic(directory / "method.json", json.dumps(info, indent=2, default=_jsonable), fsync=False)
         return directory
 
     @classmethod

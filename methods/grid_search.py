@@ -13,8 +13,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from datasets.errors import UnknownNameError
+from datasets.files import write_text_atomic
 from methods.base import create
-from methods.checkpoints import _atomic_write_text
 from methods.training import TRAIN_PRESETS, TrainSettings, train_on_splits
 
 #: The paper's lambdas (section III): 1/n, n = 2..15, all at or below 1/2 (Cu weighted down).
@@ -90,12 +90,12 @@ def grid_search(
                      "train_seconds": summary["train_seconds"]})
         for name in ("latest.pt", "best.pt"):  # keep the table and curves, not every model
             (trial_dir / name).unlink(missing_ok=True)
-        _atomic_write_text(table_path, pd.DataFrame(rows).to_csv(index=False))
+        write_text_atomic(table_path, pd.DataFrame(rows).to_csv(index=False), fsync=False)
 
     table = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
     if len(table):
         best = table.loc[table["best_val_miou"].idxmax()].to_dict()
         info = {"method": method_name, "config": config, "selected_on": "validation split",
                 "base_settings": asdict(settings), "best": best}
-        _atomic_write_text(out_dir / "best.json", json.dumps(info, indent=2, default=float))
+        write_text_atomic(out_dir / "best.json", json.dumps(info, indent=2, default=float), fsync=False)
     return table

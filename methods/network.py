@@ -17,7 +17,7 @@ from torch import nn
 
 from methods import symmetry
 from methods.base import HyperParam, Method
-from methods.checkpoints import _atomic_torch_save, _load_model_state, load_checkpoint
+from methods.checkpoints import load_checkpoint, load_model_state, save_checkpoint
 from methods.complexity import count_macs, count_parameters
 from methods.training import TRAIN_PRESETS, TrainSettings, _predict_logits, train_on_splits
 from methods.training import train as train_dataset
@@ -118,7 +118,7 @@ class NetworkMethod(Method):
         import json
         from dataclasses import asdict
 
-        from methods.training import _RESUMABLE_DIFFERENCES, saved_setting
+        from methods.train_settings import RESUMABLE_DIFFERENCES
 
         directory = Path(directory)
         try:
@@ -131,12 +131,11 @@ class NetworkMethod(Method):
         current = asdict(self.train_settings())
         saved = summary.get("settings") or {}
         changed = sorted(k for k, v in current.items()
-                         if k not in _RESUMABLE_DIFFERENCES | {"device"} and saved_setting(saved, k) != v)
+                         if k not in RESUMABLE_DIFFERENCES | {"device"} and saved.get(k) != v)
         if changed:
             return False, f"its training settings differ ({', '.join(changed)})"
         params = {k: v for k, v in self.params.items() if self.hyperparams[k].retrain}
-        # a parameter the saved model predates counts as its default (what the model was made with)
-        saved_params = {k: (summary.get("params") or {}).get(k, self.hyperparams[k].default) for k in params}
+        saved_params = {k: summary["params"].get(k) for k in params}
         if json.loads(json.dumps(saved_params)) != json.loads(json.dumps(params)):
             return False, "its parameters differ"
         return True, ""
@@ -199,7 +198,7 @@ class NetworkMethod(Method):
         if self._trained_dir is not None and Path(directory).resolve() == self._trained_dir:
             return  # the training directory already holds the selected weights in best.pt
         state = {"model": self.network.state_dict(), "n_energies": int(self._n_energies)}
-        _atomic_torch_save(state, Path(directory) / "model.pt")
+        save_checkpoint(state, Path(directory) / "model.pt")
 
     def _load_state(self, directory: Path) -> None:
         directory = Path(directory)
@@ -207,18 +206,10 @@ class NetworkMethod(Method):
         if not path.exists():
             path = directory / "best.pt" if (directory / "best.pt").exists() else directory / "latest.pt"
         ckpt = load_checkpoint(path)
-        n_energies = ckpt.get("n_energies")
-        if n_energies is None:
-            n_energies = len(self.energies_keV) if self.energies_keV is not None else None
-        if n_energies is None:
-            raise ValueError(f"{path}: cannot tell the number of input energies")
-        self.init_network(int(n_energies), seed=int(self.params["seed"]))
-        state = ckpt["model"]
-        if isinstance(self.network, PerEnergyNormalised) and not any(key.startswith("net.") for key in state):
-            # saved before the input normalisation existed: identity statistics
-            _load_model_state(self.network.net, state, path)
-        else:
-            _load_model_state(self.network, state, path)
+        if "n_energies" not in ckpt:
+            raise ValueError(f"{path}: not a saved model of this suite (no 'n_energies' entry)")
+        self.init_network(int(ckpt["n_energies"]), seed=int(self.params["seed"]))
+        load_model_state(self.network, ckpt["model"], path)
         self.network.to(self.device).eval()
 
     def describe(self) -> dict:
