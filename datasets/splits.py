@@ -81,6 +81,13 @@ def apply_shot_noise(bse: torch.Tensor, read_electrons_per_pixel: float, seed: i
     return (torch.poisson(rate, generator=generator) / dose).to(torch.float32)
 
 
+def split_energies(split) -> np.ndarray | None:
+    """The beam energies a split records (a ``SplitDataset``'s or a toy split's ``energies_keV``);
+    None for a split that records none (e.g. a list of dicts)."""
+    energies = getattr(split, "energies_keV", None)
+    return None if energies is None else np.asarray(energies, dtype=float)
+
+
 class SplitDataset(torch.utils.data.Dataset):
     """Samples of one split as torch tensors (see ``BseDataset.split``)."""
 
@@ -88,6 +95,8 @@ class SplitDataset(torch.utils.data.Dataset):
                  seed: int = 0, stored: bool = False):
         check_read_dose(read_electrons_per_pixel)
         self.dataset = dataset
+        #: the beam energies of the stacks (the dataset's)
+        self.energies_keV = dataset.energies_keV
         self.ids = list(ids)
         self.read_electrons_per_pixel = read_electrons_per_pixel
         self.seed = int(seed)

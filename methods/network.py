@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.protocol import Dataset
+from datasets.splits import split_energies
 from methods import symmetry
 from methods.base import HyperParam, Method
 from methods.checkpoints import load_checkpoint, load_model_state, save_checkpoint
@@ -150,12 +152,10 @@ class NetworkMethod(Method):
         """Train with ``methods.training``. ``train``: a dataset (with ``split()``: trained on its
         train split, selected on its val split) or a torch Dataset of {"bse", "label"} dicts with
         ``val`` (``deadline``: see :func:`methods.training.train_on_splits`)."""
-        if val is None and hasattr(train, "split") and out_dir is not None:
+        if val is None and isinstance(train, Dataset) and out_dir is not None:
             return train_dataset(self, train, out_dir, self.train_settings(), progress=progress, resume=resume,
                                  deadline=deadline)
-        energies = getattr(train, "energies_keV", None)
-        if energies is None:  # datasets.storage splits keep them on their parent dataset
-            energies = getattr(getattr(train, "dataset", None), "energies_keV", None)
+        energies = split_energies(train)
         if energies is None:
             energies = self._default_energies(train)
         if out_dir is None:

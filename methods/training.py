@@ -383,7 +383,8 @@ def train(method, dataset: Dataset, out_dir, settings: TrainSettings | None = No
     settings = settings or method.train_settings()
     # what the model was trained on, saved in method.json (``reconstruct`` compares a stack's dose
     # with it); file format: the key ``electrons_per_pixel`` is the read dose
-    method.training_data = {"electrons_per_pixel": int(dataset.read_electrons_per_pixel)}
+    read = dataset.read_electrons_per_pixel
+    method.training_data = None if read is None else {"electrons_per_pixel": int(read)}
     train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
     train_counts = None
     if settings.fresh_noise and dataset.thinned:  # simulated above the read dose: fresh draws

@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.decomposition import non_negative_factorization
 
+from datasets.protocol import Dataset
+from datasets.splits import SplitDataset, split_energies
 from methods.base import HyperParam, Method
 from methods.medsem.operator import LayerBlurOperator, solve_bounded_least_squares
 from methods.medsem.psf import LayerPsf, simulated_layer_psf
@@ -153,10 +155,12 @@ class MedSem(Method):
         given PSF model's, else the default list. ``val``, ``out_dir``, ``resume`` and
         ``deadline`` are not used (the calibration takes seconds).
         """
-        if hasattr(train, "split") and not hasattr(train, "__getitem__"):
+        dataset = train if isinstance(train, Dataset) else train.dataset if isinstance(train, SplitDataset) else None
+        if isinstance(train, Dataset):
             train = train.split("train")
-        self._warn_on_physics_mismatch(train)
-        energies = energies_keV if energies_keV is not None else _dataset_energies(train)
+        if dataset is not None:
+            self._warn_on_physics_mismatch(dataset.meta)
+        energies = energies_keV if energies_keV is not None else split_energies(train)
         if energies is None and self._psf is not None:
             energies = self._psf.energies_keV
         self.fitted = True
@@ -206,10 +210,9 @@ class MedSem(Method):
             params["cutoff_eV"] = float(cutoff)
         return params
 
-    def _warn_on_physics_mismatch(self, split) -> None:
-        meta = getattr(getattr(split, "dataset", None), "meta", None)
-        if not isinstance(meta, dict):
-            return
+    def _warn_on_physics_mismatch(self, meta: dict) -> None:
+        """Warn when the PSFs are simulated with other physics or cutoff than the data (``meta``:
+        the dataset's manifest)."""
         wanted = self.psf_params_for(meta)
         from datasets.physics import PhysicsConfig
 
@@ -322,12 +325,3 @@ def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float32)
-
-
-def _dataset_energies(dataset):
-    """Beam energies recorded by a dataset split (``SplitDataset.dataset.energies_keV``), if any."""
-    for obj in (dataset, getattr(dataset, "dataset", None)):
-        energies = getattr(obj, "energies_keV", None)
-        if energies is not None:
-            return np.asarray(energies, dtype=float)
-    return None
