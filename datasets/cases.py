@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import UnknownNameError
+from datasets.errors import unknown_name
 from datasets.files import atomic_path
 from datasets.geometry_files import CUSTOM_SUFFIXES, load_custom_geometry  # noqa: F401 - re-exported
 from datasets.nebula import export_tri
@@ -118,9 +118,7 @@ def get_case(name: str, **params) -> list[CaseSample]:
             raise TypeError(f"custom cases take no parameters, got {sorted(params)}")
         return custom_case(name[len(CUSTOM_PREFIX) :])
     if name not in NAMED_CASES:
-        raise UnknownNameError(
-            f"unknown case {name!r}; known cases are {available_cases()} or 'custom:PATH'"
-        )
+        raise unknown_name("case", name, [*available_cases(), "custom:PATH"])
     try:
         return NAMED_CASES[name](**params)
     except TypeError as err:

@@ -110,6 +110,6 @@ class SplitDataset(torch.utils.data.Dataset):
         sample = self.dataset.sample(sid, stored=self.stored)
         bse = torch.from_numpy(np.array(sample["bse"], dtype=np.float32))
         if self.read_electrons_per_pixel is not None:
-            bse = apply_shot_noise(bse, self.read_electrons_per_pixel, self.seed, self.dataset.sample_index(sid))
+            bse = apply_shot_noise(bse, self.read_electrons_per_pixel, self.seed, self.dataset.files.index[sid])
         label = torch.from_numpy(np.array(sample["label"], dtype=np.float32))
         return {"bse": bse, "label": label, "id": sid}

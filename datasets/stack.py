@@ -17,6 +17,7 @@ A stack measured on a microscope can be brought in the same format (only ``bse``
 from __future__ import annotations
 
 import json
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,10 +142,15 @@ def check_stack_arrays(bse: np.ndarray, energies_keV: np.ndarray) -> None:
         raise ValueError(f"energies_keV must be strictly increasing, got {energies_keV.tolist()}")
 
 
+#: one ``.npz`` write at a time per process: ``atomic_path``'s temporary name is per process,
+#: and threads of one process (concurrent first runs of a PSF cache) must not share it
+_NPZ_WRITE_LOCK = threading.Lock()
+
+
 def save_npz(path, arrays: dict, compressed: bool = True) -> Path:
     """Write ``arrays`` as an ``.npz`` file at ``path`` atomically (``datasets.files.atomic_path``;
     ``compressed``: ``np.savez_compressed``, else ``np.savez``)."""
     path = Path(path)
-    with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as handle:
+    with _NPZ_WRITE_LOCK, atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as handle:
         (np.savez_compressed if compressed else np.savez)(handle, **arrays)
     return path

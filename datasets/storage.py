@@ -97,17 +97,13 @@ class BseDataset:
         """Check the sha256 of every file now (normally each is checked when first read)."""
         self.files.verify()
 
-    def sample_index(self, sid: str) -> int:
-        """The index of random sample ``sid`` (the key of its random draws)."""
-        return self.files.index[sid]
-
     def sample(self, sid: str, stored: bool = False) -> dict:
         """One random sample: dict(id, bse (E,H,W) float32, label (D,H,W) uint8, geometry, params, seed);
         ``bse`` at the read dose (``stored=True``: as stored)."""
         arrays = self.files.sample_arrays(sid)
         return {
             "id": sid,
-            "bse": arrays["bse"] if stored else self.dose_reader.read(arrays["bse"], arrays["counts"], (self.sample_index(sid),)),
+            "bse": arrays["bse"] if stored else self.dose_reader.read(arrays["bse"], arrays["counts"], (self.files.index[sid],)),
             "label": arrays["label"],
             "geometry": arrays["geometry"],
             "params": arrays["params"],
@@ -154,7 +150,7 @@ class BseDataset:
         if read_electrons_per_pixel is not None:
             for i, sid in enumerate(ids):
                 bse[i] = apply_shot_noise(torch.from_numpy(bse[i]), read_electrons_per_pixel, seed,
-                                          self.sample_index(sid)).numpy()
+                                          self.files.index[sid]).numpy()
         return bse, labels, list(ids)
 
     def cases(self) -> list[str]:

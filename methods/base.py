@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datasets.errors import unknown_name
 from datasets.files import write_text_atomic
 from methods.registry import REGISTRY, available, create, get, label_of, register
 
@@ -95,10 +96,7 @@ class Method(ABC):
     def __init__(self, device: str = "cpu", **params):
         unknown = sorted(set(params) - set(self.hyperparams))
         if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {unknown} for method '{self.name}'; "
-                f"known: {sorted(self.hyperparams)}"
-            )
+            raise unknown_name(f"parameter(s) of method '{self.name}'", ", ".join(unknown), sorted(self.hyperparams))
         self.params = {k: hp.default for k, hp in self.hyperparams.items()}
         self.params.update(params)
         self.device = str(device)

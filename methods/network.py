@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.errors import look_up
 from datasets.protocol import Dataset
 from datasets.splits import split_energies
 from methods import symmetry
@@ -72,9 +73,7 @@ class NetworkMethod(Method):
         self._trained_dir: Path | None = None
         #: what :func:`methods.training.train` trained on (``{"electrons_per_pixel": ...}``), saved in method.json
         self.training_data: dict | None = None
-        if self.params.get("preset") not in TRAIN_PRESETS:
-            raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
-                             f"known: {', '.join(TRAIN_PRESETS)}")
+        look_up("training preset", self.params["preset"], TRAIN_PRESETS)
 
     # -------------------------------------------------------------- for subclasses
     @abstractmethod

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from datasets.budget import past
 from datasets.dose import thin_to_dose
+from datasets.errors import look_up
 from datasets.files import atomic_path, write_text_atomic
 from datasets.protocol import Dataset
 from methods import symmetry
@@ -99,10 +100,9 @@ AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def _autocast(device: str, amp: bool, amp_dtype: str = "float16"):
     """Mixed-precision autocast on CUDA (``amp_dtype`` float16 or bfloat16); a no-op on CPU."""
-    if amp_dtype not in AMP_DTYPES:
-        raise ValueError(f"unknown amp_dtype '{amp_dtype}'; known: {', '.join(AMP_DTYPES)}")
+    dtype = look_up("amp_dtype", amp_dtype, AMP_DTYPES)
     enabled = amp and torch.device(device).type == "cuda"
-    return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp_dtype], enabled=enabled)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=enabled)
 
 
 # ---------------------------------------------------------------------------- outputs
