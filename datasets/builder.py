@@ -179,9 +179,9 @@ def register_cli(subparsers) -> None:
         description="Simulate a preset's random geometries and named cases into HDF5 shards; resumable.",
     )
     parser.add_argument("--data-preset", "--preset", dest="preset", default="quick", choices=sorted(DATASET_PRESETS),
-                        help="dataset preset (default quick; --preset: the earlier name)")
+                        help="dataset preset (default quick; also --preset)")
     parser.add_argument("--data", "--out", dest="out", required=True, type=Path,
-                        help="dataset directory (--out: the earlier name)")
+                        help="dataset directory (also --out)")
     parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: 1 on CPU, using every core; one per GPU)")
     parser.add_argument("--scheduler", default=None, help="address of a Dask scheduler, e.g. tcp://host:8786")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")

@@ -182,39 +182,19 @@ def settings_doses(settings: dict) -> tuple[int, int]:
     return simulated, int(settings.get(SETTINGS_DOSE_KEYS["read_electrons_per_pixel"]) or simulated)
 
 
-DATASET_PRESETS: dict[str, DatasetPreset] = {
-    "smoke": DatasetPreset(
-        name="smoke",
-        n_geometries=8,
-        simulated_electrons_per_pixel=2,
-        test_fraction=0.25,
-        val_fraction=0.2,
-        shard_size=4,
-        description="8 geometries x 2 e/px: builds in seconds, for tests and CI (not for training)",
-    ),
-    "quick": DatasetPreset(
-        name="quick",
-        n_geometries=QUICK_N_GEOMETRIES,
-        simulated_electrons_per_pixel=QUICK_ELECTRONS_PER_PIXEL,
-        test_fraction=0.10,
-        val_fraction=0.10,
-        shard_size=50,
-        case_repeats=QUICK_CASE_REPEATS,
-        dose_study_electrons_per_pixel=1000,
-        dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
-        description="small dataset that builds on a 2-core CPU in about 7 min and trains small networks; "
-                    "named cases simulated 5 times; dose-study data at 1000 e-/px",
-    ),
-    "paper": DatasetPreset(
-        name="paper",
-        n_geometries=10_000,
-        simulated_electrons_per_pixel=1000,
-        test_fraction=0.02,
-        val_fraction=0.05,
-        shard_size=100,
-        description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test",
-    ),
-}
+DATASET_PRESETS: dict[str, DatasetPreset] = {preset.name: preset for preset in (
+    DatasetPreset("smoke", n_geometries=8, simulated_electrons_per_pixel=2, test_fraction=0.25, val_fraction=0.2,
+                  shard_size=4,
+                  description="8 geometries x 2 e/px: builds in seconds, for tests and CI (not for training)"),
+    DatasetPreset("quick", n_geometries=QUICK_N_GEOMETRIES, simulated_electrons_per_pixel=QUICK_ELECTRONS_PER_PIXEL,
+                  test_fraction=0.10, val_fraction=0.10, shard_size=50, case_repeats=QUICK_CASE_REPEATS,
+                  dose_study_electrons_per_pixel=1000, dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
+                  description="small dataset that builds on a 2-core CPU in about 7 min and trains small networks; "
+                              "named cases simulated 5 times; dose-study data at 1000 e-/px"),
+    DatasetPreset("paper", n_geometries=10_000, simulated_electrons_per_pixel=1000, test_fraction=0.02,
+                  val_fraction=0.05, shard_size=100,
+                  description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test"),
+)}
 
 
 def get_preset(name: str, **overrides) -> DatasetPreset:

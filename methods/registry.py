@@ -152,7 +152,7 @@ def create(name: str, device: str = "cpu", **params):
 
 
 def label_of(name) -> str:
-    """The label a registered method declares (for rows written before labels existed), else
+    """The label a registered method declares (for rows that carry none), else
     ``name`` (also when the method cannot be imported here)."""
     try:
         return get(str(name)).display_name()
