@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
 from datasets.dataset_format import SPLIT_NAMES, DatasetError
-
-if TYPE_CHECKING:
-    from datasets.storage import BseDataset
+from datasets.protocol import Dataset
 
 
 def make_splits(ids: Sequence[str], test_fraction: float, val_fraction: float, seed: int) -> dict:
@@ -89,15 +86,17 @@ def split_energies(split) -> np.ndarray | None:
 
 
 class SplitDataset(torch.utils.data.Dataset):
-    """Samples of one split as torch tensors (see ``BseDataset.split``)."""
+    """Samples of one split as torch tensors (see ``BseDataset.split``); ``noise_keys``: the key
+    of each sample's shot-noise draw (its sample index)."""
 
-    def __init__(self, dataset: BseDataset, ids: list[str], read_electrons_per_pixel: float | None = None,
-                 seed: int = 0, stored: bool = False):
+    def __init__(self, dataset: Dataset, ids: list[str], noise_keys: Mapping[str, int],
+                 read_electrons_per_pixel: float | None = None, seed: int = 0, stored: bool = False):
         check_read_dose(read_electrons_per_pixel)
         self.dataset = dataset
         #: the beam energies of the stacks (the dataset's)
         self.energies_keV = dataset.energies_keV
         self.ids = list(ids)
+        self.noise_keys = noise_keys
         self.read_electrons_per_pixel = read_electrons_per_pixel
         self.seed = int(seed)
         self.stored = bool(stored)
@@ -110,6 +109,6 @@ class SplitDataset(torch.utils.data.Dataset):
         sample = self.dataset.sample(sid, stored=self.stored)
         bse = torch.from_numpy(np.array(sample["bse"], dtype=np.float32))
         if self.read_electrons_per_pixel is not None:
-            bse = apply_shot_noise(bse, self.read_electrons_per_pixel, self.seed, self.dataset.files.index[sid])
+            bse = apply_shot_noise(bse, self.read_electrons_per_pixel, self.seed, self.noise_keys[sid])
         label = torch.from_numpy(np.array(sample["label"], dtype=np.float32))
         return {"bse": bse, "label": label, "id": sid}

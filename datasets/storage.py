@@ -133,8 +133,8 @@ class BseDataset:
         noisy images; use e.g. ``seed=epoch`` for fresh noise. Images are at the dataset's read
         dose (``stored=True``: as stored).
         """
-        return SplitDataset(self, self.split_ids(name), read_electrons_per_pixel=read_electrons_per_pixel,
-                            seed=seed, stored=stored)
+        return SplitDataset(self, self.split_ids(name), self.files.index,
+                            read_electrons_per_pixel=read_electrons_per_pixel, seed=seed, stored=stored)
 
     def arrays(self, split: str, read_electrons_per_pixel: float | None = None, seed: int = 0,
                stored: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
