@@ -35,6 +35,7 @@ from sklearn.decomposition import non_negative_factorization
 from datasets.protocol import Dataset
 from datasets.splits import SplitDataset, split_energies
 from methods.base import HyperParam, Method
+from methods.inputs import check_stacks, energies_or_default
 from methods.medsem.operator import LayerBlurOperator, solve_bounded_least_squares
 from methods.medsem.psf import LayerPsf, simulated_layer_psf
 
@@ -170,11 +171,11 @@ class MedSem(Method):
         if n_samples == 0:
             raise ValueError("medsem calibration needs at least one training sample")
         items = [train[i] for i in range(n_samples)]
-        bse = self.check_input(np.stack([_numpy(item["bse"]) for item in items]), energies)
+        bse = check_stacks(self, np.stack([_numpy(item["bse"]) for item in items]), energies)
         labels = np.stack([_numpy(item["label"]) for item in items]).astype(float)
         if labels.shape[1:] != (self.depth, *bse.shape[2:]):
             raise ValueError(f"labels have shape {labels.shape[1:]}, expected {(self.depth, *bse.shape[2:])}")
-        energies = self._energies_or_default(energies, bse.shape[1])
+        energies = energies_or_default(self, energies, bse.shape[1])
         psf = self.layer_psf(energies, progress=progress)
         self.gain = self.offset = None
         predicted = self.forward_operator(energies, bse.shape[2:]).forward(labels)  # (N, E, H, W)
