@@ -165,3 +165,34 @@ def test_the_dose_study_has_its_own_data_at_a_top_dose(tmp_path):
     assert bench._dose_levels() == [2, 10, 25, 30]  # below the top, the data's own dose, the top
     with pytest.raises(ValueError, match="above simulated_electrons_per_pixel"):
         get_preset("smoke", dose_study_electrons_per_pixel=2)
+
+
+def test_the_preset_settings_keep_the_file_format_of_the_dataset_hash():
+    """``settings()`` feeds the manifest and the dataset hash: its keys are the file format's
+    (``electrons_per_pixel`` = simulated, ``dose`` = read), whatever the preset's field names."""
+    from datasets.presets import get_preset, settings_doses
+
+    quick = get_preset("quick").settings()
+    assert list(quick) == ["n_geometries", "electrons_per_pixel", "energies_keV", "cutoff_eV", "test_fraction",
+                           "val_fraction", "shard_size", "seed", "cases", "physics", "elastic", "stopping",
+                           "inelastic", "barrier", "case_repeats", "dose_study_electrons_per_pixel",
+                           "dose_study_test_samples"]
+    assert quick["electrons_per_pixel"] == 60 and settings_doses(quick) == (60, 60)
+    thinned = get_preset("smoke", simulated_electrons_per_pixel=20, read_electrons_per_pixel=5).settings()
+    assert (thinned["electrons_per_pixel"], thinned["dose"]) == (20, 5) and settings_doses(thinned) == (20, 5)
+
+
+def test_the_dose_reader_thins_exactly_and_only_below_the_simulated_dose():
+    from datasets.dose import DoseReader
+
+    bse = np.random.default_rng(0).binomial(20, 0.3, size=(2, 4, 4)) / 20.0
+    same = DoseReader(20, 20, seed=1)
+    assert not same.thinned and same.read(bse, None, (0,)) is bse
+    reader = DoseReader(20, 5, seed=1)
+    low = reader.read(bse, None, (3,))
+    assert reader.thinned and low.dtype == np.float32
+    assert np.allclose(low * 5, np.rint(low * 5), atol=1e-5)  # whole electrons of 5
+    assert np.array_equal(low, reader.read(bse, None, (3,))) and not np.array_equal(low, reader.read(bse, None, (4,)))
+    assert np.array_equal(reader.simulated_counts(bse, None), np.rint(bse * 20))
+    with pytest.raises(ValueError, match="not in"):
+        DoseReader(5, 20, seed=0)

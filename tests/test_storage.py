@@ -211,3 +211,14 @@ def test_incomplete_dataset_and_unknown_names(dataset_path, tmp_path):
     (path / "dataset.json").write_text(json.dumps(manifest))
     with pytest.raises(storage.DatasetError, match="incomplete.*python -m datasets build"):
         storage.open_dataset(path)
+
+
+def test_the_dataset_and_the_fakes_implement_the_dataset_protocol(dataset_path):
+    from datasets.protocol import Dataset
+
+    dataset = storage.open_dataset(dataset_path)
+    assert isinstance(dataset, Dataset) and isinstance(fakes.ToyDataset(4, 2, 2), Dataset)
+    assert not isinstance(dataset.split("train"), Dataset)  # a split is no dataset
+    assert dataset.dose_study_electrons_per_pixel is None and dataset.path == dataset_path
+    assert (dataset.simulated_electrons_per_pixel, dataset.read_electrons_per_pixel, dataset.thinned) == (50, 50, False)
+    assert np.array_equal(dataset.split("train").energies_keV, dataset.energies_keV)
