@@ -119,8 +119,8 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
     """The data of ``case`` (as returned by :func:`resolve_case`) from ``dataset``;
     ``read_electrons_per_pixel``: the dose case's read dose (required there, unused elsewhere)."""
     energies = np.asarray(dataset.energies_keV, dtype=float)
-    doses = {"simulated_electrons_per_pixel": int(dataset.stored_electrons_per_pixel),
-             "read_electrons_per_pixel": int(dataset.electrons_per_pixel)}
+    doses = {"simulated_electrons_per_pixel": int(dataset.simulated_electrons_per_pixel),
+             "read_electrons_per_pixel": int(dataset.read_electrons_per_pixel)}
     if case in SPLIT_CASES:
         bse, labels, ids = dataset.arrays(SPLIT_CASES[case])
         if len(ids) == 0:
@@ -158,7 +158,7 @@ def dose_source(dataset) -> tuple[int, list[str], np.ndarray, np.ndarray, str]:
         what = (f"the first {n_test} test geometries and the named cases, simulated once more at "
                 f"{top} e-/pixel")
     else:
-        top = int(dataset.stored_electrons_per_pixel)
+        top = int(dataset.simulated_electrons_per_pixel)
         bse, labels, ids = dataset.arrays("test", stored=True)
         samples = [{"id": i, "bse": b, "label": lab} for i, b, lab in zip(ids, bse, labels)]
         for name in dataset.cases():
@@ -198,7 +198,7 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
     from datasets.scene import block_labels
 
     energies = np.asarray(dataset.energies_keV, dtype=float)
-    dose = int(dataset.electrons_per_pixel)
+    dose = int(dataset.read_electrons_per_pixel)
     rng = np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(0x4E42,)))
     ids, bse, labels = [], [], []
     for name, (_, sample) in REFERENCE_FILES.items():
@@ -229,7 +229,7 @@ def _simulation_settings(dataset) -> dict:
     settings = dataset.meta.get("settings", {})
     return {
         "energies_keV": [float(e) for e in dataset.energies_keV],
-        "electrons_per_pixel": int(dataset.stored_electrons_per_pixel),
+        "electrons_per_pixel": int(dataset.simulated_electrons_per_pixel),
         "cutoff_eV": float(settings.get("cutoff_eV", 50.0)),
         "physics": PhysicsConfig.from_record(dataset.meta.get("physics")).names(),
     }

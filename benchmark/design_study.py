@@ -117,7 +117,7 @@ def _run_design(study: StudySettings, text: str, evaluation) -> dict:
         raise UsageError(f"design {text}: {simulated} e-/pixel is below the dose {read} it is read at")
     # the dataset preset's settings are the dataset's file format: ``electrons_per_pixel`` is the
     # simulated dose, ``dose`` the read one
-    preset = get_preset("quick", n_geometries=n, electrons_per_pixel=simulated, dose=read, seed=DESIGN_SEED,
+    preset = get_preset("quick", n_geometries=n, simulated_electrons_per_pixel=simulated, read_electrons_per_pixel=read, seed=DESIGN_SEED,
                         cases=(), test_fraction=0.0, val_fraction=0.1, shard_size=50)
     tic = time.monotonic()
     data_dir = study.root / f"{n}x{simulated}" / "data"  # a "-once" design trains on its base design's data

@@ -95,8 +95,8 @@ class RunPlanner:
         from datasets.dose import dose_levels
 
         data = self.context.data.get()
-        top = data.dose_study_electrons_per_pixel or int(data.stored_electrons_per_pixel)
-        return sorted(set(dose_levels(int(top))) | {int(data.electrons_per_pixel)})
+        top = data.dose_study_electrons_per_pixel or int(data.simulated_electrons_per_pixel)
+        return sorted(set(dose_levels(int(top))) | {int(data.read_electrons_per_pixel)})
 
     def nebula_applies(self) -> bool:
         from datasets.nebula_reference import SI_ONLY, load_reference

@@ -227,7 +227,7 @@ def training_read_dose(bench, spec, klass) -> tuple[int | None, str]:
     from datasets.presets import get_preset as get_dataset_preset
 
     data_preset = get_dataset_preset(bench.preset.dataset_preset)
-    return (data_preset.dose or data_preset.electrons_per_pixel,
+    return (data_preset.read_electrons_per_pixel or data_preset.simulated_electrons_per_pixel,
             f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}' (not recorded by the model)")
 
 

@@ -17,14 +17,14 @@ A custom case is any geometry file (``.npy`` or ``.tif``/``.tiff`` stack) valida
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from datasets.errors import UnknownNameError
+from datasets.errors import unknown_name
+from datasets.files import atomic_path
 from datasets.geometry_files import CUSTOM_SUFFIXES, load_custom_geometry  # noqa: F401 - re-exported
 from datasets.nebula import export_tri
 from datasets.sample_ids import REPEAT_SEPARATOR, repeat_id, split_repeat  # noqa: F401 (re-exported)
@@ -118,9 +118,7 @@ def get_case(name: str, **params) -> list[CaseSample]:
             raise TypeError(f"custom cases take no parameters, got {sorted(params)}")
         return custom_case(name[len(CUSTOM_PREFIX) :])
     if name not in NAMED_CASES:
-        raise UnknownNameError(
-            f"unknown case {name!r}; known cases are {available_cases()} or 'custom:PATH'"
-        )
+        raise unknown_name("case", name, [*available_cases(), "custom:PATH"])
     try:
         return NAMED_CASES[name](**params)
     except TypeError as err:
@@ -142,9 +140,8 @@ def export_case(name: str, out_dir, **params) -> list[Path]:
     paths = []
     for sample in get_case(name, **params):
         path = out_dir / f"{case_stem}_{sample.name}.npy"
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, sample.geometry)
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, sample.geometry)
         paths.append(path)
     return paths
 

@@ -17,6 +17,7 @@ import sys
 import traceback
 
 from datasets.errors import UnknownNameError, UsageError
+from datasets.provenance import DeviceError, check_device
 
 __all__ = ["UnknownNameError", "UsageError", "run_cli", "split_debug"]
 
@@ -66,15 +67,10 @@ def check_positive(name: str, value) -> None:
 
 
 def check_torch_device(device: str) -> str:
-    """Raise ``UsageError`` naming the problem unless torch can use ``device`` here."""
-    import torch
-
+    """``device`` as given, unless torch cannot use it here (``datasets.provenance.check_device``):
+    then ``UsageError`` naming the problem (exit code 2)."""
     try:
-        parsed = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from err
-    if parsed.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported device '{device}'; use cpu, cuda or cuda:N")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device '{device}' requested but no CUDA GPU is available here")
+        check_device(device, backend="torch")
+    except DeviceError as err:
+        raise UsageError(str(err)) from err
     return str(device)

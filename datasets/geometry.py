@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from datasets.cases import NAMED_CASES, get_case
+from datasets.errors import look_up, unknown_name
 from datasets.scene import BLOCK_Z_NM, COPPER, paper_block
 from datasets.shapes import (  # noqa: F401 - the shapes live there; re-exported
     AXES,
@@ -78,7 +79,7 @@ def primitive_mask(
             voxel_nm,
             origin_nm,
         )
-    raise ValueError(f"unknown primitive kind {kind!r}; known kinds are {list(PRIMITIVE_KINDS)}")
+    raise unknown_name("primitive kind", kind, PRIMITIVE_KINDS)
 
 
 def geometry_from_params(params: dict) -> np.ndarray:
@@ -87,10 +88,7 @@ def geometry_from_params(params: dict) -> np.ndarray:
     for primitive in params["primitives"]:
         union |= primitive_mask(primitive)
     mode = params["mode"]
-    if mode not in MODE_PROBABILITIES:
-        raise ValueError(
-            f"unknown geometry mode {mode!r}; known modes are {list(MODE_PROBABILITIES)}"
-        )
+    look_up("geometry mode", mode, MODE_PROBABILITIES)
     copper = ~union if mode == "inverted" else union
     return paper_block(copper)
 

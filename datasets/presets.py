@@ -24,7 +24,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 from datasets.scene import DEFAULT_CUTOFF_EV, DEFAULT_ENERGIES_KEV
 
 #: Size of the ``quick`` preset (README, "Datasets on disk"), kept by the design study (README):
@@ -41,12 +41,12 @@ QUICK_DOSE_STUDY_TEST_SAMPLES = 30
 class DatasetPreset:
     """Everything that decides the content of a dataset (besides the simulator and device).
 
-    ``energies_keV``: beam energies of each stack; ``electrons_per_pixel``: primaries per pixel
-    and energy; ``cutoff_eV``: detector energy threshold; ``test_fraction``: share of all samples
+    ``energies_keV``: beam energies of each stack; ``simulated_electrons_per_pixel``: primaries
+    simulated per pixel and energy; ``cutoff_eV``: detector energy threshold; ``test_fraction``: share of all samples
     held out for testing; ``val_fraction``: share of the remaining samples used for validation;
     ``shard_size``: samples per shard file (the unit of parallel work and of resumption);
     ``seed``: dataset seed from which every geometry and simulation seed is derived (and the
-    thinning to ``dose``);
+    thinning to ``read_electrons_per_pixel``);
     ``cases``: named test cases simulated alongside; ``physics``: a physics preset of
     ``datasets.physics.PHYSICS_PRESETS`` (``None``: the simulator's default, ``nebula-like``, the
     physics that best reproduces Nebula's stacks); ``elastic``/``stopping``/``inelastic``/``barrier``:
@@ -55,7 +55,7 @@ class DatasetPreset:
 
     name: str
     n_geometries: int
-    electrons_per_pixel: int
+    simulated_electrons_per_pixel: int
     energies_keV: tuple[float, ...] = DEFAULT_ENERGIES_KEV
     cutoff_eV: float = DEFAULT_CUTOFF_EV
     test_fraction: float = 0.02
@@ -68,10 +68,10 @@ class DatasetPreset:
     stopping: str | None = None
     inelastic: str | None = None
     barrier: str | None = None
-    #: e-/pixel the images are read at, below the simulated ``electrons_per_pixel``: validation,
+    #: e-/pixel the images are read at, below ``simulated_electrons_per_pixel``: validation,
     #: test and named cases are thinned once (an exact, seeded draw per sample) and training
     #: draws a fresh thinning every epoch (``datasets.dose``); None: the simulated dose
-    dose: int | None = None
+    read_electrons_per_pixel: int | None = None
     #: each named-case geometry is simulated this many times with independent seeds (repeat r > 0
     #: stored as ``<sample>@r<r>``), so the report gives a mean and spread per case sample
     case_repeats: int = 1
@@ -85,8 +85,9 @@ class DatasetPreset:
     def __post_init__(self):
         if int(self.n_geometries) != self.n_geometries or self.n_geometries < 1:
             raise ValueError(f"n_geometries must be a positive integer, got {self.n_geometries!r}")
-        if int(self.electrons_per_pixel) != self.electrons_per_pixel or self.electrons_per_pixel < 1:
-            raise ValueError(f"electrons_per_pixel must be a positive integer, got {self.electrons_per_pixel!r}")
+        simulated = self.simulated_electrons_per_pixel
+        if int(simulated) != simulated or simulated < 1:
+            raise ValueError(f"simulated_electrons_per_pixel must be a positive integer, got {simulated!r}")
         if int(self.shard_size) != self.shard_size or self.shard_size < 1:
             raise ValueError(f"shard_size must be a positive integer, got {self.shard_size!r}")
         if int(self.seed) != self.seed or self.seed < 0:
@@ -102,19 +103,20 @@ class DatasetPreset:
             value = getattr(self, field_name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{field_name} must be in [0, 1), got {value!r}")
-        if self.dose is not None:
-            if int(self.dose) != self.dose or not 0 < self.dose <= self.electrons_per_pixel:
-                raise ValueError(f"dose must be an integer in (0, electrons_per_pixel={self.electrons_per_pixel}] "
-                                 f"e-/pixel, got {self.dose!r}")
-            object.__setattr__(self, "dose", None if int(self.dose) == self.electrons_per_pixel else int(self.dose))
+        read = self.read_electrons_per_pixel
+        if read is not None:
+            if int(read) != read or not 0 < read <= simulated:
+                raise ValueError(f"read_electrons_per_pixel must be an integer in (0, simulated_electrons_per_pixel="
+                                 f"{simulated}] e-/pixel, got {read!r}")
+            object.__setattr__(self, "read_electrons_per_pixel", None if int(read) == simulated else int(read))
         if int(self.case_repeats) != self.case_repeats or self.case_repeats < 1:
             raise ValueError(f"case_repeats must be a positive integer, got {self.case_repeats!r}")
         object.__setattr__(self, "case_repeats", int(self.case_repeats))
         if self.dose_study_electrons_per_pixel is not None:
             top = self.dose_study_electrons_per_pixel
-            if int(top) != top or top <= self.electrons_per_pixel:
-                raise ValueError(f"dose_study_electrons_per_pixel must be an integer above electrons_per_pixel="
-                                 f"{self.electrons_per_pixel}, got {top!r}")
+            if int(top) != top or top <= simulated:
+                raise ValueError(f"dose_study_electrons_per_pixel must be an integer above "
+                                 f"simulated_electrons_per_pixel={simulated}, got {top!r}")
             if int(self.dose_study_test_samples) != self.dose_study_test_samples or self.dose_study_test_samples < 0:
                 raise ValueError(f"dose_study_test_samples must be a non-negative integer, got "
                                  f"{self.dose_study_test_samples!r}")
@@ -124,7 +126,7 @@ class DatasetPreset:
             raise TypeError(f"cases must be a sequence of case names, got the string {self.cases!r}")
         # Normalise types so that presets compare and serialise identically.
         object.__setattr__(self, "n_geometries", int(self.n_geometries))
-        object.__setattr__(self, "electrons_per_pixel", int(self.electrons_per_pixel))
+        object.__setattr__(self, "simulated_electrons_per_pixel", int(simulated))
         object.__setattr__(self, "shard_size", int(self.shard_size))
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "energies_keV", energies)
@@ -147,64 +149,59 @@ class DatasetPreset:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def settings(self) -> dict:
-        """JSON-serialisable fields that decide the dataset content (the name and text excluded)."""
-        settings = dataclasses.asdict(self)
-        settings.pop("name")
-        settings.pop("description")
+        """JSON-serialisable fields that decide the dataset content (the name and text excluded),
+        in the dataset file format: it is the manifest's ``settings`` and feeds the dataset hash.
+
+        File format: the doses are stored under the keys of :data:`SETTINGS_DOSE_KEYS`, and an
+        optional field left at its unset value (``None``, or ``case_repeats`` 1) is left out, so a
+        field added to the preset does not change the hash of datasets that do not use it.
+        """
+        fields = dataclasses.asdict(self)
+        settings = {SETTINGS_DOSE_KEYS.get(key, key): value for key, value in fields.items()
+                    if key not in ("name", "description")}
         settings["energies_keV"] = list(self.energies_keV)
         settings["cases"] = list(self.cases)
-        if settings["dose"] is None:  # only where set: datasets made before it keep their hash
-            settings.pop("dose")
-        if settings["case_repeats"] == 1:
+        if self.read_electrons_per_pixel is None:
+            settings.pop(SETTINGS_DOSE_KEYS["read_electrons_per_pixel"])
+        if self.case_repeats == 1:
             settings.pop("case_repeats")
-        if settings["dose_study_electrons_per_pixel"] is None:
+        if self.dose_study_electrons_per_pixel is None:
             settings.pop("dose_study_electrons_per_pixel")
             settings.pop("dose_study_test_samples")
         return settings
 
 
-DATASET_PRESETS: dict[str, DatasetPreset] = {
-    "smoke": DatasetPreset(
-        name="smoke",
-        n_geometries=8,
-        electrons_per_pixel=2,
-        test_fraction=0.25,
-        val_fraction=0.2,
-        shard_size=4,
-        description="8 geometries x 2 e/px: builds in seconds, for tests and CI (not for training)",
-    ),
-    "quick": DatasetPreset(
-        name="quick",
-        n_geometries=QUICK_N_GEOMETRIES,
-        electrons_per_pixel=QUICK_ELECTRONS_PER_PIXEL,
-        test_fraction=0.10,
-        val_fraction=0.10,
-        shard_size=50,
-        case_repeats=QUICK_CASE_REPEATS,
-        dose_study_electrons_per_pixel=1000,
-        dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
-        description="small dataset that builds on a 2-core CPU in about 7 min and trains small networks; "
-                    "named cases simulated 5 times; dose-study data at 1000 e-/px",
-    ),
-    "paper": DatasetPreset(
-        name="paper",
-        n_geometries=10_000,
-        electrons_per_pixel=1000,
-        test_fraction=0.02,
-        val_fraction=0.05,
-        shard_size=100,
-        description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test",
-    ),
-}
+#: File format: the manifest's ``settings`` keys of the preset's dose fields (field -> key).
+SETTINGS_DOSE_KEYS = {"simulated_electrons_per_pixel": "electrons_per_pixel", "read_electrons_per_pixel": "dose"}
+
+
+def settings_doses(settings: dict) -> tuple[int, int]:
+    """``(simulated, read)`` electrons per pixel of a manifest's ``settings`` (the file format of
+    :meth:`DatasetPreset.settings`; no read dose: the simulated one)."""
+    simulated = int(settings[SETTINGS_DOSE_KEYS["simulated_electrons_per_pixel"]])
+    return simulated, int(settings.get(SETTINGS_DOSE_KEYS["read_electrons_per_pixel"]) or simulated)
+
+
+DATASET_PRESETS: dict[str, DatasetPreset] = {preset.name: preset for preset in (
+    DatasetPreset("smoke", n_geometries=8, simulated_electrons_per_pixel=2, test_fraction=0.25, val_fraction=0.2,
+                  shard_size=4,
+                  description="8 geometries x 2 e/px: builds in seconds, for tests and CI (not for training)"),
+    DatasetPreset("quick", n_geometries=QUICK_N_GEOMETRIES, simulated_electrons_per_pixel=QUICK_ELECTRONS_PER_PIXEL,
+                  test_fraction=0.10, val_fraction=0.10, shard_size=50, case_repeats=QUICK_CASE_REPEATS,
+                  dose_study_electrons_per_pixel=1000, dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
+                  description="small dataset that builds on a 2-core CPU in about 7 min and trains small networks; "
+                              "named cases simulated 5 times; dose-study data at 1000 e-/px"),
+    DatasetPreset("paper", n_geometries=10_000, simulated_electrons_per_pixel=1000, test_fraction=0.02,
+                  val_fraction=0.05, shard_size=100,
+                  description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test"),
+)}
 
 
 def get_preset(name: str, **overrides) -> DatasetPreset:
     """The preset called ``name`` with optional field overrides; unknown names list the presets."""
     if isinstance(name, DatasetPreset):
         return name.with_overrides(**overrides)
-    if name not in DATASET_PRESETS:
-        raise UnknownNameError(f"unknown dataset preset {name!r}; available presets: {sorted(DATASET_PRESETS)}")
-    return DATASET_PRESETS[name].with_overrides(**overrides)
+    return look_up("dataset preset", name, DATASET_PRESETS).with_overrides(**overrides)
 
 
 def dataset_physics(preset: DatasetPreset):

@@ -17,12 +17,14 @@ A stack measured on a microscope can be brought in the same format (only ``bse``
 from __future__ import annotations
 
 import json
-import os
+import threading
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from datasets.files import atomic_path
 
 
 @dataclass
@@ -71,13 +73,7 @@ class BseStack:
             arrays["meta_json"] = np.array(json.dumps(self.meta, default=str))
         if path.is_dir():
             raise ValueError(f"{path} is a directory; give a file name such as {path / 'stack.npz'}")
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez_compressed(tmp, **arrays)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_npz(path, arrays)
 
     @classmethod
     def load(cls, path) -> BseStack:
@@ -144,3 +140,17 @@ def check_stack_arrays(bse: np.ndarray, energies_keV: np.ndarray) -> None:
         raise ValueError(f"energies_keV must be finite and positive, got {energies_keV.tolist()}")
     if np.any(np.diff(energies_keV) <= 0):
         raise ValueError(f"energies_keV must be strictly increasing, got {energies_keV.tolist()}")
+
+
+#: one ``.npz`` write at a time per process: ``atomic_path``'s temporary name is per process,
+#: and threads of one process (concurrent first runs of a PSF cache) must not share it
+_NPZ_WRITE_LOCK = threading.Lock()
+
+
+def save_npz(path, arrays: dict, compressed: bool = True) -> Path:
+    """Write ``arrays`` as an ``.npz`` file at ``path`` atomically (``datasets.files.atomic_path``;
+    ``compressed``: ``np.savez_compressed``, else ``np.savez``)."""
+    path = Path(path)
+    with _NPZ_WRITE_LOCK, atomic_path(path, fsync=False) as tmp, open(tmp, "wb") as handle:
+        (np.savez_compressed if compressed else np.savez)(handle, **arrays)
+    return path

@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 
 
 def learned_methods() -> list[str]:
@@ -32,7 +32,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="network config of the method (`python -m methods list`)")
     p.add_argument("--data", required=True, help="dataset directory (`python -m benchmark data build`)")
     p.add_argument("--train-preset", "--preset", dest="preset", default="quick",
-                   help="training preset: smoke | quick | paper | paper-gpu (--preset: the earlier name)")
+                   help="training preset: smoke | quick | paper | paper-gpu (also --preset)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -63,14 +63,10 @@ def _method_params(args) -> dict:
     from methods.base import get
     from methods.training import TRAIN_PRESETS
 
-    if args.method not in learned_methods():
-        raise UnknownNameError(f"unknown learned method '{args.method}'; known: {', '.join(learned_methods())}")
+    look_up("learned method", args.method, dict.fromkeys(learned_methods()))
     klass = get(args.method)
-    known = klass.configs()
-    if args.config not in known:
-        raise UnknownNameError(f"unknown config '{args.config}' for {args.method}; known configs: {', '.join(known)}")
-    if args.preset not in TRAIN_PRESETS:
-        raise UnknownNameError(f"unknown training preset '{args.preset}'; known: {', '.join(TRAIN_PRESETS)}")
+    look_up(f"{args.method} config", args.config, dict.fromkeys(klass.configs()))
+    look_up("training preset", args.preset, TRAIN_PRESETS)
     params = {"config": args.config, "preset": args.preset, "seed": args.seed}
     switches = {"sope": args.no_sope, "s2mlp": args.no_s2mlp, "convffn": args.no_convffn}
     for key, off in switches.items():

@@ -15,7 +15,6 @@ from ``methods.base``.
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from datasets.errors import unknown_name
+from datasets.files import write_text_atomic
+from methods.inputs import check_stacks, energies_or_default
 from methods.registry import REGISTRY, available, create, get, label_of, register
 
 __all__ = ["REGISTRY", "HyperParam", "Method", "available", "create", "get", "label_of", "register"]
@@ -37,14 +39,9 @@ class HyperParam:
     doc: str = ""
 
 
-class Method(ABC):
-    """Base class of every reconstruction method.
-
-    Subclasses set ``name``, ``requires_training`` and ``hyperparams`` and implement
-    ``_reconstruct``; learned methods also implement ``fit``, ``_save_state`` and
-    ``_load_state``. Constructor arguments are exactly the declared hyper-parameters plus
-    ``device``.
-    """
+class MethodDeclarations:
+    """What a method declares about itself at class level, read by the benchmark without an
+    instance: name and label, hyper-parameters, configs, variants, where it applies."""
 
     name: ClassVar[str] = "method"
     #: the name in tables and figures (written into every result row); default: ``name``
@@ -57,7 +54,6 @@ class Method(ABC):
     #: whether the paper's oracle thresholds (MED-SEM's, Tables 3-4) apply to this method
     oracle_thresholds: ClassVar[bool] = False
 
-    # ------------------------------------------------------------------ declarations
     @classmethod
     def display_name(cls) -> str:
         return cls.label or cls.name
@@ -92,13 +88,21 @@ class Method(ABC):
         """Whether ``directory`` holds a finished model (always true without training)."""
         return not cls.requires_training or (Path(directory) / "method.json").is_file()
 
+
+
+class Method(MethodDeclarations, ABC):
+    """Base class of every reconstruction method.
+
+    Subclasses set ``name``, ``requires_training`` and ``hyperparams`` and implement
+    ``_reconstruct``; learned methods also implement ``fit``, ``_save_state`` and
+    ``_load_state``. Constructor arguments are exactly the declared hyper-parameters plus
+    ``device``.
+    """
+
     def __init__(self, device: str = "cpu", **params):
         unknown = sorted(set(params) - set(self.hyperparams))
         if unknown:
-            raise ValueError(
-                f"unknown parameter(s) {unknown} for method '{self.name}'; "
-                f"known: {sorted(self.hyperparams)}"
-            )
+            raise unknown_name(f"parameter(s) of method '{self.name}'", ", ".join(unknown), sorted(self.hyperparams))
         self.params = {k: hp.default for k, hp in self.hyperparams.items()}
         self.params.update(params)
         self.device = str(device)
@@ -116,13 +120,13 @@ class Method(ABC):
         ``energies_keV`` (E,) are the beam energies of the stack channels; they must match the
         energies a trained method was fitted on.
         """
-        arr = self.check_input(stacks, energies_keV)
+        arr = check_stacks(self, stacks, energies_keV)
         if self.requires_training and not self.fitted:
             raise RuntimeError(
                 f"method '{self.name}' needs training first: run `python -m methods train --method "
                 f"{self.name}` or call fit()/load()"
             )
-        out = np.asarray(self._reconstruct(arr, self._energies_or_default(energies_keV, arr.shape[1])))
+        out = np.asarray(self._reconstruct(arr, energies_or_default(self, energies_keV, arr.shape[1])))
         if out.shape != (arr.shape[0], self.depth, arr.shape[2], arr.shape[3]):
             raise AssertionError(
                 f"{self.name} returned shape {out.shape}, expected {(arr.shape[0], self.depth, *arr.shape[2:])}"
@@ -153,9 +157,7 @@ class Method(ABC):
         }
         self._save_state(directory)
         # method.json last and atomically: its presence marks a complete save
-        tmp = directory / "method.json.tmp"
-        tmp.write_text(json.dumps(info, indent=2, default=_jsonable))
-        os.replace(tmp, directory / "method.json")
+        write_text_atomic(directory / "method.json", json.dumps(info, indent=2, default=_jsonable), fsync=False)
         return directory
 
     @classmethod
@@ -207,66 +209,6 @@ class Method(ABC):
 
     def _load_state(self, directory: Path) -> None:
         return None
-
-    # ------------------------------------------------------------------ checks
-    def check_input(self, stacks, energies_keV=None) -> np.ndarray:
-        """Validate a batch and return it as float32 (B, E, H, W); errors name the problem."""
-        if hasattr(stacks, "detach"):
-            stacks = stacks.detach().cpu().numpy()
-        arr = np.asarray(stacks)
-        if arr.ndim == 3:
-            arr = arr[None]
-        if arr.ndim != 4:
-            raise ValueError(
-                f"{self.name}: input must have shape (B, E, H, W) or (E, H, W), got {tuple(arr.shape)}"
-            )
-        if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{self.name}: input must be numeric, got dtype {arr.dtype}")
-        arr = arr.astype(np.float32, copy=False)
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{self.name}: input contains NaN or infinite values")
-        n_energies = arr.shape[1]
-        if self.image_shape is not None and tuple(arr.shape[2:]) != tuple(self.image_shape):
-            raise ValueError(
-                f"{self.name}: trained on {self.image_shape[0]} x {self.image_shape[1]} images, got "
-                f"{arr.shape[2]} x {arr.shape[3]}; simulate or crop the stack to the trained size"
-            )
-        if energies_keV is not None:
-            energies_keV = np.asarray(energies_keV, dtype=float)
-            if energies_keV.shape != (n_energies,):
-                raise ValueError(
-                    f"{self.name}: {n_energies} energy channels but energies_keV has shape {energies_keV.shape}"
-                )
-        if self.energies_keV is not None:
-            expected = np.asarray(self.energies_keV, dtype=float)
-            if n_energies != expected.size:
-                raise ValueError(
-                    f"{self.name}: trained on {expected.size} energies, got a stack with {n_energies}"
-                )
-            if energies_keV is not None and not np.allclose(energies_keV, expected, atol=1e-6):
-                diff = [
-                    (float(a), float(b)) for a, b in zip(energies_keV, expected) if abs(a - b) > 1e-6
-                ]
-                raise ValueError(
-                    f"{self.name}: stack energies differ from the trained energies at "
-                    f"(given keV, trained keV) = {diff}"
-                )
-        return arr
-
-    def _energies_or_default(self, energies_keV, n_energies: int) -> np.ndarray:
-        if energies_keV is not None:
-            return np.asarray(energies_keV, dtype=float)
-        if self.energies_keV is not None:
-            return np.asarray(self.energies_keV, dtype=float)
-        from datasets.scene import DEFAULT_ENERGIES_KEV
-
-        if n_energies != len(DEFAULT_ENERGIES_KEV):
-            raise ValueError(
-                f"{self.name}: pass energies_keV for a stack of {n_energies} energies "
-                f"(the default list has {len(DEFAULT_ENERGIES_KEV)})"
-            )
-        return np.asarray(DEFAULT_ENERGIES_KEV, dtype=float)
-
 
 def _jsonable(obj):
     if isinstance(obj, np.generic):

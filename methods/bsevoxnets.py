@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 from methods.base import HyperParam
 from methods.network import NetworkMethod
 
@@ -337,9 +337,7 @@ def build_bsevox(
 ) -> BseVoxNet:
     """Build a BSE-VoxNets network from a config name (``CONFIGS``) and optional overrides."""
     if isinstance(config, str):
-        if config not in CONFIGS:
-            raise UnknownNameError(f"unknown BSE-VoxNets config '{config}'; known: {', '.join(CONFIGS)}")
-        config = CONFIGS[config]
+        config = look_up("BSE-VoxNets config", config, CONFIGS)
     if overrides:
         config = replace(config, **overrides)
     return BseVoxNet(n_energies, depth, config, sope=sope, s2mlp=s2mlp, convffn=convffn)
@@ -369,8 +367,7 @@ class BseVoxNets(NetworkMethod):
 
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device=device, **params)
-        if self.params["config"] not in CONFIGS:
-            raise UnknownNameError(f"unknown BSE-VoxNets config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+        look_up("BSE-VoxNets config", self.params["config"], CONFIGS)
 
     def build_network(self, n_energies: int) -> nn.Module:
         return build_bsevox(

@@ -1,4 +1,4 @@
-"""Checkpoints of the training loop: atomic writes, loading with clear errors, RNG states.
+"""Checkpoints of the training loop: atomic saves, loading with clear errors, RNG states.
 
 ``latest.pt`` / ``best.pt`` hold the model, optimizer, scheduler and AMP-scaler states, the epoch,
 every random generator's state and the run config, so a run resumes bit for bit.
@@ -6,7 +6,6 @@ every random generator's state and the run config, so a run resumes bit for bit.
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
@@ -14,17 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+from datasets.files import atomic_path
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def save_checkpoint(obj, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically (``datasets.files.atomic_path``; not flushed to disk:
+    a checkpoint is written every epoch)."""
+    with atomic_path(path, fsync=False) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_checkpoint(path) -> dict:
@@ -43,14 +39,14 @@ def load_checkpoint(path) -> dict:
     return ckpt
 
 
-def _load_model_state(net: nn.Module, state: dict, source) -> None:
+def load_model_state(net: nn.Module, state: dict, source) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise ValueError(f"checkpoint {source} does not match this network: {err}") from err
 
 
-def _rng_state(generator: torch.Generator) -> dict:
+def rng_state(generator: torch.Generator) -> dict:
     np_state = np.random.get_state(legacy=False)
     state = {
         "torch": torch.get_rng_state(),
@@ -69,7 +65,7 @@ def _rng_state(generator: torch.Generator) -> dict:
     return state
 
 
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+def set_rng_state(state: dict, generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
     generator.set_state(state["generator"])
     np_state = state["numpy"]

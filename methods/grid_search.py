@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
+from datasets.files import write_text_atomic
 from methods.base import create
-from methods.checkpoints import _atomic_write_text
 from methods.training import TRAIN_PRESETS, TrainSettings, train_on_splits
 
 #: The paper's lambdas (section III): 1/n, n = 2..15, all at or below 1/2 (Cu weighted down).
@@ -32,6 +32,33 @@ PAPER_GRID = {
 #: The default search: the paper's lr and weight-decay grids, lambda in both directions.
 DEFAULT_GRID = {**PAPER_GRID, "lam": TWO_SIDED_LAMBDAS}
 GRIDS = {"two-sided": DEFAULT_GRID, "paper": PAPER_GRID}
+
+
+#: the training settings a grid may search over
+GRID_SETTINGS = ("lr", "weight_decay", "lam")
+
+
+def _trials(grid: dict, max_trials: int | None, seed: int) -> tuple[list[str], list[tuple], list[int]]:
+    """The grid's setting names, its points, and the indices of the points to train (all, or
+    ``max_trials`` drawn at random with ``seed``)."""
+    for key in grid:
+        look_up("setting", key, dict.fromkeys(GRID_SETTINGS))
+    keys = list(grid)
+    points = list(itertools.product(*(grid[k] for k in keys)))
+    trial_ids = list(range(len(points)))
+    if max_trials is not None and max_trials < len(points):
+        rng = np.random.default_rng(seed)
+        trial_ids = sorted(rng.choice(len(points), size=max_trials, replace=False).tolist())
+    return keys, points, trial_ids
+
+
+def _write_best(out_dir: Path, table: pd.DataFrame, method_name: str, config: str, settings: TrainSettings) -> None:
+    """``best.json``: the trial with the best validation mIoU."""
+    if len(table):
+        best = table.loc[table["best_val_miou"].idxmax()].to_dict()
+        info = {"method": method_name, "config": config, "selected_on": "validation split",
+                "base_settings": asdict(settings), "best": best}
+        write_text_atomic(out_dir / "best.json", json.dumps(info, indent=2, default=float), fsync=False)
 
 
 def grid_search(
@@ -56,18 +83,8 @@ def grid_search(
     ``out_dir/grid_results.csv`` after every trial; a rerun skips finished trials and resumes an
     interrupted one. ``out_dir/best.json`` names the selected values.
     """
-    grid = grid or DEFAULT_GRID
-    for key in grid:
-        if key not in ("lr", "weight_decay", "lam"):
-            raise UnknownNameError(f"grid over unknown setting '{key}'; allowed: lr, weight_decay, lam")
-    settings = settings or TRAIN_PRESETS["quick"]
-    settings = replace(settings, device=device)
-    keys = list(grid)
-    points = list(itertools.product(*(grid[k] for k in keys)))
-    trial_ids = list(range(len(points)))
-    if max_trials is not None and max_trials < len(points):
-        rng = np.random.default_rng(seed)
-        trial_ids = sorted(rng.choice(len(points), size=max_trials, replace=False).tolist())
+    keys, points, trial_ids = _trials(grid or DEFAULT_GRID, max_trials, seed)
+    settings = replace(settings or TRAIN_PRESETS["quick"], device=device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table_path = out_dir / "grid_results.csv"
@@ -90,12 +107,8 @@ def grid_search(
                      "train_seconds": summary["train_seconds"]})
         for name in ("latest.pt", "best.pt"):  # keep the table and curves, not every model
             (trial_dir / name).unlink(missing_ok=True)
-        _atomic_write_text(table_path, pd.DataFrame(rows).to_csv(index=False))
+        write_text_atomic(table_path, pd.DataFrame(rows).to_csv(index=False), fsync=False)
 
     table = pd.DataFrame(rows).sort_values("trial").reset_index(drop=True)
-    if len(table):
-        best = table.loc[table["best_val_miou"].idxmax()].to_dict()
-        info = {"method": method_name, "config": config, "selected_on": "validation split",
-                "base_settings": asdict(settings), "best": best}
-        _atomic_write_text(out_dir / "best.json", json.dumps(info, indent=2, default=float))
+    _write_best(out_dir, table, method_name, config, settings)
     return table

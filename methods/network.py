@@ -15,10 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from datasets.errors import look_up
+from datasets.protocol import Dataset
+from datasets.splits import split_energies
 from methods import symmetry
 from methods.base import HyperParam, Method
-from methods.checkpoints import _atomic_torch_save, _load_model_state, load_checkpoint
 from methods.complexity import count_macs, count_parameters
+from methods.saved_network import SavedNetwork
 from methods.training import TRAIN_PRESETS, TrainSettings, _predict_logits, train_on_splits
 from methods.training import train as train_dataset
 
@@ -46,7 +49,7 @@ class PerEnergyNormalised(nn.Module):
         return self.net((x - self.mean[:, None, None]) / self.std[:, None, None])
 
 
-class NetworkMethod(Method):
+class NetworkMethod(SavedNetwork, Method):
     """Shared machinery of the learned methods: build, train, save/load, batched inference."""
 
     requires_training = True
@@ -70,9 +73,8 @@ class NetworkMethod(Method):
         self._trained_dir: Path | None = None
         #: what :func:`methods.training.train` trained on (``{"electrons_per_pixel": ...}``), saved in method.json
         self.training_data: dict | None = None
-        if self.params.get("preset") not in TRAIN_PRESETS:
-            raise ValueError(f"unknown training preset {self.params.get('preset')!r}; "
-                             f"known: {', '.join(TRAIN_PRESETS)}")
+        self._size_cache: tuple | None = None  # (key, parameters, macs) of describe()
+        look_up("training preset", self.params["preset"], TRAIN_PRESETS)
 
     # -------------------------------------------------------------- for subclasses
     @abstractmethod
@@ -106,59 +108,17 @@ class NetworkMethod(Method):
         return {**self.architecture(),
                 "input": PerEnergyNormalised.DESCRIPTION if self.params.get("normalise_inputs") else "as simulated"}
 
-    def _extra_info(self) -> dict:
-        info = {"architecture": self.full_architecture()}
-        if self.training_data:  # set by methods.training.train (not by training on bare arrays)
-            info["training_data"] = self.training_data
-        return info
-
-    def saved_model_matches(self, directory) -> tuple[bool, str]:
-        """The saved model's architecture, training settings and retraining parameters equal the
-        current ones (settings that only change speed, e.g. device or AMP, are not compared)."""
-        import json
-        from dataclasses import asdict
-
-        from methods.training import _RESUMABLE_DIFFERENCES, saved_setting
-
-        directory = Path(directory)
-        try:
-            info = json.loads((directory / "method.json").read_text())
-            summary = json.loads((directory / "summary.json").read_text())
-        except (OSError, ValueError) as err:
-            return False, f"unreadable model record ({err})"
-        if info.get("architecture") != json.loads(json.dumps(self.full_architecture())):
-            return False, "it was built with another architecture"
-        current = asdict(self.train_settings())
-        saved = summary.get("settings") or {}
-        changed = sorted(k for k, v in current.items()
-                         if k not in _RESUMABLE_DIFFERENCES | {"device"} and saved_setting(saved, k) != v)
-        if changed:
-            return False, f"its training settings differ ({', '.join(changed)})"
-        params = {k: v for k, v in self.params.items() if self.hyperparams[k].retrain}
-        # a parameter the saved model predates counts as its default (what the model was made with)
-        saved_params = {k: (summary.get("params") or {}).get(k, self.hyperparams[k].default) for k in params}
-        if json.loads(json.dumps(saved_params)) != json.loads(json.dumps(params)):
-            return False, "its parameters differ"
-        return True, ""
-
-    @classmethod
-    def is_trained(cls, directory) -> bool:
-        """A finished training leaves ``method.json`` and ``summary.json`` (an interrupted one neither)."""
-        return (Path(directory) / "method.json").is_file() and (Path(directory) / "summary.json").is_file()
-
     def fit(self, train, val=None, out_dir=None, progress: bool = True, resume: bool = False,
             deadline: float | None = None) -> dict:
         """Train with ``methods.training``. ``train``: a dataset (with ``split()``: trained on its
         train split, selected on its val split) or a torch Dataset of {"bse", "label"} dicts with
         ``val`` (``deadline``: see :func:`methods.training.train_on_splits`)."""
-        if val is None and hasattr(train, "split") and out_dir is not None:
+        if val is None and isinstance(train, Dataset) and out_dir is not None:
             return train_dataset(self, train, out_dir, self.train_settings(), progress=progress, resume=resume,
                                  deadline=deadline)
-        energies = getattr(train, "energies_keV", None)
-        if energies is None:  # datasets.storage splits keep them on their parent dataset
-            energies = getattr(getattr(train, "dataset", None), "energies_keV", None)
+        energies = split_energies(train)
         if energies is None:
-            energies = self._default_energies(train)
+            energies = _default_energies(train)
         if out_dir is None:
             with tempfile.TemporaryDirectory(prefix=f"{self.name}-train-") as tmp:
                 summary = train_on_splits(self, train, val, tmp, self.train_settings(),
@@ -167,12 +127,6 @@ class NetworkMethod(Method):
                 return summary
         return train_on_splits(self, train, val, out_dir, self.train_settings(),
                                progress=progress, resume=resume, energies_keV=energies, deadline=deadline)
-
-    def _default_energies(self, split):
-        from datasets.scene import DEFAULT_ENERGIES_KEV
-
-        n_energies = len(split[0]["bse"])
-        return np.asarray(DEFAULT_ENERGIES_KEV, float) if n_energies == len(DEFAULT_ENERGIES_KEV) else None
 
     # -------------------------------------------------------------- inference
     def _reconstruct(self, stacks: np.ndarray, energies_keV: np.ndarray) -> np.ndarray:
@@ -192,44 +146,23 @@ class NetworkMethod(Method):
             return symmetry.symmetric_average(probabilities, x).numpy()
         return probabilities(x).numpy()
 
-    # -------------------------------------------------------------- persistence
-    def _save_state(self, directory: Path) -> None:
-        if self.network is None:
-            raise RuntimeError(f"{self.name}: nothing to save, the network is not built")
-        if self._trained_dir is not None and Path(directory).resolve() == self._trained_dir:
-            return  # the training directory already holds the selected weights in best.pt
-        state = {"model": self.network.state_dict(), "n_energies": int(self._n_energies)}
-        _atomic_torch_save(state, Path(directory) / "model.pt")
-
-    def _load_state(self, directory: Path) -> None:
-        directory = Path(directory)
-        path = directory / "model.pt"
-        if not path.exists():
-            path = directory / "best.pt" if (directory / "best.pt").exists() else directory / "latest.pt"
-        ckpt = load_checkpoint(path)
-        n_energies = ckpt.get("n_energies")
-        if n_energies is None:
-            n_energies = len(self.energies_keV) if self.energies_keV is not None else None
-        if n_energies is None:
-            raise ValueError(f"{path}: cannot tell the number of input energies")
-        self.init_network(int(n_energies), seed=int(self.params["seed"]))
-        state = ckpt["model"]
-        if isinstance(self.network, PerEnergyNormalised) and not any(key.startswith("net.") for key in state):
-            # saved before the input normalisation existed: identity statistics
-            _load_model_state(self.network.net, state, path)
-        else:
-            _load_model_state(self.network, state, path)
-        self.network.to(self.device).eval()
-
     def describe(self) -> dict:
         """Adds ``parameters`` and ``macs`` (per sample, 20x20 images, this method's energies)."""
 
         info = super().describe()
         n_energies = self._n_energies or (len(self.energies_keV) if self.energies_keV is not None else 20)
         key = (n_energies, tuple(sorted((k, str(v)) for k, v in self.params.items())))
-        if getattr(self, "_size_cache", (None,))[0] != key:
+        if self._size_cache is None or self._size_cache[0] != key:
             with torch.device("meta"):
                 net = self.build_network(n_energies)
             self._size_cache = (key, count_parameters(net), count_macs(net, (1, n_energies, 20, 20)))
         info["parameters"], info["macs"] = self._size_cache[1], self._size_cache[2]
         return info
+
+
+def _default_energies(split):
+    """The default energies when a split of that many energies records none, else None."""
+    from datasets.scene import DEFAULT_ENERGIES_KEV
+
+    n_energies = len(split[0]["bse"])
+    return np.asarray(DEFAULT_ENERGIES_KEV, float) if n_energies == len(DEFAULT_ENERGIES_KEV) else None

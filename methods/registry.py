@@ -26,7 +26,7 @@ import importlib
 import importlib.metadata
 import os
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 
 #: the environment variable listing modules that register methods when imported
 PLUGINS_ENV = "BSE_BENCH_PLUGINS"
@@ -124,9 +124,7 @@ def get(name: str):
     ``UnknownNameError`` lists the known names; :class:`PluginError` names the registration
     (built in, plugin module, entry point) and why its class cannot be imported."""
     load_plugins()
-    if name not in REGISTRY:
-        raise UnknownNameError(f"unknown method '{name}'; known methods: {', '.join(sorted(REGISTRY))}")
-    target = REGISTRY[name]
+    target = look_up("method", name, dict(sorted(REGISTRY.items())))
     module_name, _, class_name = target.partition(":")
     where = f"method '{name}' ({target}, {_ORIGINS.get(name, 'a register() call')})"
     try:
@@ -154,7 +152,7 @@ def create(name: str, device: str = "cpu", **params):
 
 
 def label_of(name) -> str:
-    """The label a registered method declares (for rows written before labels existed), else
+    """The label a registered method declares (for rows that carry none), else
     ``name`` (also when the method cannot be imported here)."""
     try:
         return get(str(name)).display_name()

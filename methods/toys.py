@@ -1,11 +1,10 @@
-"""Toy data for tests and smoke runs (not physics): random Cu boxes with a depth-weighted signal."""
+"""Toy data for tests and smoke runs (not physics): random Cu boxes with a depth-weighted signal
+(``tests/fakes.py`` wraps three toy splits into a fake dataset)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-
-from datasets.errors import UnknownNameError
 
 
 class ToySplit(torch.utils.data.Dataset):
@@ -39,19 +38,3 @@ class ToySplit(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return {"bse": torch.from_numpy(self.bse[i]), "label": torch.from_numpy(self.labels[i]),
                 "id": f"toy-{i:05d}"}
-
-
-class ToyDataset:
-    """``open_dataset``-like wrapper of three ``ToySplit`` s (train / val / test)."""
-
-    electrons_per_pixel = None  # noise-free toy images: no dose
-
-    def __init__(self, n_train: int = 64, n_val: int = 16, n_test: int = 16, seed: int = 0):
-        self._splits = {"train": ToySplit(n_train, seed), "val": ToySplit(n_val, seed + 1),
-                        "test": ToySplit(n_test, seed + 2)}
-        self.energies_keV = self._splits["train"].energies_keV
-
-    def split(self, name: str, **_) -> ToySplit:
-        if name not in self._splits:
-            raise UnknownNameError(f"unknown split '{name}'")
-        return self._splits[name]

@@ -15,9 +15,8 @@ A trained model directory holds ``method.json``, ``best.pt``, ``latest.pt``, ``h
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,67 +27,22 @@ from tqdm.auto import tqdm
 
 from datasets.budget import past
 from datasets.dose import thin_to_dose
+from datasets.errors import look_up
+from datasets.files import atomic_path, write_text_atomic
+from datasets.protocol import Dataset
 from methods import symmetry
-from methods.base import Method
 from methods.binarize import choose_threshold
 from methods.checkpoints import (
-    _atomic_torch_save,
-    _atomic_write_text,
-    _load_model_state,
-    _rng_state,
-    _set_rng_state,
     load_checkpoint,
+    load_model_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
 )
-from methods.losses import PAPER_LAMBDA, lovasz_hinge, weighted_bce
+from methods.losses import lovasz_hinge, weighted_bce
+from methods.train_settings import TRAIN_PRESETS, TrainSettings, config_differences, run_config
 
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Everything that defines a training run besides the network and the data."""
-
-    epochs: int = 250
-    batch_size: int = 32
-    lr: float = 1e-4  # initial AdamW learning rate, cosine-annealed to 0 over ``epochs``
-    weight_decay: float = 1e-4
-    lam: float = PAPER_LAMBDA  # WBCE weight of the positive (Cu) term, equation 1
-    lovasz_fraction: float = 0.2  # last fraction of the epochs trained with the Lovász hinge
-    eval_every: int = 5  # epochs between validation evaluations (the last epoch is always evaluated)
-    patience: int = 100  # early stop after this many epochs without a better validation mIoU
-    seed: int = 0  # network init and shuffling
-    device: str = "cpu"
-    amp: bool = True  # mixed precision autocast (CUDA only)
-    amp_dtype: str = "float16"  # float16 (with grad scaling) or bfloat16 (no scaling needed)
-    compile: bool = False  # torch.compile the network for training and inference (CUDA only)
-    augment: bool = False  # each sample under a random one of the scene's 8 symmetries (methods.symmetry)
-    #: when the data are read below their simulated dose (a dataset ``dose``), every epoch sees a
-    #: fresh exact draw at that dose thinned from the stored counts (``datasets.dose``), instead of
-    #: the one fixed draw per sample that validation and test use
-    fresh_noise: bool = True
-
-    def lovasz_start(self) -> int:
-        """First epoch (1-based) trained with the Lovász hinge."""
-        return self.epochs - int(round(self.lovasz_fraction * self.epochs)) + 1
-
-
-#: "smoke": seconds, for tests; "quick": a CPU run of the tiny configs on the quick dataset
-#: (<= 10 min on 2 cores); "paper": the paper's settings (section III).
-TRAIN_PRESETS: dict[str, TrainSettings] = {
-    "smoke": TrainSettings(epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4, eval_every=1,
-                           patience=1000, lam=0.5, augment=True),
-    "quick": TrainSettings(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
-                           patience=10, lam=0.5, augment=True),
-    "paper": TrainSettings(epochs=250, batch_size=32, lr=1e-4, weight_decay=1e-4, eval_every=5,
-                           patience=100, lam=PAPER_LAMBDA),
-    # the paper preset fitted into one GPU call (benchmark preset "paper"): the paper's lr and
-    # weight decay, bf16 autocast, a compiled network and 4x the paper's batch for throughput;
-    # lambda 0.5 is the quick preset's (the paper's 1/12 with a 0.5 threshold under-segments at
-    # quick scale; see the README), epochs cut by the run's time budget
-    "paper-gpu": TrainSettings(epochs=250, batch_size=128, lr=1e-4, weight_decay=1e-4, eval_every=5,
-                               patience=100, lam=0.5, amp_dtype="bfloat16", compile=True, augment=True),
-}
-
-#: settings that may differ between a run and its resumption
-_RESUMABLE_DIFFERENCES = {"device", "amp", "amp_dtype", "compile"}
+__all__ = ["TRAIN_PRESETS", "TrainSettings", "Trainer", "mean_iou", "stack_split", "train", "train_on_splits"]
 
 
 # ---------------------------------------------------------------------------- metric
@@ -146,42 +100,9 @@ AMP_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 
 def _autocast(device: str, amp: bool, amp_dtype: str = "float16"):
     """Mixed-precision autocast on CUDA (``amp_dtype`` float16 or bfloat16); a no-op on CPU."""
-    if amp_dtype not in AMP_DTYPES:
-        raise ValueError(f"unknown amp_dtype '{amp_dtype}'; known: {', '.join(AMP_DTYPES)}")
+    dtype = look_up("amp_dtype", amp_dtype, AMP_DTYPES)
     enabled = amp and torch.device(device).type == "cuda"
-    return torch.autocast(device_type=torch.device(device).type, dtype=AMP_DTYPES[amp_dtype], enabled=enabled)
-
-
-def _run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:
-    return {
-        "method": method.name,
-        "params": {k: v for k, v in method.params.items()
-                   if k not in method.hyperparams or method.hyperparams[k].retrain},
-        "settings": asdict(settings),
-        "n_train": int(n_train),
-    }
-
-
-def saved_setting(saved: dict, key: str):
-    """A saved run's training setting; one the run predates counts as its default (what it ran with)."""
-    defaults = {f.name: f.default for f in fields(TrainSettings)}
-    return saved.get(key, defaults.get(key))
-
-
-def _config_differences(saved: dict, current: dict) -> list[str]:
-    diffs = []
-    if saved.get("method") != current["method"]:
-        diffs.append(f"method {saved.get('method')!r} != {current['method']!r}")
-    for key, value in current["params"].items():
-        if saved.get("params", {}).get(key) != value and key not in ("preset",):
-            diffs.append(f"param {key}: {saved.get('params', {}).get(key)!r} != {value!r}")
-    for key, value in current["settings"].items():
-        before = saved_setting(saved.get("settings", {}), key)
-        if key not in _RESUMABLE_DIFFERENCES and before != value:
-            diffs.append(f"setting {key}: {before!r} != {value!r}")
-    if saved.get("n_train") != current["n_train"]:
-        diffs.append(f"training samples: {saved.get('n_train')} != {current['n_train']}")
-    return diffs
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype, enabled=enabled)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -207,10 +128,9 @@ def _write_curve(history: pd.DataFrame, path: Path, title: str) -> None:
         ax.text(lovasz.min() - 0.5, 0.02, " Lovasz fine-tuning", color="grey", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path, fsync=False) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- the loop
@@ -245,7 +165,7 @@ class Trainer:
         if hasattr(net, "set_statistics"):  # per-energy input normalisation, from the train split only
             net.set_statistics(self.x_train)
         self.net = net.to(self.device)
-        self.run_config = _run_config(method, settings, len(self.x_train))
+        self.run_config = run_config(method, settings, len(self.x_train))
         self.fresh = self._fresh_noise_source(train_counts)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.epochs)
@@ -260,15 +180,15 @@ class Trainer:
         self.latest_path, self.best_path = self.out_dir / "latest.pt", self.out_dir / "best.pt"
 
     def _fresh_noise_source(self, train_counts):
-        """``(counts, stored, dose)`` to thin every batch from, or None (fixed training images)."""
+        """``(counts, simulated, read)`` to thin every batch from, or None (fixed training images)."""
         if train_counts is None or not self.settings.fresh_noise:
             return None
-        counts, stored, dose = train_counts
+        counts, simulated, read = train_counts
         if counts.shape != self.x_train.shape:
             raise ValueError(f"train_counts have shape {counts.shape}, the train split {tuple(self.x_train.shape)}")
-        if not 0 < dose <= stored:
-            raise ValueError(f"cannot thin {stored} e-/pixel to {dose} e-/pixel")
-        return None if dose == stored else (np.asarray(counts, np.int64), int(stored), int(dose))
+        if not 0 < read <= simulated:
+            raise ValueError(f"cannot thin {simulated} e-/pixel to {read} e-/pixel")
+        return None if read == simulated else (np.asarray(counts, np.int64), int(simulated), int(read))
 
     # -------------------------------------------------------------- checkpoints
     def resume(self) -> None:
@@ -277,14 +197,14 @@ class Trainer:
         if not self.latest_path.exists():
             return
         ckpt = load_checkpoint(self.latest_path)
-        diffs = _config_differences(ckpt.get("config", {}), self.run_config)
+        diffs = config_differences(ckpt.get("config", {}), self.run_config)
         if diffs:
             raise ValueError(f"checkpoint {self.latest_path} was made by a different run: " + "; ".join(diffs))
-        _load_model_state(self.net, ckpt["model"], self.latest_path)
+        load_model_state(self.net, ckpt["model"], self.latest_path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
-        _set_rng_state(ckpt["rng"], self.generator)
+        set_rng_state(ckpt["rng"], self.generator)
         self.history, self.best = list(ckpt["history"]), dict(ckpt["best"])
         self.start_epoch = int(ckpt["epoch"]) + 1
 
@@ -294,7 +214,7 @@ class Trainer:
         return {
             "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "epoch": epoch, "rng": _rng_state(self.generator), "config": self.run_config,
+            "epoch": epoch, "rng": rng_state(self.generator), "config": self.run_config,
             "history": self.history, "best": self.best, "n_energies": int(self.x_train.shape[1]),
             "energies_keV": None if energies is None else [float(e) for e in energies],
         }
@@ -303,9 +223,9 @@ class Trainer:
         """``latest.pt`` every epoch, ``best.pt`` when ``epoch`` is the best so far; ``history.csv``."""
         state = self.checkpoint(epoch)
         if improved or self.best["epoch"] == epoch:
-            _atomic_torch_save(state, self.best_path)
-        _atomic_torch_save(state, self.latest_path)
-        _atomic_write_text(self.out_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            save_checkpoint(state, self.best_path)
+        save_checkpoint(state, self.latest_path)
+        write_text_atomic(self.out_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False), fsync=False)
 
     # -------------------------------------------------------------- one epoch
     def batches(self) -> list[torch.Tensor]:
@@ -323,10 +243,10 @@ class Trainer:
         """Stacks and labels of one batch: a fresh dose draw and a random symmetry where enabled
         (both drawn from the checkpointed generator), on the training device."""
         xb, yb = self.x_train[idx], self.y_train[idx]
-        if self.fresh is not None:  # a new exact draw at the dose
-            counts, stored, dose = self.fresh
+        if self.fresh is not None:  # a new exact draw at the read dose
+            counts, simulated, read = self.fresh
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
-            xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], stored, dose, rng) / dose).astype(np.float32))
+            xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], simulated, read, rng) / read).astype(np.float32))
         if self.settings.augment:  # the scene's exact symmetries
             xb, yb = symmetry.augment(xb, yb, self.generator)
         return xb.to(self.device), yb.to(self.device)
@@ -409,7 +329,7 @@ class Trainer:
         draw the training curve and write ``summary.json``; the summary."""
         method, settings = self.method, self.settings
         selected = self.best_path if self.best_path.exists() else self.latest_path
-        _load_model_state(self.net, load_checkpoint(selected)["model"], selected)
+        load_model_state(self.net, load_checkpoint(selected)["model"], selected)
         self.net.eval()
         method.fitted = True
         method._trained_dir = self.out_dir.resolve()
@@ -429,7 +349,7 @@ class Trainer:
             "energies_keV": None if method.energies_keV is None else [float(e) for e in method.energies_keV],
             **{k: method.describe()[k] for k in ("parameters", "macs")},
         }
-        _atomic_write_text(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+        write_text_atomic(self.out_dir / "summary.json", json.dumps(summary, indent=2, default=str), fsync=False)
         return summary
 
 
@@ -444,8 +364,8 @@ def train_on_splits(method, train_split, val_split, out_dir, settings: TrainSett
     interrupted (the run can be resumed later). ``deadline`` (``time.monotonic()`` seconds): stop
     after the epoch whose successor would end past it, checkpoint saved, returning
     ``{"interrupted_at_epoch": n, "reason": "time budget"}`` (resumable the same way).
-    ``train_counts`` = ``(counts (N,E,H,W), stored e-/px, dose e-/px)``: with
-    ``settings.fresh_noise`` each batch is a fresh thinning of the stored counts to the dose
+    ``train_counts`` = ``(counts (N,E,H,W), simulated e-/px, read e-/px)``: with
+    ``settings.fresh_noise`` each batch is a fresh thinning of the stored counts to the read dose
     (``train_split`` then only sets the input statistics). On return the method holds the best weights.
     """
     trainer = Trainer(method, train_split, val_split, out_dir, settings, progress=progress,
@@ -455,23 +375,21 @@ def train_on_splits(method, train_split, val_split, out_dir, settings: TrainSett
     return trainer.run(until_epoch=until_epoch, deadline=deadline)
 
 
-def train(method, dataset, out_dir, settings: TrainSettings | None = None,
+def train(method, dataset: Dataset, out_dir, settings: TrainSettings | None = None,
           progress: bool = True, resume: bool = False, deadline: float | None = None) -> dict:
-    """Train ``method`` on ``dataset.split("train")``, selecting on ``dataset.split("val")`` (both
-    at the dataset's dose; with a dose below the stored one and ``settings.fresh_noise``, every
+    """Train ``method`` on the dataset's train split, selecting on its val split (both at the
+    dataset's read dose; read below the simulated dose and with ``settings.fresh_noise``, every
     epoch draws new training images from the stored counts)."""
     settings = settings or method.train_settings()
-    # what the model was trained on, saved in method.json (``reconstruct`` compares a stack's dose with it)
-    dose = dataset.electrons_per_pixel
-    method.training_data = None if dose is None else {"electrons_per_pixel": int(dose)}
-    if hasattr(dataset, "arrays"):  # datasets.storage: read each split in one go
-        train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
-    else:
-        train_data, val_data = dataset.split("train"), dataset.split("val")
+    # what the model was trained on, saved in method.json (``reconstruct`` compares a stack's dose
+    # with it); file format: the key ``electrons_per_pixel`` is the read dose
+    read = dataset.read_electrons_per_pixel
+    method.training_data = None if read is None else {"electrons_per_pixel": int(read)}
+    train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
     train_counts = None
-    if settings.fresh_noise and getattr(dataset, "thinned", False):  # stored above its dose: fresh draws
-        train_counts = (dataset.stored_counts("train"), dataset.stored_electrons_per_pixel,
-                        dataset.electrons_per_pixel)
+    if settings.fresh_noise and dataset.thinned:  # simulated above the read dose: fresh draws
+        train_counts = (dataset.simulated_counts("train"), dataset.simulated_electrons_per_pixel,
+                        dataset.read_electrons_per_pixel)
     return train_on_splits(
         method, train_data, val_data, out_dir, settings,
         progress=progress, resume=resume, energies_keV=dataset.energies_keV, deadline=deadline,

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from monai.networks.nets import UNet
 from torch import nn
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 from methods.base import HyperParam
 from methods.network import NetworkMethod
 
@@ -98,8 +98,7 @@ class UNet3D(NetworkMethod):
 
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device=device, **params)
-        if self.params["config"] not in CONFIGS:
-            raise UnknownNameError(f"unknown U-Net config '{self.params['config']}'; known: {', '.join(CONFIGS)}")
+        look_up("U-Net config", self.params["config"], CONFIGS)
 
     @classmethod
     def configs(cls) -> list[str]:

@@ -12,50 +12,24 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+import fakes
+import h5py
 import numpy as np
 import pytest
 
 from datasets import builder, storage
 from datasets.geometry import random_geometry
 from datasets.presets import DATASET_PRESETS, DatasetPreset, get_preset
-from datasets.scene import COPPER, block_labels
-from datasets.stack import BseStack
+from datasets.scene import block_labels
 
 REPO = Path(__file__).resolve().parents[1]
-THIS_MODULE = sys.modules[__name__]
+THIS_MODULE = fakes  # the builder's test seam: the fake simulator module
+# other test modules pass this module as the simulator: its API, from tests/fakes.py
+from fakes import SIMULATOR_VERSION, PhysicsConfig, simulate_stacks  # noqa: E402,F401
 
-# -- fake simulator (module-level API used by the builder's test seam) ---------------------------
-
-SIMULATOR_VERSION = "fake-1"
-
-
-@dataclass(frozen=True)
-class PhysicsConfig:
-    elastic: str = "fake"
-    stopping: str = "fake"
-
-    def describe(self) -> dict:
-        return {"elastic": self.elastic, "stopping": self.stopping, "model": "fake"}
-
-
-def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device="cpu", physics=None,
-                    cutoff_eV=50.0, progress=False, **_):
-    """Binomial counts around a yield that grows with the Cu fraction of each column."""
-    time.sleep(float(os.environ.get("FAKE_SIMULATOR_SLEEP_S", "0")))
-    geometries = np.asarray(geometries)
-    energies = np.asarray(energies_keV, dtype=np.float64)
-    copper = (geometries == COPPER).mean(axis=1)  # (N, Y, X)
-    weight = energies / energies.max()
-    mean_yield = 0.1 + 0.4 * copper[:, None] * weight[None, :, None, None]
-    counts = np.random.default_rng(seed).binomial(electrons_per_pixel, mean_yield)
-    return [BseStack(bse=c / electrons_per_pixel, energies_keV=energies, counts=c,
-                     electrons_per_pixel=electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
-
-
-TINY = dict(n_geometries=10, shard_size=3, electrons_per_pixel=20, cases=())
+TINY = dict(n_geometries=10, shard_size=3, simulated_electrons_per_pixel=20, cases=())
 
 
 def build_fake(out, **overrides):
@@ -73,7 +47,7 @@ def shard_files(path) -> list[Path]:
 
 def test_presets_have_the_documented_sizes():
     paper = DATASET_PRESETS["paper"]
-    assert (paper.n_geometries, paper.electrons_per_pixel, len(paper.energies_keV)) == (10_000, 1000, 20)
+    assert (paper.n_geometries, paper.simulated_electrons_per_pixel, len(paper.energies_keV)) == (10_000, 1000, 20)
     assert paper.test_fraction == 0.02 and 0 < paper.val_fraction < 0.2
     assert set(DATASET_PRESETS) == {"smoke", "quick", "paper"}
     for preset in DATASET_PRESETS.values():
@@ -82,7 +56,7 @@ def test_presets_have_the_documented_sizes():
 
 
 def test_unknown_preset_and_bad_overrides_give_clear_errors(tmp_path):
-    with pytest.raises(KeyError, match="available presets.*paper.*quick.*smoke"):
+    with pytest.raises(KeyError, match="unknown dataset preset 'huge'; known: smoke, quick, paper"):
         builder.build_dataset(tmp_path, preset="huge")
     with pytest.raises(TypeError, match="unknown dataset preset field.*n_geometry"):
         get_preset("smoke", n_geometry=3)
@@ -150,7 +124,7 @@ def test_second_build_of_a_complete_dataset_rewrites_nothing(tmp_path):
 def test_resume_into_a_directory_with_other_settings_is_refused(tmp_path):
     path = build_fake(tmp_path / "data")
     with pytest.raises(ValueError, match="other settings.*electrons_per_pixel: 20 -> 30"):
-        build_fake(path, electrons_per_pixel=30)
+        build_fake(path, simulated_electrons_per_pixel=30)
 
 
 def test_corrupt_and_truncated_shards_are_detected_and_rebuilt(tmp_path):
@@ -210,11 +184,12 @@ def test_killed_build_resumes_without_redoing_finished_shards(tmp_path):
     with pytest.raises(storage.DatasetError, match="incomplete"):
         storage.open_dataset(out)
 
-    (out / "shards" / "shard-00001.h5.tmp-99999").write_bytes(b"half-written shard of a killed build")
-    build_smoke = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+    # a temporary file as datasets.files.atomic_path names it, left by a killed write
+    (out / "shards" / ".shard-00001.h5.99999.tmp").write_bytes(b"half-written shard of a killed build")
+    build_smoke = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, simulated_electrons_per_pixel=20)
     builder.build_dataset(out, **build_smoke)
     assert {f: (f.stat().st_ino, f.stat().st_mtime_ns) for f in finished} == finished
-    assert not list(out.rglob("*.tmp-*"))
+    assert not list(out.rglob("*.tmp"))
     resumed = storage.open_dataset(out)
     uninterrupted = storage.open_dataset(builder.build_dataset(tmp_path / "uninterrupted", **build_smoke))
     assert resumed.hash == uninterrupted.hash
@@ -230,7 +205,7 @@ def test_build_command_line(tmp_path, capsys, monkeypatch):
                  "--n-geometries", "4", "--electrons-per-pixel", "3", "--quiet"]) == 0
     assert "4 samples" in capsys.readouterr().out
     dataset = storage.open_dataset(out)
-    assert dataset.electrons_per_pixel == 3 and dataset.cases() == ["nanocube", "nanowire"]
+    assert dataset.simulated_electrons_per_pixel == 3 and dataset.cases() == ["nanocube", "nanowire"]
     assert main(["build", "--preset", "smoke", "--out", str(out), "--electrons-per-pixel", "4", "--quiet"]) == 1
     assert "other settings" in capsys.readouterr().err  # a data problem: exit 1 (datasets.cli_errors)
     with pytest.raises(SystemExit):
@@ -242,7 +217,7 @@ def test_build_command_line(tmp_path, capsys, monkeypatch):
 def test_real_simulator_end_to_end(tmp_path):
     """A tiny dataset with the real Monte Carlo simulator: shapes, yields, counts, labels, cases."""
     path = builder.build_dataset(tmp_path / "real", preset="smoke", workers=1, progress=False,
-                                 n_geometries=2, shard_size=2, electrons_per_pixel=1, cases=("nanocube",))
+                                 n_geometries=2, shard_size=2, simulated_electrons_per_pixel=1, cases=("nanocube",))
     dataset = storage.open_dataset(path)
     assert dataset.meta["simulator"]["module"] == "datasets.simulate"
     from datasets.physics import PhysicsConfig as RealPhysics
@@ -252,7 +227,7 @@ def test_real_simulator_end_to_end(tmp_path):
     assert bse.shape[1:] == (20, 20, 20) and labels.shape[1:] == (20, 20, 20)
     # 1 e-/pixel: a primary and a fast secondary may both be detected (yield 2)
     assert np.all((bse >= 0) & (bse <= 2)) and bse.mean() > 0
-    with storage.h5py.File(path / storage.shard_name(0), "r") as h5:
+    with h5py.File(path / storage.shard_name(0), "r") as h5:
         np.testing.assert_array_equal(h5["counts"][:] / 1.0, h5["bse"][:])
     cube = dataset.case("nanocube")
     assert [c["id"] for c in cube] == ["position1", "position2", "position3", "position4"]
@@ -349,7 +324,7 @@ def test_ctrl_c_stops_a_build_with_one_line_and_code_130(tmp_path):
 def test_corrupt_manifest_is_rebuilt_from_the_verified_shards(tmp_path, capsys):
     """Issue 13.6: a corrupt dataset.json must not cost the good shards."""
     out = tmp_path / "data"
-    build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+    build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, simulated_electrons_per_pixel=20)
     builder.build_dataset(out, **build)
     before = storage.open_dataset(out).hash
     shards = {f: f.stat().st_mtime_ns for f in shard_files(out)}
@@ -361,9 +336,9 @@ def test_corrupt_manifest_is_rebuilt_from_the_verified_shards(tmp_path, capsys):
     assert list(out.glob(f"{storage.MANIFEST_NAME}.corrupt-*"))
     # a shard of other settings is not taken on trust when no manifest vouches for it
     (out / storage.MANIFEST_NAME).write_text("not json")
-    builder.build_dataset(out, **{**build, "electrons_per_pixel": 21})
+    builder.build_dataset(out, **{**build, "simulated_electrons_per_pixel": 21})
     assert all(f.stat().st_mtime_ns != shards[f] for f in shard_files(out))
-    assert storage.open_dataset(out).electrons_per_pixel == 21
+    assert storage.open_dataset(out).simulated_electrons_per_pixel == 21
 
 
 def test_a_second_build_waits_for_the_first_and_reuses_its_data(tmp_path, capsys):
@@ -376,14 +351,14 @@ def test_a_second_build_waits_for_the_first_and_reuses_its_data(tmp_path, capsys
         "print('locked', flush=True); time.sleep(2)")], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, electrons_per_pixel=20)
+        build = dict(preset="smoke", workers=1, progress=False, simulator=THIS_MODULE, simulated_electrons_per_pixel=20)
         with pytest.raises(storage.DatasetError, match="another build is writing"):
             builder.build_dataset(out, **build)  # the datasets CLI still refuses
         started = time.monotonic()
         builder.build_dataset(out, wait_for_lock=True, **build)
         assert time.monotonic() - started > 0.5
         assert "waiting for it to finish, then reusing its data" in capsys.readouterr().err
-        assert storage.open_dataset(out).electrons_per_pixel == 20
+        assert storage.open_dataset(out).simulated_electrons_per_pixel == 20
     finally:
         holder.kill()
         holder.wait()

@@ -69,20 +69,20 @@ def thinned_dataset(tmp_path_factory):
     from datasets.storage import open_dataset
 
     out = tmp_path_factory.mktemp("dose") / "data"
-    build_dataset(out, preset=get_preset("smoke", electrons_per_pixel=20, dose=5), progress=False)
+    build_dataset(out, preset=get_preset("smoke", simulated_electrons_per_pixel=20, read_electrons_per_pixel=5), progress=False)
     return open_dataset(out)
 
 
 def test_a_dose_below_the_simulated_one_is_an_exact_fixed_thinning(thinned_dataset):
     data = thinned_dataset
-    assert (data.electrons_per_pixel, data.stored_electrons_per_pixel, data.thinned) == (5, 20, True)
+    assert (data.read_electrons_per_pixel, data.simulated_electrons_per_pixel, data.thinned) == (5, 20, True)
     at_dose, labels, ids = data.arrays("train")
     stored = data.arrays("train", stored=True)[0]
     assert np.array_equal(at_dose, data.arrays("train")[0])  # one fixed draw per sample
     assert np.allclose(at_dose * 5, np.rint(at_dose * 5), atol=1e-5)  # whole electrons at 5 e-/px
     assert not np.array_equal(at_dose, stored)
     assert at_dose.mean() == pytest.approx(stored.mean(), rel=0.05)  # same image, more noise
-    counts = data.stored_counts("train")
+    counts = data.simulated_counts("train")
     assert np.array_equal(counts, np.rint(stored * 20))
     assert np.array_equal(data.sample(ids[0])["bse"], at_dose[0])
     assert np.array_equal(np.asarray(data.split("train")[0]["bse"]), at_dose[0])
@@ -94,11 +94,12 @@ def test_a_dose_below_the_simulated_one_is_an_exact_fixed_thinning(thinned_datas
 def test_the_dose_is_part_of_the_preset_only_where_set():
     from datasets.presets import get_preset
 
-    assert "dose" not in get_preset("quick").settings()  # datasets made before it keep their hash
-    assert "dose" not in get_preset("smoke", electrons_per_pixel=4, dose=4).settings()  # = simulated
-    assert get_preset("smoke", electrons_per_pixel=20, dose=5).settings()["dose"] == 5
-    with pytest.raises(ValueError, match="dose must be an integer"):
-        get_preset("smoke", electrons_per_pixel=4, dose=8)
+    # file format: the read dose is the settings key "dose", left out when unset (hashes unchanged)
+    assert "dose" not in get_preset("quick").settings()
+    assert "dose" not in get_preset("smoke", simulated_electrons_per_pixel=4, read_electrons_per_pixel=4).settings()  # = simulated
+    assert get_preset("smoke", simulated_electrons_per_pixel=20, read_electrons_per_pixel=5).settings()["dose"] == 5
+    with pytest.raises(ValueError, match="read_electrons_per_pixel must be an integer"):
+        get_preset("smoke", simulated_electrons_per_pixel=4, read_electrons_per_pixel=8)
 
 
 def test_training_draws_fresh_noise_every_epoch_and_resumes_exactly(thinned_dataset, tmp_path, monkeypatch):
@@ -114,9 +115,9 @@ def test_training_draws_fresh_noise_every_epoch_and_resumes_exactly(thinned_data
     draws = []
     original = training.thin_to_dose
 
-    def spy(counts, stored, dose, rng):
-        out = original(counts, stored, dose, rng)
-        draws.append(((stored, dose), out.copy()))
+    def spy(counts, simulated, read, rng):
+        out = original(counts, simulated, read, rng)
+        draws.append(((simulated, read), out.copy()))
         return out
 
     monkeypatch.setattr(training, "thin_to_dose", spy)
@@ -127,7 +128,7 @@ def test_training_draws_fresh_noise_every_epoch_and_resumes_exactly(thinned_data
 
     part = create("bsevox", config="tiny", preset="smoke")
     data = thinned_dataset
-    counts = (data.stored_counts("train"), 20, 5)
+    counts = (data.simulated_counts("train"), 20, 5)
     training.train_on_splits(part, data.arrays("train")[:2], data.arrays("val")[:2], tmp_path / "part",
                              settings, progress=False, until_epoch=2, train_counts=counts)
     training.train_on_splits(part, data.arrays("train")[:2], data.arrays("val")[:2], tmp_path / "part",
@@ -163,5 +164,36 @@ def test_the_dose_study_has_its_own_data_at_a_top_dose(tmp_path):
     assert np.allclose(case.bse * 25, np.rint(case.bse * 25), atol=1e-4)
     bench = Benchmark("smoke", results_dir=tmp_path / "results", dataset=data, progress=False)
     assert bench.planner.dose_levels() == [2, 10, 25, 30]  # below the top, the data's own dose, the top
-    with pytest.raises(ValueError, match="above electrons_per_pixel"):
+    with pytest.raises(ValueError, match="above simulated_electrons_per_pixel"):
         get_preset("smoke", dose_study_electrons_per_pixel=2)
+
+
+def test_the_preset_settings_keep_the_file_format_of_the_dataset_hash():
+    """``settings()`` feeds the manifest and the dataset hash: its keys are the file format's
+    (``electrons_per_pixel`` = simulated, ``dose`` = read), whatever the preset's field names."""
+    from datasets.presets import get_preset, settings_doses
+
+    quick = get_preset("quick").settings()
+    assert list(quick) == ["n_geometries", "electrons_per_pixel", "energies_keV", "cutoff_eV", "test_fraction",
+                           "val_fraction", "shard_size", "seed", "cases", "physics", "elastic", "stopping",
+                           "inelastic", "barrier", "case_repeats", "dose_study_electrons_per_pixel",
+                           "dose_study_test_samples"]
+    assert quick["electrons_per_pixel"] == 60 and settings_doses(quick) == (60, 60)
+    thinned = get_preset("smoke", simulated_electrons_per_pixel=20, read_electrons_per_pixel=5).settings()
+    assert (thinned["electrons_per_pixel"], thinned["dose"]) == (20, 5) and settings_doses(thinned) == (20, 5)
+
+
+def test_the_dose_reader_thins_exactly_and_only_below_the_simulated_dose():
+    from datasets.dose import DoseReader
+
+    bse = np.random.default_rng(0).binomial(20, 0.3, size=(2, 4, 4)) / 20.0
+    same = DoseReader(20, 20, seed=1)
+    assert not same.thinned and same.read(bse, None, (0,)) is bse
+    reader = DoseReader(20, 5, seed=1)
+    low = reader.read(bse, None, (3,))
+    assert reader.thinned and low.dtype == np.float32
+    assert np.allclose(low * 5, np.rint(low * 5), atol=1e-5)  # whole electrons of 5
+    assert np.array_equal(low, reader.read(bse, None, (3,))) and not np.array_equal(low, reader.read(bse, None, (4,)))
+    assert np.array_equal(reader.simulated_counts(bse, None), np.rint(bse * 20))
+    with pytest.raises(ValueError, match="not in"):
+        DoseReader(5, 20, seed=0)

@@ -1,10 +1,10 @@
 """MED-SEM: forward operator, PSF estimation and cache, calibration, and recovery of a cube."""
 
-import os
 import warnings
 
 import numpy as np
 import pytest
+from fakes import FakeDataset
 from scipy import ndimage
 
 from methods.binarize import iou_per_sample
@@ -236,34 +236,55 @@ def test_medsem_recovers_a_shallow_cube_from_simulated_stacks(tmp_path):
 
 
 def test_fit_warns_when_the_psf_physics_differs_from_the_data():
-    class Split(list):
-        pass
-
-    split = Split()
-    split.dataset = type("Dataset", (), {})()
-    split.dataset.meta = {"physics": {"elastic": "mott", "stopping": "joyluo"}, "settings": {"cutoff_eV": 50.0}}
-    assert MedSem.psf_params_for(split.dataset.meta) == {
+    meta = {"physics": {"elastic": "mott", "stopping": "joyluo"}, "settings": {"cutoff_eV": 50.0}}
+    empty = (np.zeros((0, 20, 20, 20), np.float32), np.zeros((0, 20, 20, 20), np.uint8), [])
+    dataset = FakeDataset({"train": empty, "val": empty, "test": empty}, meta=meta)
+    assert MedSem.psf_params_for(meta) == {
         # a record from before inelastic physics existed reads as simulated without it
         "physics": {"elastic": "mott", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
         "cutoff_eV": 50.0,
     }
     with pytest.warns(UserWarning, match="psf_params_for"):
-        MedSem().fit(split, progress=False)
-    matching = MedSem(**MedSem.psf_params_for(split.dataset.meta))
+        MedSem().fit(dataset, progress=False)
+    matching = MedSem(**MedSem.psf_params_for(meta))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert matching.fit(split, progress=False) == {"calibrated": False}
+        assert matching.fit(dataset, progress=False) == {"calibrated": False}
 
 
-def test_psf_cache_temporaries_are_private_to_a_process_and_thread(tmp_path):
-    """Issue 13.8: concurrent first runs must not write the same temporary PSF file."""
+def test_concurrent_psf_cache_writes_of_one_process_do_not_collide(tmp_path, monkeypatch):
+    """Issue 13.8: concurrent first runs (threads of one process) must not share a temporary file."""
     import threading
+    import time
 
-    from methods.medsem.psf import _temporary_name
+    from methods.medsem.psf import LayerPsf
 
-    names = []
-    thread = threading.Thread(target=lambda: names.append(_temporary_name(tmp_path / "psf.npz")))
-    thread.start()
-    thread.join()
-    names.append(_temporary_name(tmp_path / "psf.npz"))
-    assert names[0] != names[1] and all(str(os.getpid()) in n.name for n in names)
+    inside, most = [0], [0]
+    original = np.savez
+
+    def slow_savez(handle, **arrays):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        original(handle, **arrays)
+        inside[0] -= 1
+
+    monkeypatch.setattr(np, "savez", slow_savez)
+    psf = LayerPsf(energies_keV=np.array([1.0]), background=np.zeros(1), weights=np.ones((1, 2)),
+                   sigma_nm=np.ones((1, 2)))
+    errors = []
+
+    def save():
+        try:
+            psf.save(tmp_path / "psf.npz")
+        except Exception as err:  # noqa: BLE001 - collected for the assertion
+            errors.append(err)
+
+    threads = [threading.Thread(target=save) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and most[0] == 1
+    assert np.array_equal(LayerPsf.load(tmp_path / "psf.npz").weights, psf.weights)
+    assert not [p for p in tmp_path.iterdir() if p.name != "psf.npz"]  # no temporary left

@@ -18,8 +18,7 @@ class LabelledFakeDataset(FakeDataset):
     """The fake dataset with a training split, so a learned method can be trained on it."""
 
     def __init__(self):
-        super().__init__()
-        self._splits["train"] = [("a0", column_sample([(0, 0)])), ("a1", column_sample([(2, 1)]))]
+        super().__init__(extra_splits={"train": [("a0", column_sample([(0, 0)])), ("a1", column_sample([(2, 1)]))]})
 
 
 @pytest.fixture

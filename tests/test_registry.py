@@ -19,8 +19,9 @@ import pytest
 from benchmark import provenance
 from benchmark.runner import code_version
 from datasets.cli_errors import run_cli
+from datasets.errors import UnknownNameError
 from methods import registry
-from methods.registry import PluginError, UnknownNameError
+from methods.registry import PluginError
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "extending.md"
@@ -81,7 +82,7 @@ def test_a_module_named_in_the_environment_registers_its_method(clean_registry, 
 def test_an_unknown_name_lists_the_plugins_too(clean_registry, monkeypatch):
     write_plugin(clean_registry, "plugin_one", "plugone")
     monkeypatch.setenv(registry.PLUGINS_ENV, "plugin_one")
-    with pytest.raises(UnknownNameError, match="unknown method 'nosuch'; known methods: bsevox, medsem, plugone, unet3d"):
+    with pytest.raises(UnknownNameError, match="unknown method 'nosuch'; known: bsevox, medsem, plugone, unet3d"):
         registry.get("nosuch")
 
 

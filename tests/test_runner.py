@@ -6,6 +6,7 @@ import math
 import re
 from pathlib import Path
 
+import fakes
 import numpy as np
 import pandas as pd
 import pytest
@@ -55,36 +56,27 @@ def column_sample(columns, extra=()):
     return bse, label
 
 
-class FakeDataset:
-    """What the runner reads from a ``datasets.storage.BseDataset``: stored (simulated) at
-    ``electrons_per_pixel`` and read at it, no dose-study data."""
+def as_split(items):
+    """``(bse, labels, ids)`` of ``[(id, (bse, label)), ...]`` (``tests/fakes.FakeDataset``'s split form)."""
+    return (np.stack([b for _, (b, _) in items]), np.stack([lab for _, (_, lab) in items]),
+            [sid for sid, _ in items])
 
-    dose_study_electrons_per_pixel = None
 
-    def __init__(self, energies=(1.0, 3.0), electrons_per_pixel=2):
-        self.energies_keV = np.asarray(energies, float)
-        self.electrons_per_pixel = electrons_per_pixel
-        self.stored_electrons_per_pixel = electrons_per_pixel
-        self.hash = "fakehash0001"
+class FakeDataset(fakes.FakeDataset):
+    """The runner's test data: two test samples, one validation sample and a nanocube case,
+    simulated and read at ``simulated_electrons_per_pixel``, no dose-study data."""
+
+    def __init__(self, energies=(1.0, 3.0), simulated_electrons_per_pixel=2, extra_splits: dict | None = None):
+        splits = {"test": [("t0", column_sample([(0, 0)])), ("t1", column_sample([(1, 1)], extra=[(2, 2)]))],
+                  "val": [("v0", column_sample([(3, 3)]))], **(extra_splits or {})}
+        cases = {"nanocube": [{"id": "position1", "bse": b, "label": lab}
+                              for b, lab in [column_sample([(0, 1), (0, 2)])]]}
+        super().__init__({name: as_split(items) for name, items in splits.items()}, cases=cases,
+                         energies_keV=energies, simulated_electrons_per_pixel=simulated_electrons_per_pixel,
+                         meta={"settings": {"energies_keV": list(energies),
+                                            "electrons_per_pixel": simulated_electrons_per_pixel,
+                                            "cutoff_eV": 50.0, "elastic": None, "stopping": None}})
         self.path = Path("/nonexistent/fake-dataset")
-        self.meta = {"settings": {"energies_keV": list(energies), "electrons_per_pixel": electrons_per_pixel,
-                                  "cutoff_eV": 50.0, "elastic": None, "stopping": None}}
-        self._splits = {
-            "test": [("t0", column_sample([(0, 0)])), ("t1", column_sample([(1, 1)], extra=[(2, 2)]))],
-            "val": [("v0", column_sample([(3, 3)]))],
-        }
-        self._cases = {"nanocube": [("position1", column_sample([(0, 1), (0, 2)]))]}
-
-    def arrays(self, split, stored=False):
-        items = self._splits[split]
-        return (np.stack([b for _, (b, _) in items]), np.stack([lab for _, (_, lab) in items]),
-                [sid for sid, _ in items])
-
-    def cases(self):
-        return list(self._cases)
-
-    def case(self, name, stored=False):
-        return [{"id": sid, "bse": b, "label": lab} for sid, (b, lab) in self._cases[name]]
 
 
 @pytest.fixture
@@ -278,7 +270,7 @@ def test_custom_case_end_to_end(tmp_path, fake_method):
     copper[0:4, 8:12, 8:12] = True  # a 4 nm cube at the top of the block
     path = tmp_path / "my_cube.npy"
     np.save(path, paper_block(copper))
-    dataset = FakeDataset(energies=(1.0, 3.0), electrons_per_pixel=2)
+    dataset = FakeDataset(energies=(1.0, 3.0), simulated_electrons_per_pixel=2)
     b = bench(tmp_path, dataset=dataset)
     specs = b.plan(["fake"], [str(path)], threshold_rule="fixed-0.5")
     rows = b.run_all(specs)
@@ -306,7 +298,7 @@ def test_custom_cases_of_the_same_file_name_stay_apart(tmp_path, fake_method):
         (tmp_path / folder).mkdir()
         paths.append(tmp_path / folder / "cube.npy")
         np.save(paths[-1], paper_block(copper))
-    dataset = FakeDataset(energies=(1.0, 3.0), electrons_per_pixel=2)
+    dataset = FakeDataset(energies=(1.0, 3.0), simulated_electrons_per_pixel=2)
     b = bench(tmp_path, dataset=dataset)
     b.run_all(b.plan(["fake"], [str(p) for p in paths], threshold_rule="fixed-0.5"))
     results = pd.read_parquet(tmp_path / "out" / "results.parquet")
@@ -391,7 +383,7 @@ def test_smoke_preset_end_to_end(tmp_path):
 
 
 def test_the_dose_case_plans_one_run_per_reachable_dose(tmp_path, fake_method):
-    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False)
+    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(simulated_electrons_per_pixel=60), progress=False)
     specs = bench.plan(["fake"], ["dose"])
     assert {s.case for s in specs} == {"dose"}
     assert [s.read_electrons_per_pixel for s in specs] == [10, 25, 50, 60]
@@ -410,7 +402,7 @@ def test_the_dose_case_plans_one_run_per_reachable_dose(tmp_path, fake_method):
 
 
 def test_read_dose_picks_levels_of_the_dose_case(tmp_path, fake_method):
-    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False,
+    bench = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(simulated_electrons_per_pixel=60), progress=False,
                       log=lambda m: None)
     specs = bench.plan(["fake"], ["test", "dose"], read_doses=[25, 60, 25])
     assert [(s.case, s.read_electrons_per_pixel) for s in specs] == [("test", None), ("dose", 25), ("dose", 60)]
@@ -422,7 +414,7 @@ def test_read_dose_picks_levels_of_the_dose_case(tmp_path, fake_method):
 
 def test_a_pair_that_does_not_apply_is_noted_once_for_all_dose_levels(tmp_path, fake_method):
     messages = []
-    b = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(electrons_per_pixel=60), progress=False,
+    b = Benchmark("smoke", results_dir=tmp_path, dataset=FakeDataset(simulated_electrons_per_pixel=60), progress=False,
                   log=messages.append)
     with pytest.raises(BenchmarkError) as caught:  # oracle thresholds: MED-SEM on the paper's cases only
         b.plan(["fake", "medsem"], ["dose"], threshold_rule="oracle")

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 
+import fakes
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from datasets import builder, storage
+from datasets import builder, dataset_format, storage
 from datasets.scene import COPPER
-from datasets.stack import BseStack
 
-THIS_MODULE = sys.modules[__name__]
-
-# -- fake simulator for the builder's test seam (fast and deterministic) -------------------------
-
-SIMULATOR_VERSION = "fake-storage-1"
-
-
-@dataclass(frozen=True)
-class PhysicsConfig:
-    elastic: str = "fake"
-    stopping: str = "fake"
-
-    def describe(self) -> dict:
-        return {"elastic": self.elastic, "stopping": self.stopping}
-
-
-def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, **_):
-    copper = (np.asarray(geometries) == COPPER).mean(axis=1)[:, None]  # (N, 1, Y, X)
-    mean_yield = 0.1 + 0.5 * copper * np.linspace(0.2, 1.0, len(energies_keV))[None, :, None, None]
-    counts = np.random.default_rng(seed).binomial(electrons_per_pixel, mean_yield)
-    return [BseStack(bse=c / electrons_per_pixel, energies_keV=energies_keV, counts=c,
-                     electrons_per_pixel=electrons_per_pixel) for c in counts]
+THIS_MODULE = fakes  # the builder's test seam: the fake simulator module
 
 
 @pytest.fixture(scope="module")
 def dataset_path(tmp_path_factory):
     out = tmp_path_factory.mktemp("storage") / "data"
     return builder.build_dataset(out, preset="smoke", workers=1, progress=False, simulator=THIS_MODULE,
-                                 n_geometries=40, shard_size=16, electrons_per_pixel=50,
+                                 n_geometries=40, shard_size=16, simulated_electrons_per_pixel=50,
                                  test_fraction=0.1, val_fraction=0.2)
 
 
@@ -76,7 +53,7 @@ def test_shard_round_trip(tmp_path):
         assert h5.attrs["format"] == storage.FORMAT_NAME and h5.attrs["shard_index"] == 3
         assert h5["bse"].dtype == np.float32 and h5["bse"].chunks == (1, 3, 4, 5)
         assert h5["label"].dtype == np.uint8 and h5["counts"].dtype == np.uint32
-        back = storage._read_group(h5)
+        back = dataset_format.read_group(h5)
     for key in ("bse", "counts", "label", "geometry"):
         np.testing.assert_array_equal(back[key], getattr(arrays, key))
     np.testing.assert_array_equal(back["seed"], arrays.seeds)
@@ -121,10 +98,10 @@ def test_open_dataset_api(dataset_path):
 def test_uncached_reads_equal_cached_reads(dataset_path):
     cached = storage.open_dataset(dataset_path)
     uncached = storage.open_dataset(dataset_path, cache_bytes=0)
-    assert not uncached._cache_all and cached._cache_all
+    assert not uncached.files.cache_all and cached.files.cache_all
     for a, b in zip(cached.arrays("train"), uncached.arrays("train")):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert not uncached._shard_cache
+    assert not uncached.files._shard_cache
 
 
 # -- splits --------------------------------------------------------------------------------------
@@ -148,7 +125,7 @@ def test_saved_splits_are_reused_not_recomputed(dataset_path, tmp_path):
     path = copy_dataset(dataset_path, tmp_path / "copy")
     text = (path / "splits.json").read_text()
     builder.build_dataset(path, preset="smoke", workers=1, progress=False, simulator=THIS_MODULE,
-                          n_geometries=40, shard_size=16, electrons_per_pixel=50, test_fraction=0.1, val_fraction=0.2)
+                          n_geometries=40, shard_size=16, simulated_electrons_per_pixel=50, test_fraction=0.1, val_fraction=0.2)
     assert (path / "splits.json").read_text() == text
 
 
@@ -169,17 +146,17 @@ def test_edited_or_overlapping_splits_are_rejected(dataset_path, tmp_path):
 def test_poisson_noise_is_reproducible_and_has_the_right_statistics(dataset_path):
     dataset = storage.open_dataset(dataset_path)
     clean = dataset.split("train")[3]["bse"]
-    noisy = dataset.split("train", noise_dose=20, seed=7)[3]["bse"]
-    again = dataset.split("train", noise_dose=20, seed=7)[3]["bse"]
-    other = dataset.split("train", noise_dose=20, seed=8)[3]["bse"]
+    noisy = dataset.split("train", read_electrons_per_pixel=20, seed=7)[3]["bse"]
+    again = dataset.split("train", read_electrons_per_pixel=20, seed=7)[3]["bse"]
+    other = dataset.split("train", read_electrons_per_pixel=20, seed=8)[3]["bse"]
     assert torch.equal(noisy, again) and not torch.equal(noisy, other)
     assert torch.allclose(noisy * 20, torch.round(noisy * 20), atol=1e-4)  # whole electrons / dose
     assert abs(float(noisy.mean() - clean.mean())) < 0.02
     assert float((noisy - clean).var()) == pytest.approx(float(clean.mean()) / 20, rel=0.25)
-    bse, _, ids = dataset.arrays("train", noise_dose=20, seed=7)
+    bse, _, ids = dataset.arrays("train", read_electrons_per_pixel=20, seed=7)
     np.testing.assert_array_equal(bse[3], noisy.numpy())
-    with pytest.raises(ValueError, match="noise_dose"):
-        dataset.split("train", noise_dose=0)
+    with pytest.raises(ValueError, match="read_electrons_per_pixel"):
+        dataset.split("train", read_electrons_per_pixel=0)
 
 
 # -- verification and errors ---------------------------------------------------------------------
@@ -224,7 +201,7 @@ def test_incomplete_dataset_and_unknown_names(dataset_path, tmp_path):
     dataset = storage.open_dataset(dataset_path)
     with pytest.raises(KeyError, match="unknown split 'validation'"):
         dataset.split("validation")
-    with pytest.raises(KeyError, match="stored cases"):
+    with pytest.raises(KeyError, match="unknown case 'nanosphere'; known: nanocube, nanowire"):
         dataset.case("nanosphere")
     with pytest.raises(KeyError, match="unknown sample id"):
         dataset.sample("g999999")
@@ -234,3 +211,14 @@ def test_incomplete_dataset_and_unknown_names(dataset_path, tmp_path):
     (path / "dataset.json").write_text(json.dumps(manifest))
     with pytest.raises(storage.DatasetError, match="incomplete.*python -m datasets build"):
         storage.open_dataset(path)
+
+
+def test_the_dataset_and_the_fakes_implement_the_dataset_protocol(dataset_path):
+    from datasets.protocol import Dataset
+
+    dataset = storage.open_dataset(dataset_path)
+    assert isinstance(dataset, Dataset) and isinstance(fakes.ToyDataset(4, 2, 2), Dataset)
+    assert not isinstance(dataset.split("train"), Dataset)  # a split is no dataset
+    assert dataset.dose_study_electrons_per_pixel is None and dataset.path == dataset_path
+    assert (dataset.simulated_electrons_per_pixel, dataset.read_electrons_per_pixel, dataset.thinned) == (50, 50, False)
+    assert np.array_equal(dataset.split("train").energies_keV, dataset.energies_keV)

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fakes import ToyDataset
 
 from methods.base import Method, create
 from methods.checkpoints import load_checkpoint
 from methods.grid_search import grid_search
-from methods.toys import ToyDataset, ToySplit
+from methods.toys import ToySplit
 from methods.training import TRAIN_PRESETS, TrainSettings, mean_iou, train, train_on_splits
 
 FAST = TrainSettings(epochs=3, batch_size=3, lr=3e-3, eval_every=1, patience=50, lam=0.5,
@@ -128,7 +129,7 @@ def test_train_uses_dataset_splits_and_energies(tmp_path):
         method.reconstruct(np.zeros((1, 5, 20, 20), np.float32))
     assert "training_data" not in json.loads((tmp_path / "method.json").read_text())  # toy data: no dose
 
-    dataset.electrons_per_pixel = 60  # what a real dataset says: the saved model records it
+    dataset.simulated_electrons_per_pixel = dataset.read_electrons_per_pixel = 60  # a real dataset's dose: recorded
     train(create("unet3d", config="tiny"), dataset, tmp_path / "dosed", replace(FAST, epochs=1, batch_size=2),
           progress=False)
     info = json.loads((tmp_path / "dosed" / "method.json").read_text())

@@ -32,7 +32,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.decomposition import non_negative_factorization
 
+from datasets.protocol import Dataset
+from datasets.splits import SplitDataset, split_energies
 from methods.base import HyperParam, Method
+from methods.inputs import check_stacks, energies_or_default
 from methods.medsem.operator import LayerBlurOperator, solve_bounded_least_squares
 from methods.medsem.psf import LayerPsf, simulated_layer_psf
 
@@ -153,10 +156,12 @@ class MedSem(Method):
         given PSF model's, else the default list. ``val``, ``out_dir``, ``resume`` and
         ``deadline`` are not used (the calibration takes seconds).
         """
-        if hasattr(train, "split") and not hasattr(train, "__getitem__"):
+        dataset = train if isinstance(train, Dataset) else train.dataset if isinstance(train, SplitDataset) else None
+        if isinstance(train, Dataset):
             train = train.split("train")
-        self._warn_on_physics_mismatch(train)
-        energies = energies_keV if energies_keV is not None else _dataset_energies(train)
+        if dataset is not None:
+            self._warn_on_physics_mismatch(dataset.meta)
+        energies = energies_keV if energies_keV is not None else split_energies(train)
         if energies is None and self._psf is not None:
             energies = self._psf.energies_keV
         self.fitted = True
@@ -166,11 +171,11 @@ class MedSem(Method):
         if n_samples == 0:
             raise ValueError("medsem calibration needs at least one training sample")
         items = [train[i] for i in range(n_samples)]
-        bse = self.check_input(np.stack([_numpy(item["bse"]) for item in items]), energies)
+        bse = check_stacks(self, np.stack([_numpy(item["bse"]) for item in items]), energies)
         labels = np.stack([_numpy(item["label"]) for item in items]).astype(float)
         if labels.shape[1:] != (self.depth, *bse.shape[2:]):
             raise ValueError(f"labels have shape {labels.shape[1:]}, expected {(self.depth, *bse.shape[2:])}")
-        energies = self._energies_or_default(energies, bse.shape[1])
+        energies = energies_or_default(self, energies, bse.shape[1])
         psf = self.layer_psf(energies, progress=progress)
         self.gain = self.offset = None
         predicted = self.forward_operator(energies, bse.shape[2:]).forward(labels)  # (N, E, H, W)
@@ -206,10 +211,9 @@ class MedSem(Method):
             params["cutoff_eV"] = float(cutoff)
         return params
 
-    def _warn_on_physics_mismatch(self, split) -> None:
-        meta = getattr(getattr(split, "dataset", None), "meta", None)
-        if not isinstance(meta, dict):
-            return
+    def _warn_on_physics_mismatch(self, meta: dict) -> None:
+        """Warn when the PSFs are simulated with other physics or cutoff than the data (``meta``:
+        the dataset's manifest)."""
         wanted = self.psf_params_for(meta)
         from datasets.physics import PhysicsConfig
 
@@ -322,12 +326,3 @@ def _numpy(x) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=np.float32)
-
-
-def _dataset_energies(dataset):
-    """Beam energies recorded by a dataset split (``SplitDataset.dataset.energies_keV``), if any."""
-    for obj in (dataset, getattr(dataset, "dataset", None)):
-        energies = getattr(obj, "energies_keV", None)
-        if energies is not None:
-            return np.asarray(energies, dtype=float)
-    return None

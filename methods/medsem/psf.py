@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.stack import save_npz
 from methods.medsem.operator import gaussian_dct_eigenvalues
 
 #: bump when the probe design or the stored arrays change
@@ -70,20 +71,9 @@ class LayerPsf:
 
     def save(self, path) -> Path:
         path = Path(path)
-        tmp = _temporary_name(path)
-        try:
-            np.savez(
-                tmp,
-                energies_keV=self.energies_keV,
-                background=self.background,
-                weights=self.weights,
-                sigma_nm=self.sigma_nm,
-                source_json=np.array(json.dumps(self.source, default=str)),
-            )
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return save_npz(path, {"energies_keV": self.energies_keV, "background": self.background,
+                               "weights": self.weights, "sigma_nm": self.sigma_nm,
+                               "source_json": np.array(json.dumps(self.source, default=str))}, compressed=False)
 
     @classmethod
     def load(cls, path) -> LayerPsf:
@@ -178,23 +168,10 @@ def simulated_layer_psf(
         images = _load_probe_images(path, expected_shape=(geometries.shape[0], energies.size, *geometries.shape[2:]))
     else:
         images = _simulate_probe_images(geometries, energies, settings, physics_config, scene, device, progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temporary_name(path)  # per process: concurrent first runs never share a temporary
-        try:
-            np.savez_compressed(tmp, images=images, settings_json=np.array(json.dumps(settings, default=str)))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        save_npz(path, {"images": images, "settings_json": np.array(json.dumps(settings, default=str))})
     psf = fit_layer_psf(energies, images[0], images[1:], masks.any(axis=1))
     psf.source = {"kind": "simulated-edge-probes", "cache_file": str(path), "cache_key": key, **settings}
     return psf
-
-
-def _temporary_name(path: Path) -> Path:
-    """A temporary file next to ``path``, unique to this process and thread."""
-    import threading
-
-    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.tmp.npz")
 
 
 def _simulate_probe_images(geometries, energies, settings, physics_config, scene, device, progress) -> np.ndarray:
