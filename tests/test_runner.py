@@ -339,7 +339,7 @@ def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
 
 def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
     b = bench(tmp_path)
-    with pytest.raises(UnknownNameError, match="known methods: .*bsevox.*medsem"):
+    with pytest.raises(UnknownNameError, match="unknown method 'nosuch'; known: .*bsevox.*medsem"):
         b.plan(["nosuch"], ["test"])
     with pytest.raises(UnknownNameError, match="unknown case 'nosuch'; known: nanocube, test, ablation"):
         b.plan(["fake"], ["nosuch"])
