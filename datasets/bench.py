@@ -72,7 +72,7 @@ def _rates(engine: str, stats: TransportStats, seconds: float, threads: int, **e
 def bench_kernel(geometries: np.ndarray, simulated_electrons_per_pixel: int, device: str, physics: PhysicsConfig,
                  seed: int = 0, threads: int | None = None) -> dict:
     """Time the fused kernel on ``geometries`` after a small compile/warm-up run."""
-    from datasets import kernel
+    from datasets.kernel import drivers
     from datasets.simulate import simulate_stacks
 
     simulate_stacks(geometries[:1], simulated_electrons_per_pixel=1, seed=seed, device=device, physics=physics, threads=threads)
@@ -81,7 +81,7 @@ def bench_kernel(geometries: np.ndarray, simulated_electrons_per_pixel: int, dev
     simulate_stacks(geometries, simulated_electrons_per_pixel=simulated_electrons_per_pixel, seed=seed, device=device, physics=physics,
                     stats=stats, threads=threads)
     seconds = time.perf_counter() - t0
-    n_threads = kernel.set_cpu_threads(threads) if device == "cpu" else 1
+    n_threads = drivers.set_cpu_threads(threads) if device == "cpu" else 1
     extra = {"parallelism": f"1 process x {n_threads} Numba threads" if device == "cpu" else "CUDA, 1 thread per primary"}
     if device.startswith("cuda"):
         extra["device_memory_mib"] = stats.device_bytes / 2**20  # every array the run put on the GPU

@@ -117,9 +117,6 @@ MATERIALS: dict[int, Material] = {1: SILICON, 2: COPPER}
 TARGET_MATERIAL = "Cu"
 VACUUM_ID = 0
 
-#: the earlier name of the table (kept: the same dict)
-DEFAULT_MATERIALS = MATERIALS
-
 
 def material_ids() -> tuple[int, ...]:
     """Every id a geometry may hold: vacuum and the table's."""

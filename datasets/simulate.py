@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from datasets.cross_sections import ELASTIC_MODELS, STOPPING_MODELS
 from datasets.inelastic_models import INELASTIC_MODELS
 from datasets.kernel import drivers
-from datasets.materials import DEFAULT_MATERIALS, Material, material_by_name
+from datasets.materials import MATERIALS, Material, material_by_name
 from datasets.physics import BARRIER_MODELS, DEFAULT_PHYSICS, PHYSICS_PRESETS, PhysicsConfig
 from datasets.physics_tables import PhysicsTables
 from datasets.provenance import check_device
@@ -87,7 +87,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
     """
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
-    materials = materials or DEFAULT_MATERIALS
+    materials = materials or MATERIALS
     energies = check_energies(energies_keV)
     if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
         raise ValueError(f"simulated_electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}")

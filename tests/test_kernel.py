@@ -23,7 +23,7 @@ import pytest
 from numba import njit
 
 from datasets.kernel import rng
-from datasets.materials import DEFAULT_MATERIALS
+from datasets.materials import MATERIALS
 from datasets.physics import PhysicsConfig
 from datasets.physics_tables import PhysicsTables
 from datasets.scene import DEFAULT_ENERGIES_KEV, paper_block
@@ -96,7 +96,7 @@ def test_counts_are_bit_identical_to_the_recorded_ones(name):
     mask = np.zeros((20, 20, 20), bool)
     mask[2:8, 3:12, 4:10] = True
     geometries = np.stack([paper_block(mask), paper_block()])
-    materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
+    materials, ids = _material_list(MATERIALS, [1, 2])
     grids = material_ids_to_indices(geometries, ids)
     tables = PhysicsTables(materials, RECORDED_PHYSICS[name])
     x, y = np.array([0.5, 3.5, 6.5, 10.5, 19.5]), np.array([0.5, 4.5, 8.5, 10.5, 19.5])
@@ -114,14 +114,14 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
     script = textwrap.dedent("""
         import warnings, numpy as np
         warnings.simplefilter("ignore", RuntimeWarning)   # uint64 wrap-around in the simulator's numpy scalars
-        from datasets.materials import DEFAULT_MATERIALS
+        from datasets.materials import MATERIALS
         from datasets.physics import PhysicsConfig
         from datasets.physics_tables import PhysicsTables
         from datasets.scene import paper_block
         from datasets.simulate import _material_list
         from datasets.transport import Transport, TransportStats, material_ids_to_indices
         mask = np.zeros((20, 20, 20), bool); mask[1:6, 0:8, 0:8] = True
-        materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
+        materials, ids = _material_list(MATERIALS, [1, 2])
         for physics in (PhysicsConfig.preset("csda"), PhysicsConfig.preset("csda", elastic="mott"),
                         PhysicsConfig.preset("nebula-penn")):
             elastic = physics.label()
