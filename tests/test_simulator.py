@@ -381,3 +381,15 @@ def test_cli_bench_times_penn_physics_against_another_preset(capsys):
     assert "nebula-penn" in penn_run["engine"] and "nebula-like" in compared["engine"]
     assert csda_twin["engine"].endswith("mott+tabulated+none+none")  # Penn's CSDA twin: its stopping power, no events
     assert result["against"] == "nebula-like" and result["speed_against"] > 0
+
+
+def test_bench_lists_cuda_only_where_the_kernel_can_use_a_gpu(monkeypatch):
+    from numba import cuda
+
+    from datasets.bench import available_devices
+
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    assert available_devices() == ["cpu"]
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "gpus", [object()])
+    assert available_devices() == ["cpu", "cuda"]
