@@ -1,20 +1,17 @@
-"""Simulator speed benchmark: ``python -m datasets bench [--device cpu|cuda] [--json] [--no-reference]``.
+"""Simulator speed benchmark: ``python -m datasets bench [--device cpu|cuda] [--json] [--against PRESET]``.
 
 Simulates full 20-energy stacks of the paper scene (random Cu-in-Si geometries of the training
-generator) with the fused kernel and, on the CPU, with the previous lock-step torch engine
-(:mod:`datasets.reference_transport`) on the same geometries in the same run, so the two rates
-form a ratio measured side by side. Reported per engine: primary electrons per second (all
-primaries over the wall time), free flights and elastic events per primary, nanoseconds of one
-thread per flight and per elastic event, and the peak resident memory of the processes.
-
-The kernel runs in this process with all Numba threads (``--threads``); the reference engine as
-it ran by default, one single-threaded eager process per core, each on its own geometries.
+generator) with the fused kernel, with the chosen physics and, on the same geometries in the same
+run, with the CSDA physics of the same elastic model (the cost of the inelastic physics) and
+optionally with a second preset (``--against``). Reported per run: primary electrons per second
+(all primaries over the wall time), free flights and elastic events per primary, nanoseconds of
+one thread per flight and per elastic event, and the peak resident memory (CPU) or the arrays
+held on the GPU. The kernel runs in this process with all Numba threads (``--threads``).
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -23,6 +20,7 @@ import time
 import numpy as np
 
 from datasets.physics import PhysicsConfig
+from datasets.provenance import DeviceError, check_device
 from datasets.simulate import physics_from_args
 from datasets.transport import TransportStats
 
@@ -71,19 +69,19 @@ def _rates(engine: str, stats: TransportStats, seconds: float, threads: int, **e
     }
 
 
-def bench_kernel(geometries: np.ndarray, electrons_per_pixel: int, device: str, physics: PhysicsConfig,
+def bench_kernel(geometries: np.ndarray, simulated_electrons_per_pixel: int, device: str, physics: PhysicsConfig,
                  seed: int = 0, threads: int | None = None) -> dict:
     """Time the fused kernel on ``geometries`` after a small compile/warm-up run."""
-    from datasets import kernel
+    from datasets.kernel import drivers
     from datasets.simulate import simulate_stacks
 
-    simulate_stacks(geometries[:1], electrons_per_pixel=1, seed=seed, device=device, physics=physics, threads=threads)
+    simulate_stacks(geometries[:1], simulated_electrons_per_pixel=1, seed=seed, device=device, physics=physics, threads=threads)
     stats = TransportStats()
     t0 = time.perf_counter()
-    simulate_stacks(geometries, electrons_per_pixel=electrons_per_pixel, seed=seed, device=device, physics=physics,
+    simulate_stacks(geometries, simulated_electrons_per_pixel=simulated_electrons_per_pixel, seed=seed, device=device, physics=physics,
                     stats=stats, threads=threads)
     seconds = time.perf_counter() - t0
-    n_threads = kernel.set_cpu_threads(threads) if device == "cpu" else 1
+    n_threads = drivers.set_cpu_threads(threads) if device == "cpu" else 1
     extra = {"parallelism": f"1 process x {n_threads} Numba threads" if device == "cpu" else "CUDA, 1 thread per primary"}
     if device.startswith("cuda"):
         extra["device_memory_mib"] = stats.device_bytes / 2**20  # every array the run put on the GPU
@@ -92,78 +90,39 @@ def bench_kernel(geometries: np.ndarray, electrons_per_pixel: int, device: str, 
     return _rates("fused kernel (numba)", stats, seconds, n_threads, **extra)
 
 
-def _reference_worker(geometries, electrons_per_pixel, seed, physics):
-    from datasets.materials import DEFAULT_MATERIALS
-    from datasets.physics import PhysicsTables
-    from datasets.reference_transport import simulate_counts
-    from datasets.scene import DEFAULT_ENERGIES_KEV
-    from datasets.simulate import _material_list
-    from datasets.transport import material_ids_to_indices
-
-    material_list, id_to_index = _material_list(DEFAULT_MATERIALS, np.unique(geometries))
-    tables = PhysicsTables(material_list, physics)
-    grids = material_ids_to_indices(geometries, id_to_index)
-    simulate_counts(grids[:1], DEFAULT_ENERGIES_KEV, 1, seed, tables)  # warm-up
-    stats = TransportStats()
-    t0 = time.perf_counter()
-    simulate_counts(grids, DEFAULT_ENERGIES_KEV, electrons_per_pixel, seed, tables, stats=stats)
-    return stats, time.perf_counter() - t0, _peak_rss_mib()
-
-
-def bench_reference(geometries: np.ndarray, electrons_per_pixel: int, physics: PhysicsConfig, workers: int,
-                    seed: int = 0) -> dict:
-    """Time the previous torch engine: ``workers`` single-threaded processes, the geometries split among them."""
-    parts = [p for p in np.array_split(geometries, workers) if len(p)]
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(len(parts)) as pool:
-        results = pool.starmap(_reference_worker, [(p, electrons_per_pixel, seed + w, physics) for w, p in enumerate(parts)])
-    stats = TransportStats()
-    for part_stats, _, _ in results:
-        stats.add(part_stats)
-    seconds = max(r[1] for r in results)
-    return _rates("lock-step torch (previous engine)", stats, seconds, len(parts),
-                  parallelism=f"{len(parts)} processes x 1 torch thread, eager",
-                  peak_rss_mib=sum(r[2] for r in results))
-
-
-def run_bench(device: str = "cpu", electrons_per_pixel: int = 100, geometries: int = 4,
-              physics: PhysicsConfig | None = None, seed: int = 0, reference: bool = True,
-              threads: int | None = None, against: PhysicsConfig | None = None) -> dict:
-    """Both engines on the same ``geometries`` random geometries x 20 energies x 400 pixels;
-    with ``against``, the kernel with that physics too (same geometries, same run)."""
-    from datasets.simulate import resolve_device
-
-    device = resolve_device(device)
+def run_bench(device: str = "cpu", simulated_electrons_per_pixel: int = 100, geometries: int = 4,
+              physics: PhysicsConfig | None = None, seed: int = 0, threads: int | None = None,
+              against: PhysicsConfig | None = None) -> dict:
+    """The kernel on ``geometries`` random geometries x 20 energies x 400 pixels with ``physics``,
+    with its CSDA twin and, with ``against``, with that physics too (same geometries, same run)."""
+    device = check_device(device, backend="numba")
     physics = physics or PhysicsConfig()
     # the same elastic model without inelastic physics ('none' stopping is Penn's: its CSDA twin is 'tabulated')
     csda = PhysicsConfig.preset("csda", elastic=physics.elastic,
                                 stopping="tabulated" if physics.stopping == "none" else physics.stopping)
     geoms = bench_geometries(geometries, seed)
-    engines = [bench_kernel(geoms, electrons_per_pixel, device, physics, seed, threads)]
-    engines[0]["engine"] += f", {physics.label()}"
-    compared = None
-    if against is not None and against != physics:
-        compared = bench_kernel(geoms, electrons_per_pixel, device, against, seed, threads)
-        compared["engine"] += f", {against.label()}"
+
+    def timed(config):
+        engine = bench_kernel(geoms, simulated_electrons_per_pixel, device, config, seed, threads)
+        engine["engine"] += f", {config.label()}"
+        return engine
+
+    engines = [timed(physics)]
+    compared = timed(against) if against is not None and against != physics else None
     if csda != physics:  # the cost of the inelastic physics: the same kernel without it
-        engines.append(bench_kernel(geoms, electrons_per_pixel, device, csda, seed, threads))
-        engines[-1]["engine"] += f", {csda.label()}"
-    if reference and device == "cpu":  # the previous engine knows elastic scattering + CSDA only
-        engines.append(bench_reference(geoms, electrons_per_pixel, csda, os.cpu_count() or 1, seed))
+        engines.append(timed(csda))
     result = {
         "device": device,
         "device_name": device_name(device),
         "geometries": geometries,
         "energies": 20,
-        "electrons_per_pixel": electrons_per_pixel,
+        "electrons_per_pixel": simulated_electrons_per_pixel,
         "physics": physics.label(),
         "engines": engines,
         "electrons_per_s": engines[0]["electrons_per_s"],
     }
     if csda != physics:
         result["physics_cost"] = engines[1]["electrons_per_s"] / engines[0]["electrons_per_s"]
-    if reference and device == "cpu":  # like for like: the kernel and the previous engine, both CSDA
-        result["speedup"] = engines[-2]["electrons_per_s"] / engines[-1]["electrons_per_s"]
     if compared is not None:
         engines.append(compared)
         result["against"] = against.label()
@@ -186,23 +145,26 @@ def format_bench(r: dict) -> str:
     if "speed_against" in r:
         lines.append(f"  the kernel with {r['physics']} physics runs at {r['speed_against']:.2f}x the primaries/s it "
                      f"makes with {r['against']} (same geometries, same run)")
-    if "speedup" in r:
-        lines.append(f"  speed-up of the fused kernel over the previous engine, both CSDA physics, same geometries, "
-                     f"same run: {r['speedup']:.2f}x")
     return "\n".join(lines)
 
 
-def _cmd_bench(args) -> int:
-    from numba import cuda
+def available_devices() -> list[str]:
+    """``cpu``, and ``cuda`` where the kernel can use a GPU here."""
+    try:
+        return ["cpu", check_device("cuda", backend="numba")]
+    except DeviceError:
+        return ["cpu"]
 
-    devices = [args.device] if args.device else (["cpu", "cuda"] if cuda.is_available() else ["cpu"])
+
+def _cmd_bench(args) -> int:
+    devices = [args.device] if args.device else available_devices()
     results = []
     for device in devices:
         epp = args.electrons_per_pixel or (1000 if device.startswith("cuda") else 100)
         geoms = args.geometries or (64 if device.startswith("cuda") else 4)
         against = PhysicsConfig.preset(args.against) if args.against else None
-        results.append(run_bench(device, epp, geoms, physics_from_args(args),
-                                 args.seed, reference=not args.no_reference, threads=args.threads, against=against))
+        results.append(run_bench(device, epp, geoms, physics_from_args(args), args.seed, threads=args.threads,
+                                 against=against))
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0]))
     else:
@@ -213,11 +175,10 @@ def _cmd_bench(args) -> int:
 def register_cli(subparsers) -> None:
     from datasets.simulate import add_physics_arguments
 
-    parser = subparsers.add_parser("bench", help="simulator speed: the fused kernel and the previous engine side by side")
+    parser = subparsers.add_parser("bench", help="simulator speed: the fused kernel with the chosen physics and its CSDA twin")
     parser.add_argument("--electrons-per-pixel", type=int, default=None, help="default 100 on CPU, 1000 on CUDA")
     parser.add_argument("--geometries", type=int, default=None, help="random geometries (default 4 on CPU, 64 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="CPU: Numba threads of the kernel (default: all cores)")
-    parser.add_argument("--no-reference", action="store_true", help="skip the previous torch engine")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--against", default=None,
                         help="also time the kernel with this physics preset (e.g. nebula-like) and print the ratio")

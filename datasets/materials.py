@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up, unknown_name
 
 AVOGADRO = 6.02214076e23
 
@@ -49,8 +49,7 @@ class BandStructure:
     affinity: float = 0.0
 
     def __post_init__(self):
-        if self.model not in ("metal", "semiconductor"):
-            raise ValueError(f"unknown band-structure model '{self.model}'; known: metal, semiconductor")
+        look_up("band-structure model", self.model, dict.fromkeys(("metal", "semiconductor")))
 
     @property
     def fermi_eV(self) -> float:
@@ -118,9 +117,6 @@ MATERIALS: dict[int, Material] = {1: SILICON, 2: COPPER}
 TARGET_MATERIAL = "Cu"
 VACUUM_ID = 0
 
-#: the earlier name of the table (kept: the same dict)
-DEFAULT_MATERIALS = MATERIALS
-
 
 def material_ids() -> tuple[int, ...]:
     """Every id a geometry may hold: vacuum and the table's."""
@@ -133,10 +129,10 @@ def materials_by_name() -> dict[str, Material]:
 
 def material_by_name(name: str) -> Material:
     """Look up a material by symbol (case-insensitive), with a clear error for unknown names."""
-    for key, material in materials_by_name().items():
-        if key.lower() == name.lower():
-            return material
-    raise UnknownNameError(f"unknown material '{name}'; known materials: {', '.join(materials_by_name())}")
+    by_lower = {key.lower(): material for key, material in materials_by_name().items()}
+    if name.lower() not in by_lower:
+        raise unknown_name("material", name, materials_by_name())
+    return by_lower[name.lower()]
 
 
 def material_id(name: str) -> int:

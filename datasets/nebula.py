@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.files import atomic_path
 from datasets.geometry_files import load_custom_geometry
 from datasets.materials import MATERIALS
 from datasets.scene import (
@@ -45,14 +46,8 @@ from datasets.scene import (
 )
 from datasets.stack import BseStack
 
-MIRROR, NEBULA_VACUUM, BSE_DETECTOR, SE_DETECTOR, DETECTOR, TERMINATOR = (
-    -122,
-    -123,
-    -124,
-    -125,
-    -126,
-    -127,
-)
+MIRROR, NEBULA_VACUUM, BSE_DETECTOR, SE_DETECTOR, DETECTOR, TERMINATOR = -122, -123, -124, -125, -126, -127
+
 
 def default_material_indices() -> dict[int, int]:
     """Scene material id -> Nebula material index, from the material table: the table's
@@ -60,20 +55,10 @@ def default_material_indices() -> dict[int, int]:
     its command line: silicon, then copper); vacuum is Nebula's vacuum."""
     return {VACUUM: NEBULA_VACUUM, **{mid: k for k, mid in enumerate(sorted(MATERIALS))}}
 
+
 #: One Nebula electron record (primary input and detector output alike).
-ELECTRON_DTYPE = np.dtype(
-    [
-        ("x", "=f4"),
-        ("y", "=f4"),
-        ("z", "=f4"),
-        ("dx", "=f4"),
-        ("dy", "=f4"),
-        ("dz", "=f4"),
-        ("E", "=f4"),
-        ("px", "=i4"),
-        ("py", "=i4"),
-    ]
-)
+ELECTRON_DTYPE = np.dtype([("x", "=f4"), ("y", "=f4"), ("z", "=f4"), ("dx", "=f4"), ("dy", "=f4"), ("dz", "=f4"),
+                           ("E", "=f4"), ("px", "=i4"), ("py", "=i4")])
 
 
 def to_nebula_xyz(points_scene_nm: np.ndarray) -> np.ndarray:
@@ -206,13 +191,10 @@ def export_tri(
     """
     materials, vertices = voxel_interface_triangles(geometry, scene, material_indices, detector)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
         for (mat_in, mat_out), triangle in zip(materials, vertices):
             coords = " ".join(f"{v:.9g}" for v in triangle.ravel())
             handle.write(f"{mat_in} {mat_out} {coords}\n")
-    os.replace(tmp, path)
     return path
 
 
@@ -268,10 +250,8 @@ def beam_raster(
 def write_electrons(path, records: np.ndarray) -> Path:
     """Write electron records (:data:`ELECTRON_DTYPE`) as a raw Nebula electron file, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    np.asarray(records, dtype=ELECTRON_DTYPE).tofile(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        np.asarray(records, dtype=ELECTRON_DTYPE).tofile(tmp)
     return path
 
 

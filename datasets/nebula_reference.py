@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.errors import look_up
 from datasets.physics import PhysicsConfig
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "data" / "nebula_reference"
@@ -60,10 +61,10 @@ class ReferenceStack:
 
 @cache
 def load_reference(name: str) -> ReferenceStack:
+    look_up("Nebula reference stack", name, dict.fromkeys(reference_names()))
     path = REFERENCE_DIR / f"{name}.npz"
     if not path.is_file():
-        known = ", ".join([SI_ONLY, *REFERENCE_FILES])
-        raise FileNotFoundError(f"no Nebula reference stack '{name}' ({path}); known: {known}")
+        raise FileNotFoundError(f"Nebula reference stack '{name}' is missing: {path}")
     with np.load(path, allow_pickle=False) as data:
         return ReferenceStack(name, data["labels"].astype(np.uint8), data["bse"].astype(np.float64),
                               data["energies_keV"].astype(np.float64), int(data["electrons_per_pixel"]))
@@ -103,7 +104,7 @@ def compare(electrons_per_pixel: int = 300, physics: PhysicsConfig | None = None
     refs = [load_reference(n) for n in names]
     energies = refs[0].energies_keV
     stacks = simulate_stacks(np.stack([r.geometry for r in refs]), energies_keV=energies,
-                             electrons_per_pixel=electrons_per_pixel, seed=seed, device=device,
+                             simulated_electrons_per_pixel=electrons_per_pixel, seed=seed, device=device,
                              physics=physics, progress=progress)
     ours = {r.name: s.bse.astype(np.float64) for r, s in zip(refs, stacks)}
     result = compare_stacks(ours, electrons_per_pixel, {r.name: r.bse for r in refs}, refs[0].electrons_per_pixel,

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from datasets.files import atomic_path
 from datasets.materials import Material
 
 ELF_DIR = Path(__file__).resolve().parent / "data" / "elf"
@@ -346,9 +347,6 @@ def tables(material: Material) -> PennTables:
             q_cdf = None
     if q_cdf is None:
         q_cdf = compute_q_cdf(material)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as handle:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             np.save(handle, q_cdf)
-        os.replace(tmp, path)
     return PennTables(q_cdf, material.band.min_excitation_eV)

@@ -3,7 +3,7 @@
 Python API::
 
     from datasets.simulate import simulate_stack, simulate_stacks, simulate_bulk
-    stack = simulate_stack(geometry, electrons_per_pixel=100, seed=0)   # BseStack (E, H, W)
+    stack = simulate_stack(geometry, simulated_electrons_per_pixel=100, seed=0)   # BseStack (E, H, W)
     eta, err = simulate_bulk("Cu", energy_keV=5.0, electrons=100_000)
 
 Command line: ``python -m datasets simulate GEOMETRY.npy --out STACK.npz`` and
@@ -25,18 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from datasets import kernel
-from datasets.materials import DEFAULT_MATERIALS, Material, material_by_name
-from datasets.physics import (
-    BARRIER_MODELS,
-    DEFAULT_PHYSICS,
-    ELASTIC_MODELS,
-    INELASTIC_MODELS,
-    PHYSICS_PRESETS,
-    STOPPING_MODELS,
-    PhysicsConfig,
-    PhysicsTables,
-)
+from datasets.cross_sections import ELASTIC_MODELS, STOPPING_MODELS
+from datasets.inelastic_models import INELASTIC_MODELS
+from datasets.kernel import drivers
+from datasets.materials import MATERIALS, Material, material_by_name
+from datasets.physics import BARRIER_MODELS, DEFAULT_PHYSICS, PHYSICS_PRESETS, PhysicsConfig
+from datasets.physics_tables import PhysicsTables
+from datasets.provenance import check_device
 from datasets.scene import (
     BLOCK_Z_NM,
     DEFAULT_CUTOFF_EV,
@@ -48,9 +43,9 @@ from datasets.scene import (
 from datasets.stack import BseStack
 from datasets.transport import Transport, TransportStats, material_ids_to_indices
 
-#: 2.0: the fused Numba kernel with counter-based random numbers (1.x: the lock-step torch engine).
-#: 2.1: optional hard inelastic collisions with fast secondaries and a surface barrier; counts are
-#: detected electrons (a primary's secondaries included).
+#: The simulator's version in every stack's metadata: the fused Numba kernel with counter-based
+#: random numbers, optional hard inelastic collisions with fast secondaries and a surface barrier;
+#: counts are detected electrons (a primary's secondaries included).
 SIMULATOR_VERSION = "2.1"
 
 
@@ -70,23 +65,6 @@ def check_energies(energies_keV) -> np.ndarray:
     return energies
 
 
-def resolve_device(device) -> str:
-    """Normalise a device name (``cpu``, ``cuda``, ``cuda:N``), with a clear error when unusable."""
-    name = str(device).strip().lower()
-    if name == "cpu":
-        return "cpu"
-    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
-        from numba import cuda
-
-        if not cuda.is_available():
-            raise ValueError(f"device '{device}' requested but no CUDA GPU is available (numba.cuda finds none)")
-        index = int(name[5:]) if ":" in name else 0
-        if index >= len(cuda.gpus):
-            raise ValueError(f"device '{device}' requested but only {len(cuda.gpus)} CUDA GPU(s) are present")
-        return f"cuda:{index}"
-    raise ValueError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
-
-
 def _material_list(materials: dict[int, Material], used_ids) -> tuple[list, dict[int, int]]:
     missing = sorted(set(int(i) for i in used_ids) - {0} - set(materials))
     if missing:
@@ -95,7 +73,7 @@ def _material_list(materials: dict[int, Material], used_ids) -> tuple[list, dict
     return [None] + [materials[i] for i in ids], {0: 0, **{mid: k + 1 for k, mid in enumerate(ids)}}
 
 
-def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per_pixel: int = 100,
+def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_electrons_per_pixel: int = 100,
                     seed: int = 0, device="cpu", physics: PhysicsConfig | None = None,
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
                     materials: dict[int, Material] | None = None, progress: bool = False,
@@ -109,10 +87,10 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
     """
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
-    materials = materials or DEFAULT_MATERIALS
+    materials = materials or MATERIALS
     energies = check_energies(energies_keV)
-    if int(electrons_per_pixel) != electrons_per_pixel or electrons_per_pixel < 1:
-        raise ValueError(f"electrons_per_pixel must be a positive integer, got {electrons_per_pixel}")
+    if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
+        raise ValueError(f"simulated_electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}")
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if not math.isfinite(cutoff_eV) or cutoff_eV < 0:
@@ -126,7 +104,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
     beam_layer = int(math.floor(scene.beam_z_nm / scene.voxel_nm))
     if beam_layer >= 0 and np.any(geoms[:, : beam_layer + 1] != 0):
         raise ValueError(f"the beam starts at z = {scene.beam_z_nm} nm inside material: layers above it must be vacuum")
-    device = resolve_device(device)
+    device = check_device(device, backend="numba")
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
     tables = PhysicsTables(material_list, physics, cutoff_eV=cutoff_eV)
     transport = Transport(material_ids_to_indices(geoms, id_to_index), tables, voxel_nm=scene.voxel_nm,
@@ -136,17 +114,17 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, electrons_per
     pixel = np.arange(ny * nx)
     beam_x = (pixel % nx + 0.5) * scene.voxel_nm
     beam_y = (pixel // nx + 0.5) * scene.voxel_nm
-    total = n_geom * energies.size * pixel.size * int(electrons_per_pixel)
+    total = n_geom * energies.size * pixel.size * int(simulated_electrons_per_pixel)
     if device == "cpu":
-        kernel.set_cpu_threads(threads)
+        drivers.set_cpu_threads(threads)
     with tqdm(total=total, unit="e-", unit_scale=True, disable=not progress, desc="simulate", file=sys.stderr) as bar:
-        counts = transport.run(beam_x, beam_y, energies * 1e3, int(electrons_per_pixel), int(seed), device,
+        counts = transport.run(beam_x, beam_y, energies * 1e3, int(simulated_electrons_per_pixel), int(seed), device,
                                stats=stats, progress=bar.update)
     counts = counts.reshape(n_geom, energies.size, ny, nx)
     meta = {"seed": int(seed), "device": device, "physics": physics.describe(),
             "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__}
-    return [BseStack(bse=(c / float(electrons_per_pixel)).astype(np.float32), energies_keV=energies, counts=c,
-                     electrons_per_pixel=int(electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
+    return [BseStack(bse=(c / float(simulated_electrons_per_pixel)).astype(np.float32), energies_keV=energies, counts=c,
+                     electrons_per_pixel=int(simulated_electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
             for c in counts]
 
 
@@ -170,7 +148,7 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
     energy = float(check_energies([energy_keV])[0])
     if int(electrons) != electrons or electrons < 1:
         raise ValueError(f"electrons must be a positive integer, got {electrons}")
-    device = resolve_device(device)
+    device = check_device(device, backend="numba")
     transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), PhysicsTables([None, material], physics or PhysicsConfig(),
                                                                             cutoff_eV=cutoff_eV),
                           voxel_nm=1.0, semi_infinite=True, cutoff_eV=cutoff_eV)
@@ -179,7 +157,7 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
     n_bins = max(1, math.ceil(int(electrons) / 10_000))
     per_bin = math.ceil(int(electrons) / n_bins)
     if device == "cpu":
-        kernel.set_cpu_threads(None)
+        drivers.set_cpu_threads(None)
     counts = transport.run(np.full(n_bins, 0.5), np.full(n_bins, 0.5), [energy * 1e3], per_bin, int(seed), device,
                            stats=stats)
     electrons = n_bins * per_bin
@@ -231,7 +209,7 @@ def _cmd_simulate(args) -> int:
         raise ValueError(f"--out {out} is a directory; give a file name such as {out / 'stack.npz'}")
     geometry = load_custom_geometry(path, expected_shape=None)  # any 3-D grid; errors name the problem
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
-    stack = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=args.electrons_per_pixel,
+    stack = simulate_stack(geometry, energies_keV=energies, simulated_electrons_per_pixel=args.electrons_per_pixel,
                            seed=args.seed, device=args.device, physics=physics_from_args(args),
                            cutoff_eV=args.cutoff_eV, progress=not args.quiet)
     stack.meta["geometry_file"] = str(path)

@@ -1,8 +1,9 @@
 """Host side of the Monte Carlo transport: geometry preparation and the CPU / CUDA launches.
 
 :class:`Transport` turns a batch of voxel geometries ``(G, Z, Y, X)`` of material indices and
-the :class:`~datasets.physics.PhysicsTables` into the flat arrays the fused kernel of
-:mod:`datasets.kernel` reads (material grid, safety distances, slab planes, tables), and runs
+the :class:`~datasets.physics_tables.PhysicsTables` into the named array groups the fused kernel
+of :mod:`datasets.kernel` reads (:mod:`datasets.kernel.layout`: the beam, the volume of material
+grid, safety distances and slab planes, the physics tables), and runs
 the kernel on the CPU (Numba threads) or on a CUDA GPU (one thread per primary). The memory is
 the geometry, the tables and one counter per tally bin: nothing grows with the number of
 electrons or flights.
@@ -16,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from datasets import kernel
-from datasets.physics import PhysicsTables
+from datasets.kernel import drivers, layout
+from datasets.physics_tables import PhysicsTables
 
 #: Primaries per kernel launch: a progress update (and a chance to interrupt) between launches.
 CPU_ELECTRONS_PER_CALL = 4_000_000
@@ -38,7 +39,7 @@ class TransportStats:
     detected: int = 0  # detected electrons (primaries and secondaries)
     lost: int = 0  # histories abandoned after MAX_FLIGHTS flights (should stay 0)
     secondaries: int = 0
-    dropped_secondaries: int = 0  # should stay 0 (stack depth kernel.STACK_DEPTH)
+    dropped_secondaries: int = 0  # should stay 0 (stack depth layout.STACK_DEPTH)
     device_bytes: int = 0  # largest set of arrays a CUDA run held on the GPU
 
     def add(self, other: TransportStats) -> None:
@@ -97,7 +98,7 @@ def slab_planes(grids: np.ndarray, voxel_nm: float, semi_infinite: bool) -> tupl
     last = nz - 1 - occupied[:, ::-1].argmax(axis=1)
     planes = np.stack([first * voxel_nm, (last + 1) * voxel_nm], axis=1).astype(np.float64)
     if semi_infinite:
-        planes[:, 1] = kernel.FAR_NM
+        planes[:, 1] = layout.FAR_NM
     return first, last, planes
 
 
@@ -128,87 +129,112 @@ class Transport:
         first, last, self.planes = slab_planes(grids, self.voxel_nm, semi_infinite)
         self.safety = np.stack([safety_distances(g, int(a), int(b) + 1) for g, a, b in zip(grids, first, last)])
         self.safety *= np.float32(voxel_nm)
-        self.params = np.zeros(kernel.N_PARAMS)
-        self.params[kernel.P_VOXEL_NM] = self.voxel_nm
-        self.params[kernel.P_LOG_E0] = tables.log_e0
-        self.params[kernel.P_INV_DLOG] = tables.inv_dlog
-        self.params[kernel.P_CUTOFF_EV] = float(cutoff_eV)
-        self.params[kernel.P_ICDF_LOG_E0] = tables.icdf_log_e0
-        self.params[kernel.P_ICDF_INV_DLOG] = tables.icdf_inv_dlog
-        self.params[kernel.P_MAX_FLIGHTS] = float(max_flights)
-        self.params[kernel.P_MAX_EVENTS] = float(max_events or max_flights + 1)
-        self.params[kernel.P_INELASTIC] = tables.inelastic_code
-        for index, value in tables.penn_grid_params.items():
-            self.params[index] = value
+        self.params = kernel_params(tables, self.voxel_nm, cutoff_eV, max_flights, max_events)
 
-    def kernel_arrays(self) -> tuple:
-        """The arguments of :func:`datasets.kernel.follow_primary` after ``(key, x, y, energy, geometry)``."""
+    def kernel_inputs(self) -> tuple[layout.Volume, layout.Tables]:
+        """The kernel's :class:`~datasets.kernel.layout.Volume` and
+        :class:`~datasets.kernel.layout.Tables` of this batch (host arrays)."""
         t = self.tables
-        return (self.grids, self.safety, self.planes, t.imfp, t.hard_table, t.stopping, t.majorant, t.surface,
-                t.band, t.loss_icdf, t.q_cdf, t.elastic_code, t.z_of, t.icdf, self.params)
+        volume = layout.Volume(grid=self.grids, safety=self.safety, planes=self.planes)
+        tables = layout.Tables(imfp=t.imfp, hard=t.hard_table, stopping=t.stopping, majorant=t.majorant,
+                               surface=t.surface, band=t.band, loss_icdf=t.loss_icdf, q_cdf=t.q_cdf,
+                               model=t.elastic_code, z_of=t.z_of, icdf=t.icdf, params=self.params)
+        return volume, tables
 
-    def run(self, beam_x_nm, beam_y_nm, energies_eV, electrons_per_pixel: int, seed: int, device: str = "cpu",
-            stats: TransportStats | None = None, progress=None) -> np.ndarray:
+    def run(self, beam_x_nm, beam_y_nm, energies_eV, simulated_electrons_per_pixel: int, seed: int,
+            device: str = "cpu", stats: TransportStats | None = None, progress=None) -> np.ndarray:
         """Counts ``(G, E, P)`` of detected electrons (primaries and their secondaries) for a beam at ``(beam_x[p], beam_y[p])``.
 
-        Each of the G x E x P bins gets ``electrons_per_pixel`` primaries at normal incidence,
-        starting at the slab's top plane (they cross the vacuum above it unchanged). Primary
-        ``n`` of bin (g, e, p) draws from the stream ``electron_key(seed, g, e, p, n)``.
+        Each of the G x E x P bins gets ``simulated_electrons_per_pixel`` primaries at normal
+        incidence, starting at the slab's top plane (they cross the vacuum above it unchanged).
+        Primary ``n`` of bin (g, e, p) draws from the stream ``electron_key(seed, g, e, p, n)``.
         ``progress(n)`` is called with the number of primaries finished after each launch.
         """
-        beam_x = np.ascontiguousarray(beam_x_nm, dtype=np.float64)
-        beam_y = np.ascontiguousarray(beam_y_nm, dtype=np.float64)
-        energies = np.ascontiguousarray(energies_eV, dtype=np.float64)
-        n_per_bin = int(electrons_per_pixel)
+        beam = layout.Beam(x=np.ascontiguousarray(beam_x_nm, dtype=np.float64),
+                           y=np.ascontiguousarray(beam_y_nm, dtype=np.float64),
+                           energy=np.ascontiguousarray(energies_eV, dtype=np.float64))
+        per_pixel = int(simulated_electrons_per_pixel)
         if seed < 0 or int(seed) != seed:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        counts = np.zeros((self.grids.shape[0], energies.size, beam_x.size), dtype=np.int64)
+        counts = np.zeros((self.grids.shape[0], beam.energy.size, beam.x.size), dtype=np.int64)
         device = str(device)
         device_bytes = 0
         if device.startswith("cuda"):
-            tallies, device_bytes = self._run_cuda(int(seed), n_per_bin, beam_x, beam_y, energies, counts, device, progress)
+            tallies, device_bytes = self._run_cuda(int(seed), per_pixel, beam, counts, device, progress)
         else:
-            tallies = self._run_cpu(int(seed), n_per_bin, beam_x, beam_y, energies, counts, progress)
+            tallies = self._run_cpu(int(seed), per_pixel, beam, counts, progress)
         if stats is not None:
-            stats.add(TransportStats(primaries=counts.size * n_per_bin, flights=int(tallies[..., 0].sum()),
-                                     elastic_events=int(tallies[..., 1].sum()), detected=int(counts.sum()),
-                                     lost=int(tallies[..., 2].sum()), secondaries=int(tallies[..., 3].sum()),
-                                     dropped_secondaries=int(tallies[..., 4].sum()), device_bytes=device_bytes))
+            stats.add(_stats_of(counts, tallies, per_pixel, device_bytes))
         return counts
 
-    def _run_cpu(self, seed, n_per_bin, beam_x, beam_y, energies, counts, progress):
-        tallies = np.zeros((*counts.shape, 5), dtype=np.int64)
+    def _run_cpu(self, seed, per_pixel, beam, counts, progress):
+        tallies = np.zeros((*counts.shape, layout.N_TALLIES), dtype=np.int64)
+        volume, tables = self.kernel_inputs()
         n_bins = counts.size
-        bins_per_call = max(1, min(n_bins, math.ceil(CPU_ELECTRONS_PER_CALL / max(n_per_bin, 1))))
+        bins_per_call = max(1, min(n_bins, math.ceil(CPU_ELECTRONS_PER_CALL / max(per_pixel, 1))))
         for first in range(0, n_bins, bins_per_call):
             stop = min(n_bins, first + bins_per_call)
-            kernel.run_cpu(seed, first, stop, n_per_bin, beam_x, beam_y, energies, *self.kernel_arrays(), counts, tallies)
+            drivers.run_cpu(seed, first, stop, per_pixel, beam, volume, tables, counts, tallies)
             if progress is not None:
-                progress((stop - first) * n_per_bin)
+                progress((stop - first) * per_pixel)
         return tallies
 
-    def _run_cuda(self, seed, n_per_bin, beam_x, beam_y, energies, counts, device, progress):
+    def _run_cuda(self, seed, per_pixel, beam, counts, device, progress):
         from numba import cuda
 
         index = int(device.split(":", 1)[1]) if ":" in device else 0
-        cuda_kernel = kernel.cuda_kernel()
+        cuda_kernel = drivers.cuda_kernel()
         with cuda.gpus[index]:
-            (grids, safety, planes, imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, code, z_of,
-             icdf, params) = self.kernel_arrays()
-            on_gpu = [cuda.to_device(a) for a in (beam_x, beam_y, energies, grids, safety, planes, imfp, hard,
-                                                  stopping, majorant, surface, band, loss_icdf, q_cdf)]
-            d_z, d_icdf, d_params = cuda.to_device(z_of), cuda.to_device(icdf), cuda.to_device(params)
+            volume, tables = self.kernel_inputs()
+            d_beam, d_volume, d_tables = (_to_device(group) for group in (beam, volume, tables))
             d_counts = cuda.to_device(counts)
-            d_tallies = cuda.to_device(np.zeros((4096, 5), dtype=np.int64))
-            total = counts.size * n_per_bin
+            d_tallies = cuda.to_device(np.zeros((4096, layout.N_TALLIES), dtype=np.int64))
+            total = counts.size * per_pixel
             for first in range(0, total, CUDA_ELECTRONS_PER_LAUNCH):
                 n = min(CUDA_ELECTRONS_PER_LAUNCH, total - first)
                 blocks = (n + CUDA_THREADS_PER_BLOCK - 1) // CUDA_THREADS_PER_BLOCK
-                cuda_kernel[blocks, CUDA_THREADS_PER_BLOCK](seed, first, n, n_per_bin, *on_gpu, code,
-                                                            d_z, d_icdf, d_params, d_counts, d_tallies)
+                cuda_kernel[blocks, CUDA_THREADS_PER_BLOCK](seed, first, n, per_pixel, d_beam, d_volume, d_tables,
+                                                            d_counts, d_tallies)
                 cuda.synchronize()
                 if progress is not None:
                     progress(n)
             counts[...] = d_counts.copy_to_host()
-            held = [*on_gpu, d_z, d_icdf, d_params, d_counts, d_tallies]
+            held = [a for group in (d_beam, d_volume, d_tables) for a in group if hasattr(a, "nbytes")]
+            held += [d_counts, d_tallies]
             return d_tallies.copy_to_host(), sum(int(a.nbytes) for a in held)
+
+
+def kernel_params(tables: PhysicsTables, voxel_nm: float, cutoff_eV: float, max_flights: int,
+                  max_events: int | None) -> np.ndarray:
+    """The kernel's float64 ``params`` vector (:mod:`datasets.kernel.layout` ``P_*`` entries)."""
+    params = np.zeros(layout.N_PARAMS)
+    params[layout.P_VOXEL_NM] = voxel_nm
+    params[layout.P_LOG_E0] = tables.log_e0
+    params[layout.P_INV_DLOG] = tables.inv_dlog
+    params[layout.P_CUTOFF_EV] = float(cutoff_eV)
+    params[layout.P_ICDF_LOG_E0] = tables.icdf_log_e0
+    params[layout.P_ICDF_INV_DLOG] = tables.icdf_inv_dlog
+    params[layout.P_MAX_FLIGHTS] = float(max_flights)
+    params[layout.P_MAX_EVENTS] = float(max_events or max_flights + 1)
+    params[layout.P_INELASTIC] = tables.inelastic_code
+    for index, value in tables.penn_grid_params.items():
+        params[index] = value
+    return params
+
+
+def _to_device(group):
+    """A named tuple of the kernel's with every array copied to the current CUDA device."""
+    from numba import cuda
+
+    return type(group)(*(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in group))
+
+
+def _stats_of(counts: np.ndarray, tallies: np.ndarray, per_pixel: int, device_bytes: int) -> TransportStats:
+    """The :class:`TransportStats` of one run from its counts and ``TALLY_*`` statistics."""
+    def total(column):
+        return int(tallies[..., column].sum())
+
+    return TransportStats(primaries=counts.size * per_pixel, flights=total(layout.TALLY_FLIGHTS),
+                          elastic_events=total(layout.TALLY_EVENTS), detected=int(counts.sum()),
+                          lost=total(layout.TALLY_LOST), secondaries=total(layout.TALLY_CREATED),
+                          dropped_secondaries=total(layout.TALLY_DROPPED), device_bytes=device_bytes)

@@ -9,17 +9,17 @@ import pytest
 from numba import njit
 from scipy import integrate, stats
 
-from datasets import kernel
-from datasets.materials import COPPER, SILICON
-from datasets.nebula_reference import SI_ONLY, load_reference
-from datasets.physics import (
+from datasets.inelastic_models import (
     PI_E4_EV2_NM2,
-    PhysicsConfig,
-    PhysicsTables,
     ShellMollerHardCollisions,
     moller_inverse_mfp_per_nm,
     moller_stopping_eV_per_nm,
 )
+from datasets.kernel import flight, inelastic, rng
+from datasets.materials import COPPER, SILICON
+from datasets.nebula_reference import SI_ONLY, load_reference
+from datasets.physics import PhysicsConfig
+from datasets.physics_tables import PhysicsTables
 from datasets.scene import paper_block
 from datasets.simulate import simulate_stack, simulate_stacks
 from datasets.transport import TransportStats
@@ -45,7 +45,7 @@ def test_moller_closed_forms_match_the_integrated_cross_section(energy, w_cut):
 def _sample_transfers(n, energy, w_cut):
     out = np.empty(n)
     for i in range(n):
-        out[i] = kernel.moller_energy_transfer(kernel.electron_key(7, 0, 0, 0, i), 0, energy, w_cut)
+        out[i] = inelastic.moller_energy_transfer(rng.electron_key(7, 0, 0, 0, i), 0, energy, w_cut)
     return out
 
 
@@ -67,20 +67,20 @@ def test_moller_energy_transfers_follow_the_cross_section():
 def test_binary_collision_angles_conserve_momentum_at_low_energy():
     """Non-relativistic limit: sin^2 theta_primary = W/E and sin^2 theta_secondary = 1 - W/E."""
     energy, w = 1000.0, 120.0
-    cos_p = kernel.binary_cos_theta((energy - w) / energy, energy)
-    cos_s = kernel.binary_cos_theta(w / energy, energy)
+    cos_p = inelastic.binary_cos_theta((energy - w) / energy, energy)
+    cos_s = inelastic.binary_cos_theta(w / energy, energy)
     assert 1 - cos_p**2 == pytest.approx(w / energy, rel=0.01)
     assert 1 - cos_s**2 == pytest.approx(1 - w / energy, rel=0.01)
 
 
 def test_surface_barrier_transmission():
     barrier = 13.0
-    assert kernel.barrier_transmits(60.0, -1.0, 0.0, 0.999999)  # no barrier: always out
-    assert not kernel.barrier_transmits(60.0, -0.1, barrier, 0.0)  # normal energy 0.73 eV < U: reflected
+    assert flight.barrier_transmits(60.0, -1.0, 0.0, 0.999999)  # no barrier: always out
+    assert not flight.barrier_transmits(60.0, -0.1, barrier, 0.0)  # normal energy 0.73 eV < U: reflected
     e_n = 60.0 + barrier
     t = 4 * math.sqrt(e_n * (e_n - barrier)) / (math.sqrt(e_n) + math.sqrt(e_n - barrier)) ** 2
-    assert kernel.barrier_transmits(60.0, -1.0, barrier, t - 1e-9)
-    assert not kernel.barrier_transmits(60.0, -1.0, barrier, t + 1e-9)
+    assert flight.barrier_transmits(60.0, -1.0, barrier, t - 1e-9)
+    assert not flight.barrier_transmits(60.0, -1.0, barrier, t + 1e-9)
 
 
 def test_soft_and_hard_losses_add_up_to_the_total_stopping_power():
@@ -101,9 +101,9 @@ def test_soft_and_hard_losses_add_up_to_the_total_stopping_power():
 def test_fast_secondaries_are_created_followed_and_counted():
     geometry = paper_block()
     with_se, without = TransportStats(), TransportStats()
-    a = simulate_stack(geometry, energies_keV=[10.0], electrons_per_pixel=400, seed=5, physics=NEBULA_LIKE,
+    a = simulate_stack(geometry, energies_keV=[10.0], simulated_electrons_per_pixel=400, seed=5, physics=NEBULA_LIKE,
                        stats=with_se)
-    b = simulate_stack(geometry, energies_keV=[10.0], electrons_per_pixel=400, seed=5,
+    b = simulate_stack(geometry, energies_keV=[10.0], simulated_electrons_per_pixel=400, seed=5,
                        physics=PhysicsConfig.preset("nebula-like", inelastic="none"), stats=without)
     assert with_se.secondaries > 0 and with_se.dropped_secondaries == 0 and with_se.lost == 0
     assert without.secondaries == 0
@@ -120,7 +120,7 @@ def test_film_yield_matches_nebula_from_0_5_to_6_5_keV():
     (7-10 keV are known misses of up to 17 %: the README's comparison table.)"""
     ref = load_reference(SI_ONLY)
     n = 60
-    [ours] = simulate_stacks(ref.geometry[None], energies_keV=ref.energies_keV, electrons_per_pixel=n, seed=3)
+    [ours] = simulate_stacks(ref.geometry[None], energies_keV=ref.energies_keV, simulated_electrons_per_pixel=n, seed=3)
     for e, energy in enumerate(ref.energies_keV):
         if energy > 6.5:
             continue
@@ -132,7 +132,7 @@ def test_film_yield_matches_nebula_from_0_5_to_6_5_keV():
 def test_csda_physics_is_unchanged_by_the_inelastic_machinery():
     """Elastic-only physics draws the same random numbers as before: no secondaries, no barrier."""
     stats_csda = TransportStats()
-    stack = simulate_stack(paper_block(), energies_keV=[1.0, 5.0], electrons_per_pixel=20, seed=1, physics=CSDA,
+    stack = simulate_stack(paper_block(), energies_keV=[1.0, 5.0], simulated_electrons_per_pixel=20, seed=1, physics=CSDA,
                            stats=stats_csda)
     assert stats_csda.secondaries == 0
     # the counts of simulator 2.0 (before inelastic physics), bit for bit

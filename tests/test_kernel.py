@@ -1,5 +1,13 @@
-"""The fused transport kernel: counter-based random numbers, thread and device independence, and
-statistical equivalence with the previous lock-step torch engine (the test oracle)."""
+"""The fused transport kernel: counter-based random numbers, thread and device independence,
+bit-identical counts against recorded ones, and statistical equivalence with the previous
+lock-step torch engine (the test oracle, through its recorded counts).
+
+``tests/data/kernel_counts.npz``: this kernel's counts and work statistics for a small batch, one
+entry per physics choice, recorded at commit 72a2df6 (a change of random draws or arithmetic
+order changes them). ``tests/data/previous_engine_counts.npz``: counts of the previous torch
+engine, an independent implementation of the CSDA physics with its own random generator, recorded
+at the same commit for the cases of the equivalence tests below.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +16,21 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numba import njit
 
-from datasets import kernel
-from datasets.materials import DEFAULT_MATERIALS
-from datasets.physics import PhysicsConfig, PhysicsTables
-from datasets.reference_transport import simulate_counts
+from datasets.kernel import rng
+from datasets.materials import MATERIALS
+from datasets.physics import PhysicsConfig
+from datasets.physics_tables import PhysicsTables
 from datasets.scene import DEFAULT_ENERGIES_KEV, paper_block
 from datasets.simulate import _material_list, simulate_bulk, simulate_stack, simulate_stacks
-from datasets.transport import TransportStats, material_ids_to_indices
+from datasets.transport import Transport, TransportStats, material_ids_to_indices
 
+DATA = Path(__file__).resolve().parent / "data"
 #: the previous engine (the oracle) knows elastic scattering with continuous slowing down only
 CSDA = PhysicsConfig.preset("csda")
 
@@ -30,7 +40,7 @@ CSDA = PhysicsConfig.preset("csda")
 def _uniforms(seed, n):
     out = np.empty((n, 2))
     for i in range(n):
-        out[i] = kernel.uniform_pair(kernel.electron_key(seed, 0, 1, 2, i), 7)
+        out[i] = rng.uniform_pair(rng.electron_key(seed, 0, 1, 2, i), 7)
     return out
 
 
@@ -47,11 +57,11 @@ def test_counter_based_uniforms_are_uniform_and_independent():
 
 def test_stream_keys_differ_in_every_coordinate():
     base = (3, 1, 2, 17, 5)
-    keys = {int(kernel.electron_key(*base))}
+    keys = {int(rng.electron_key(*base))}
     for i in range(5):
         changed = list(base)
         changed[i] += 1
-        keys.add(int(kernel.electron_key(*changed)))
+        keys.add(int(rng.electron_key(*changed)))
     assert len(keys) == 6
 
 
@@ -64,10 +74,39 @@ def _cube_geometry():
 
 def test_counts_do_not_depend_on_the_number_of_threads():
     geometry = _cube_geometry()
-    kwargs = dict(energies_keV=[1.0, 5.0], electrons_per_pixel=20, seed=9)
+    kwargs = dict(energies_keV=[1.0, 5.0], simulated_electrons_per_pixel=20, seed=9)
     one = simulate_stack(geometry, threads=1, **kwargs)
     two = simulate_stack(geometry, threads=2, **kwargs)
     np.testing.assert_array_equal(one.counts, two.counts)
+
+
+#: the physics choices of ``kernel_counts.npz``
+RECORDED_PHYSICS = {
+    "default": PhysicsConfig(), "csda": CSDA, "penn": PhysicsConfig.preset("nebula-penn"),
+    "mott": PhysicsConfig.preset("csda", elastic="mott", stopping="tabulated"),
+    "rutherford": PhysicsConfig.preset("csda", elastic="rutherford"),
+    "moller": PhysicsConfig.preset("nebula-like", inelastic="moller", barrier="none"),
+}
+
+
+@pytest.mark.parametrize("name", list(RECORDED_PHYSICS))
+def test_counts_are_bit_identical_to_the_recorded_ones(name):
+    """Same seed, same physics: the same counts, flights, events and secondaries as recorded."""
+    recorded = np.load(DATA / "kernel_counts.npz")
+    mask = np.zeros((20, 20, 20), bool)
+    mask[2:8, 3:12, 4:10] = True
+    geometries = np.stack([paper_block(mask), paper_block()])
+    materials, ids = _material_list(MATERIALS, [1, 2])
+    grids = material_ids_to_indices(geometries, ids)
+    tables = PhysicsTables(materials, RECORDED_PHYSICS[name])
+    x, y = np.array([0.5, 3.5, 6.5, 10.5, 19.5]), np.array([0.5, 4.5, 8.5, 10.5, 19.5])
+    stats = TransportStats()
+    counts = Transport(grids, tables).run(x, y, [800.0, 2000.0, 6000.0], 12, 7, "cpu", stats=stats)
+    np.testing.assert_array_equal(counts, recorded[name])
+    np.testing.assert_array_equal([stats.primaries, stats.flights, stats.elastic_events, stats.detected, stats.lost,
+                                   stats.secondaries, stats.dropped_secondaries], recorded[f"{name}_stats"])
+    stopped = Transport(grids, tables, max_events=3).run(x, y, [2000.0], 12, 8, "cpu")
+    np.testing.assert_array_equal(stopped, recorded[f"{name}_maxev"])
 
 
 def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
@@ -75,13 +114,14 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
     script = textwrap.dedent("""
         import warnings, numpy as np
         warnings.simplefilter("ignore", RuntimeWarning)   # uint64 wrap-around in the simulator's numpy scalars
-        from datasets.materials import DEFAULT_MATERIALS
-        from datasets.physics import PhysicsConfig, PhysicsTables
+        from datasets.materials import MATERIALS
+        from datasets.physics import PhysicsConfig
+        from datasets.physics_tables import PhysicsTables
         from datasets.scene import paper_block
         from datasets.simulate import _material_list
         from datasets.transport import Transport, TransportStats, material_ids_to_indices
         mask = np.zeros((20, 20, 20), bool); mask[1:6, 0:8, 0:8] = True
-        materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
+        materials, ids = _material_list(MATERIALS, [1, 2])
         for physics in (PhysicsConfig.preset("csda"), PhysicsConfig.preset("csda", elastic="mott"),
                         PhysicsConfig.preset("nebula-penn")):
             elastic = physics.label()
@@ -103,10 +143,9 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
 
 
 # --------------------------------------------------------------------------- equivalence with the previous engine
-def _reference_counts(geometries, energies, electrons_per_pixel, seed, physics=None):
-    materials, ids = _material_list(DEFAULT_MATERIALS, np.unique(geometries))
-    tables = PhysicsTables(materials, physics or CSDA)
-    return simulate_counts(material_ids_to_indices(geometries, ids), energies, electrons_per_pixel, seed, tables)
+def _previous_engine(name):
+    with np.load(DATA / "previous_engine_counts.npz") as data:
+        return data[name]
 
 
 def _z_scores(a_mean, b_mean, n):
@@ -119,9 +158,10 @@ def _z_scores(a_mean, b_mean, n):
 def test_thin_film_yield_per_energy_matches_the_previous_engine(elastic):
     physics = PhysicsConfig.preset("csda", elastic=elastic, stopping="tabulated" if elastic == "mott" else "joyluo")
     energies = DEFAULT_ENERGIES_KEV
-    new = simulate_stack(paper_block(), energies_keV=energies, electrons_per_pixel=25, seed=1, physics=physics)
-    old = _reference_counts(paper_block()[None], energies, 25, 2, physics)[0]
-    z = _z_scores(new.bse.mean(axis=(1, 2)), old.mean(axis=(1, 2)) / 25, 25 * 400)
+    new = simulate_stack(paper_block(), energies_keV=energies, simulated_electrons_per_pixel=25, seed=1,
+                         physics=physics)
+    old = _previous_engine(f"thin_film_{elastic}")  # detected electrons per energy, 25 x 400 primaries, seed 2
+    z = _z_scores(new.bse.mean(axis=(1, 2)), old / (25 * 400), 25 * 400)
     assert np.abs(z).max() < 4.0, z
     assert abs(z.mean()) < 4.0 / math.sqrt(len(z)), z  # no systematic offset across the energies
 
@@ -129,8 +169,8 @@ def test_thin_film_yield_per_energy_matches_the_previous_engine(elastic):
 def test_copper_cube_image_matches_the_previous_engine_pixel_by_pixel():
     geometry = _cube_geometry()
     energies, n = [1.0, 3.0, 6.0], 100
-    new = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=n, seed=4, physics=CSDA)
-    old = _reference_counts(geometry[None], energies, n, 5)[0] / n
+    new = simulate_stack(geometry, energies_keV=energies, simulated_electrons_per_pixel=n, seed=4, physics=CSDA)
+    old = _previous_engine("copper_cube") / n  # (3, 20, 20) counts, seed 5
     for e in range(len(energies)):
         a, b = new.bse[e], old[e]
         var = (a * (1 - a) + b * (1 - b)).clip(1 / n) / n
@@ -143,24 +183,8 @@ def test_copper_cube_image_matches_the_previous_engine_pixel_by_pixel():
 
 @pytest.mark.parametrize("material, energy", [("Si", 1.0), ("Cu", 5.0)])
 def test_bulk_eta_matches_the_previous_engine(material, energy):
-    import torch
-
-    from datasets.materials import material_by_name
-    from datasets.reference_transport import VoxelTransport
-
     eta, err = simulate_bulk(material, energy, electrons=40_000, seed=3, physics=CSDA)
-    # the oracle on a semi-infinite 1x1x1 slab
-    tables = PhysicsTables([None, material_by_name(material)], CSDA)
-    transport = VoxelTransport(np.ones((1, 1, 1, 1), np.uint8), tables, semi_infinite=True)
-    n = 40_000
-
-    def source(start, stop):
-        k = stop - start
-        zeros = torch.zeros(k, dtype=torch.long)
-        half = torch.full((k,), 0.5)
-        return half, half, torch.full((k,), energy * 1e3), zeros, zeros
-
-    old = int(transport.run(source, n, 1, torch.Generator().manual_seed(4)).sum()) / n
+    old = int(_previous_engine(f"bulk_{material}_{energy:g}keV")) / 40_000  # semi-infinite slab, 40,000 primaries
     assert abs(eta - old) < 4 * math.sqrt(2) * err, (eta, old)
 
 
@@ -168,14 +192,12 @@ def test_work_statistics_match_the_previous_engine():
     """Same physics, same algorithm: flights and elastic events per primary agree too."""
     geometries = np.stack([_cube_geometry(), paper_block()])
     new_stats = TransportStats()
-    simulate_stacks(geometries, energies_keV=[2.0, 8.0], electrons_per_pixel=20, seed=0, stats=new_stats, physics=CSDA)
-    materials, ids = _material_list(DEFAULT_MATERIALS, [1, 2])
-    old_stats = TransportStats()
-    simulate_counts(material_ids_to_indices(geometries, ids), [2.0, 8.0], 20, 0, PhysicsTables(materials, CSDA),
-                    stats=old_stats)
-    assert new_stats.primaries == old_stats.primaries
-    assert new_stats.elastic_events / new_stats.primaries == pytest.approx(old_stats.elastic_events / old_stats.primaries, rel=0.03)
-    assert new_stats.flights / new_stats.primaries == pytest.approx(old_stats.flights / old_stats.primaries, rel=0.05)
+    simulate_stacks(geometries, energies_keV=[2.0, 8.0], simulated_electrons_per_pixel=20, seed=0, stats=new_stats,
+                    physics=CSDA)
+    primaries, flights, events = _previous_engine("work_statistics")
+    assert new_stats.primaries == primaries
+    assert new_stats.elastic_events / new_stats.primaries == pytest.approx(events / primaries, rel=0.03)
+    assert new_stats.flights / new_stats.primaries == pytest.approx(flights / primaries, rel=0.05)
     assert new_stats.lost == 0
 
 
@@ -183,7 +205,7 @@ def test_simulating_leaves_torch_thread_count_alone():
     """Numba's OpenMP layer would reset torch's (shared libgomp) threads; the kernel uses the work queue."""
     script = ("import torch; torch.set_num_threads(1)\n"
               "from datasets.simulate import simulate_stack\nfrom datasets.scene import paper_block\n"
-              "simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=1, threads=2)\n"
+              "simulate_stack(paper_block(), energies_keV=[1.0], simulated_electrons_per_pixel=1, threads=2)\n"
               "print(torch.get_num_threads())")
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_THREADING_LAYER"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)

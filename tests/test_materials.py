@@ -33,7 +33,7 @@ def test_the_scene_ids_come_from_the_table():
     assert materials.MATERIALS[SILICON_ID] is SILICON and materials.MATERIALS[COPPER_ID] is COPPER
     assert material_ids() == (0, 1, 2)
     assert default_material_indices() == {0: NEBULA_VACUUM, 1: 0, 2: 1}
-    with pytest.raises(UnknownNameError, match="unknown material 'Xx'; known materials: Si, Cu"):
+    with pytest.raises(UnknownNameError, match="unknown material 'Xx'; known: Si, Cu"):
         material_by_name("Xx")
 
 
@@ -47,7 +47,7 @@ def test_a_material_added_as_one_row_is_simulated(monkeypatch):
     geometry[5:25][mask] = 3
     validate_geometry(geometry)  # id 3 is known now
     physics = PhysicsConfig.preset("nebula-like", stopping="joyluo")  # W has no tabulated stopping file
-    stack = simulate_stack(geometry, energies_keV=[2.0], electrons_per_pixel=200, seed=1, physics=physics)
+    stack = simulate_stack(geometry, energies_keV=[2.0], simulated_electrons_per_pixel=200, seed=1, physics=physics)
     tungsten_side, silicon_side = stack.bse[0, :, :10].mean(), stack.bse[0, :, 10:].mean()
     assert tungsten_side > silicon_side + 0.15  # Z 74 backscatters far more than Z 14
 

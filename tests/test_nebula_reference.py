@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from datasets.cases import get_case
+from datasets.errors import UnknownNameError
 from datasets.nebula_reference import (
     REFERENCE_FILES,
     SI_ONLY,
@@ -26,7 +27,7 @@ def test_reference_stacks_are_shipped_and_match_the_named_cases():
         np.testing.assert_array_equal(ref.geometry, expected.geometry)
         assert ref.bse.shape == (20, 20, 20) and ref.electrons_per_pixel == 3000
     assert load_reference(SI_ONLY).bse[-1].mean() == pytest.approx(0.0119, abs=5e-4)  # README figure
-    with pytest.raises(FileNotFoundError, match="known: si_only, nanocube_p1"):
+    with pytest.raises(UnknownNameError, match="known: si_only, nanocube_p1"):
         load_reference("nanocube_p9")
 
 

@@ -9,10 +9,13 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from datasets import kernel, penn
+from datasets import penn
+from datasets.cross_sections import load_mott_table
 from datasets.errors import UsageError
+from datasets.kernel import inelastic, rng
 from datasets.materials import COPPER, SILICON
-from datasets.physics import PhysicsConfig, PhysicsTables, load_mott_table
+from datasets.physics import PhysicsConfig
+from datasets.physics_tables import PhysicsTables
 from datasets.transport import Transport
 
 PENN = PhysicsConfig.preset("nebula-penn")
@@ -74,12 +77,12 @@ def test_penn_elf_tends_to_the_optical_elf_at_small_momentum():
 
 
 @njit
-def _sample_events(band, loss_icdf, q_cdf, params, material, energy, n):
+def _sample_events(tables, material, energy, n):
     out = np.empty((n, 3))
     for i in range(n):
-        key = kernel.electron_key(5, 0, 0, 0, i)
-        w, _, _, pz, secondary, _, _, _ = kernel.penn_event(key, 0, energy, 0.0, 0.0, 1.0, 1.0, 0.0, material, band,
-                                                            loss_icdf, q_cdf, params)
+        key = rng.electron_key(5, 0, 0, 0, i)
+        w, _, _, pz, secondary, _, _, _ = inelastic.penn_event(key, 0, energy, 0.0, 0.0, 1.0, 1.0, 0.0, material,
+                                                               tables)
         out[i, 0], out[i, 1], out[i, 2] = w, pz, secondary
     return out
 
@@ -88,22 +91,21 @@ def _sample_events(band, loss_icdf, q_cdf, params, material, energy, n):
 def _sample_momenta(q_cdf, params, material, kinetic, omega, n):
     out = np.empty(n)
     for i in range(n):
-        u1, u2 = kernel.uniform_pair(kernel.electron_key(6, 0, 0, 0, i), 0)
-        out[i] = kernel.penn_momentum(q_cdf, material, kinetic, omega, params, u1, u2)
+        u1, u2 = rng.uniform_pair(rng.electron_key(6, 0, 0, 0, i), 0)
+        out[i] = inelastic.penn_momentum(q_cdf, material, kinetic, omega, params, u1, u2)
     return out
 
 
 @pytest.fixture(scope="module")
-def penn_arrays():
+def penn_tables():
+    """The kernel's :class:`~datasets.kernel.layout.Tables` of Si (1) and Cu (2) with the full-Penn model."""
     transport = Transport(np.ones((1, 1, 1, 1), np.uint8), PhysicsTables([None, SILICON, COPPER], PENN))
-    arrays = transport.kernel_arrays()
-    return arrays[8], arrays[9], arrays[10], arrays[-1]  # band, loss_icdf, q_cdf, params
+    return transport.kernel_inputs()[1]
 
 
 @pytest.mark.parametrize("material, index, energy", [(SILICON, 1, 1000.0), (COPPER, 2, 5000.0)])
-def test_sampled_energy_losses_follow_the_loss_spectrum(penn_arrays, material, index, energy):
-    band, loss_icdf, q_cdf, params = penn_arrays
-    sample = _sample_events(band, loss_icdf, q_cdf, params, index, energy, 20_000)
+def test_sampled_energy_losses_follow_the_loss_spectrum(penn_tables, material, index, energy):
+    sample = _sample_events(penn_tables, index, energy, 20_000)
     kinetic = energy + material.band.inner_potential_eV
     omega, density = penn.tables(material).loss_spectrum(kinetic)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(omega))])
@@ -120,9 +122,9 @@ def test_sampled_energy_losses_follow_the_loss_spectrum(penn_arrays, material, i
 
 
 @pytest.mark.parametrize("omega", [17.0, 120.0])
-def test_sampled_momentum_transfers_follow_the_penn_elf(penn_arrays, omega):
+def test_sampled_momentum_transfers_follow_the_penn_elf(penn_tables, omega):
     """q given (K, w) is distributed as int dq/q Im[-1/eps(q, w)] between q_- and q_+."""
-    _, _, q_cdf, params = penn_arrays
+    q_cdf, params = penn_tables.q_cdf, penn_tables.params
     kinetic = 2000.0
     tables = penn.tables(SILICON)
     sample = _sample_momenta(q_cdf, params, 1, kinetic, omega, 20_000)
@@ -142,7 +144,7 @@ def test_sampled_momentum_transfers_follow_the_penn_elf(penn_arrays, omega):
 def _shell_choices(band, material, omega, n):
     out = np.empty(n)
     for i in range(n):
-        out[i] = kernel.inner_shell_binding(band, material, omega, (i + 0.5) / n)
+        out[i] = inelastic.inner_shell_binding(band, material, omega, (i + 0.5) / n)
     return out
 
 
@@ -151,8 +153,8 @@ def _shell_choices(band, material, omega, n):
     (120.0, {-1.0: 4 / 10, 99.4: 6 / 10}),  # 4 valence electrons, 6 in L2,3
     (2000.0, {-1.0: 4 / 14, 99.4: 6 / 14, 149.7: 2 / 14, 1839.0: 2 / 14}),
 ])
-def test_inner_shells_are_chosen_in_proportion_to_their_electrons(penn_arrays, omega, expected):
-    band = penn_arrays[0]
+def test_inner_shells_are_chosen_in_proportion_to_their_electrons(penn_tables, omega, expected):
+    band = penn_tables.band
     choices = _shell_choices(band, 1, omega, 7000)
     for binding, share in expected.items():
         assert np.mean(choices == binding) == pytest.approx(share, abs=2e-3)
@@ -186,7 +188,7 @@ def test_penn_film_yield_is_deterministic_and_physical():
     from datasets.simulate import simulate_stack
 
     geometry = paper_block(np.zeros((20, 20, 20), bool))
-    kwargs = dict(energies_keV=[0.5, 5.0], electrons_per_pixel=5, seed=2, physics=PENN, progress=False)
+    kwargs = dict(energies_keV=[0.5, 5.0], simulated_electrons_per_pixel=5, seed=2, physics=PENN, progress=False)
     one, two = simulate_stack(geometry, **kwargs), simulate_stack(geometry, **kwargs)
     np.testing.assert_array_equal(one.counts, two.counts)
     yields = one.bse.mean(axis=(1, 2))

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 from numba import njit
 
-from datasets import kernel
-from datasets.materials import COPPER, SILICON
-from datasets.physics import (
+from datasets.cross_sections import (
     BrowningMott,
     JoyLuo,
-    PhysicsConfig,
-    PhysicsTables,
     ScreenedRutherford,
     TabulatedMott,
     TabulatedStopping,
 )
+from datasets.kernel import elastic, history, layout, rng
+from datasets.materials import COPPER, SILICON
+from datasets.physics import PhysicsConfig
+from datasets.physics_tables import PhysicsTables
 from datasets.scene import COPPER as CU_ID
 from datasets.scene import PAPER_SHAPE_ZYX, paper_block
 from datasets.simulate import simulate_bulk, simulate_stack, simulate_stacks
@@ -69,19 +69,19 @@ def test_joy_luo_stopping_close_to_dielectric_table_at_1_keV():
 
 
 @njit
-def _sample_cos_theta(model, material, energy_eV, z_of, icdf, params, n, seed):
+def _sample_cos_theta(tables, material, energy_eV, n, seed):
     out = np.empty(n)
     for i in range(n):
-        u1, u2 = kernel.uniform_pair(kernel.electron_key(seed, 0, 0, 0, i), 0)
-        out[i] = kernel.elastic_cos_theta(model, material, energy_eV, z_of, icdf, params, u1, u2)
+        u1, u2 = rng.uniform_pair(rng.electron_key(seed, 0, 0, 0, i), 0)
+        out[i] = elastic.elastic_cos_theta(tables, material, energy_eV, u1, u2)
     return out
 
 
 def _kernel_cosines(elastic: str, material_index: int, energy_eV: float, n: int = 100_000, seed: int = 1):
     tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig.preset("csda", elastic=elastic))
     transport = Transport(np.ones((1, 1, 1, 1), np.uint8), tables)
-    return _sample_cos_theta(tables.elastic_code, material_index, energy_eV, tables.z_of, tables.icdf,
-                             transport.params, n, seed), tables
+    _, kernel_tables = transport.kernel_inputs()
+    return _sample_cos_theta(kernel_tables, material_index, energy_eV, n, seed), tables
 
 
 def _rutherford_cdf(mu, alpha):
@@ -158,17 +158,14 @@ def test_silicon_backscatter_rises_as_energy_falls():
 
 # --------------------------------------------------------------------------- transport
 @njit
-def _first_collisions(grid, safety, planes, imfp, hard, stopping, majorant, surface, band, loss_icdf, q_cdf, model,
-                      z_of, icdf, params, energy_eV, n, seed):
+def _first_collisions(volume, tables, energy_eV, n, seed):
     depth = np.full(n, np.nan)
-    z_top = planes[0, 0]
-    stack = np.empty((kernel.STACK_DEPTH, kernel.STACK_FIELDS))
+    z_top = volume.planes[0, 0]
+    stack = np.empty((layout.STACK_DEPTH, layout.STACK_FIELDS))
     for i in range(n):
-        outcome, _, _, _, z, _, _, _ = kernel.follow_primary(kernel.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
-                                                             energy_eV, 0, grid, safety, planes, imfp, hard, stopping,
-                                                             majorant, surface, band, loss_icdf, q_cdf, model, z_of,
-                                                             icdf, params, stack)
-        if outcome == kernel.STOPPED:
+        outcome, _, _, _, z, _, _, _ = history.follow_primary(rng.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
+                                                              energy_eV, 0, volume, tables, stack)
+        if outcome == layout.STOPPED:
             depth[i] = z - z_top
     return depth
 
@@ -177,7 +174,7 @@ def _first_collision_depths(geometry: np.ndarray, energy_eV: float, n: int, seed
     """Depth of the first real collision of n electrons entering at the slab's top plane (the kernel's own flights)."""
     tables = PhysicsTables([None, SILICON, COPPER], PhysicsConfig.preset("csda"))
     transport = Transport(geometry[None], tables, cutoff_eV=50.0, max_events=1)
-    depth = _first_collisions(*transport.kernel_arrays(), energy_eV, n, seed)
+    depth = _first_collisions(*transport.kernel_inputs(), energy_eV, n, seed)
     k = tables.grid_index(energy_eV)
     return depth, {"Si": tables.imfp[1, k], "Cu": tables.imfp[2, k]}
 
@@ -213,7 +210,7 @@ def test_safety_distances_respect_mirror_walls_and_boundaries():
 # --------------------------------------------------------------------------- images
 @pytest.fixture(scope="module")
 def pure_si_stack():
-    return simulate_stack(paper_block(), energies_keV=[1.0, 5.0], electrons_per_pixel=300, seed=3)
+    return simulate_stack(paper_block(), energies_keV=[1.0, 5.0], simulated_electrons_per_pixel=300, seed=3)
 
 
 def test_pure_silicon_image_is_laterally_uniform(pure_si_stack):
@@ -228,7 +225,7 @@ def test_pure_silicon_image_is_laterally_uniform(pure_si_stack):
 def test_copper_under_thin_silicon_is_brighter_at_low_energy(pure_si_stack):
     mask = np.zeros((20, 20, 20), bool)
     mask[1:] = True  # 1 nm of Si over Cu
-    stack = simulate_stack(paper_block(mask), energies_keV=[1.0, 5.0], electrons_per_pixel=300, seed=4)
+    stack = simulate_stack(paper_block(mask), energies_keV=[1.0, 5.0], simulated_electrons_per_pixel=300, seed=4)
     assert stack.bse[0].mean() > pure_si_stack.bse[0].mean() + 0.03
 
 
@@ -237,7 +234,7 @@ def test_buried_cube_contrast_grows_with_energy():
     mask[6:14, 4:16, 4:16] = True  # Cu cube 6-14 nm below the Si surface
     energies = [0.5, 5.0]
     cube, si = simulate_stacks(np.stack([paper_block(mask), paper_block()]), energies_keV=energies,
-                               electrons_per_pixel=200, seed=5)
+                               simulated_electrons_per_pixel=200, seed=5)
     contrast = (cube.bse[:, 6:14, 6:14] - si.bse[:, 6:14, 6:14]).mean(axis=(1, 2))
     assert abs(contrast[0]) < 0.02
     assert contrast[1] > contrast[0] + 0.03
@@ -247,7 +244,7 @@ def test_mirror_symmetric_geometry_gives_mirror_symmetric_image():
     mask = np.zeros((20, 20, 20), bool)
     mask[2:8, 5:15, 3:9] = True
     mask[2:8, 5:15, 11:17] = True  # symmetric under x -> 19 - x
-    stack = simulate_stack(paper_block(mask), energies_keV=[2.0], electrons_per_pixel=400, seed=6)
+    stack = simulate_stack(paper_block(mask), energies_keV=[2.0], simulated_electrons_per_pixel=400, seed=6)
     image = stack.bse[0]
     diff = image - image[:, ::-1]
     sd = np.sqrt(2 * image.clip(0.01) * (1 - image.clip(0.01)) / 400)
@@ -259,9 +256,9 @@ def test_mirror_symmetric_geometry_gives_mirror_symmetric_image():
 
 def test_same_seed_same_images_and_different_seed_differs():
     geometry = paper_block(np.pad(np.ones((4, 6, 6), bool), ((2, 14), (7, 7), (7, 7))))
-    a = simulate_stack(geometry, energies_keV=[1.0, 3.0], electrons_per_pixel=20, seed=11)
-    b = simulate_stack(geometry, energies_keV=[1.0, 3.0], electrons_per_pixel=20, seed=11)
-    c = simulate_stack(geometry, energies_keV=[1.0, 3.0], electrons_per_pixel=20, seed=12)
+    a = simulate_stack(geometry, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=20, seed=11)
+    b = simulate_stack(geometry, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=20, seed=11)
+    c = simulate_stack(geometry, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=20, seed=12)
     np.testing.assert_array_equal(a.counts, b.counts)
     assert not np.array_equal(a.counts, c.counts)
     assert a.bse.shape == (2, 20, 20) and a.bse.dtype == np.float32
@@ -274,9 +271,9 @@ def test_batched_simulation_matches_statistics_of_single_runs():
     mask[2:9, 4:12, 6:16] = True
     geoms = np.stack([paper_block(), paper_block(mask)])
     energies = [1.0, 4.0]
-    batch = simulate_stacks(geoms, energies_keV=energies, electrons_per_pixel=100, seed=0)
+    batch = simulate_stacks(geoms, energies_keV=energies, simulated_electrons_per_pixel=100, seed=0)
     for geometry, in_batch in zip(geoms, batch):
-        alone = simulate_stack(geometry, energies_keV=energies, electrons_per_pixel=100, seed=1)
+        alone = simulate_stack(geometry, energies_keV=energies, simulated_electrons_per_pixel=100, seed=1)
         var = (in_batch.bse * (1 - in_batch.bse) + alone.bse * (1 - alone.bse)).clip(1e-4) / 100
         chi2 = (((in_batch.bse - alone.bse) ** 2) / var).sum()
         assert chi2 < 2 * 400 * 1.25, chi2  # two images of 400 pixels: chi2 with 800 dof
@@ -285,7 +282,7 @@ def test_batched_simulation_matches_statistics_of_single_runs():
 
 @pytest.mark.parametrize("elastic", ["rutherford", "mott"])
 def test_other_physics_models_run_in_the_scene(elastic):
-    stack = simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=5,
+    stack = simulate_stack(paper_block(), energies_keV=[1.0], simulated_electrons_per_pixel=5,
                            physics=PhysicsConfig(elastic=elastic, stopping="tabulated"))
     assert 0.05 < stack.bse.mean() < 0.5
 
@@ -302,21 +299,21 @@ def test_other_physics_models_run_in_the_scene(elastic):
 )
 def test_bad_geometries_get_clear_errors(geometry, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        simulate_stack(geometry, energies_keV=[1.0], electrons_per_pixel=1)
+        simulate_stack(geometry, energies_keV=[1.0], simulated_electrons_per_pixel=1)
 
 
 @pytest.mark.parametrize("energies, message", [([-1.0], "positive"), ([float("nan")], "NaN"), ([50.0], "0.05-30 keV"),
                                                ([2.0, 1.0], "increasing")])
 def test_bad_energies_get_clear_errors(energies, message):
     with pytest.raises(ValueError, match=message):
-        simulate_stack(paper_block(), energies_keV=energies, electrons_per_pixel=1)
+        simulate_stack(paper_block(), energies_keV=energies, simulated_electrons_per_pixel=1)
 
 
 def test_material_above_beam_start_is_rejected():
     geometry = paper_block()
     geometry[1] = 1
     with pytest.raises(ValueError, match="beam starts"):
-        simulate_stack(geometry, energies_keV=[1.0], electrons_per_pixel=1)
+        simulate_stack(geometry, energies_keV=[1.0], simulated_electrons_per_pixel=1)
 
 
 def test_cuda_request_without_gpu_is_a_clear_error(monkeypatch):
@@ -324,9 +321,9 @@ def test_cuda_request_without_gpu_is_a_clear_error(monkeypatch):
 
     monkeypatch.setattr(cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU"):
-        simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=1, device="cuda")
+        simulate_stack(paper_block(), energies_keV=[1.0], simulated_electrons_per_pixel=1, device="cuda")
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
-        simulate_stack(paper_block(), energies_keV=[1.0], electrons_per_pixel=1, device="tpu")
+        simulate_stack(paper_block(), energies_keV=[1.0], simulated_electrons_per_pixel=1, device="tpu")
 
 
 # --------------------------------------------------------------------------- command line
@@ -357,17 +354,17 @@ def test_cli_validate_prints_the_eta_table(capsys):
     assert "Si" in out and "Cu" in out and "[0.208, 0.255]" in out and "contrast" in out
 
 
-def test_cli_bench_reports_both_engines_as_json(capsys):
+def test_cli_bench_reports_the_physics_and_its_csda_twin_as_json(capsys):
     from datasets.__main__ import main
 
     assert main(["bench", "--electrons-per-pixel", "1", "--geometries", "2", "--json"]) == 0
     import json
 
     result = json.loads(capsys.readouterr().out)
-    kernel_run, kernel_csda, reference = result["engines"]
+    kernel_run, kernel_csda = result["engines"]
     assert "nebula-like" in kernel_run["engine"] and kernel_csda["engine"].endswith("+none+none")  # same models, no inelastic
-    assert result["device"] == "cpu" and kernel_run["primaries"] == reference["primaries"] == 2 * 20 * 400
-    assert kernel_run["electrons_per_s"] > 0 and reference["electrons_per_s"] > 0 and result["speedup"] > 0
+    assert result["device"] == "cpu" and kernel_run["primaries"] == kernel_csda["primaries"] == 2 * 20 * 400
+    assert kernel_run["electrons_per_s"] > 0 and kernel_csda["electrons_per_s"] > 0
     assert result["physics_cost"] > 0
     assert kernel_run["flights_per_electron"] >= kernel_run["events_per_electron"] > 0
 
@@ -375,7 +372,7 @@ def test_cli_bench_reports_both_engines_as_json(capsys):
 def test_cli_bench_times_penn_physics_against_another_preset(capsys):
     from datasets.__main__ import main
 
-    assert main(["bench", "--electrons-per-pixel", "1", "--geometries", "1", "--json", "--no-reference",
+    assert main(["bench", "--electrons-per-pixel", "1", "--geometries", "1", "--json",
                  "--physics", "nebula-penn", "--against", "nebula-like"]) == 0
     import json
 
@@ -384,3 +381,15 @@ def test_cli_bench_times_penn_physics_against_another_preset(capsys):
     assert "nebula-penn" in penn_run["engine"] and "nebula-like" in compared["engine"]
     assert csda_twin["engine"].endswith("mott+tabulated+none+none")  # Penn's CSDA twin: its stopping power, no events
     assert result["against"] == "nebula-like" and result["speed_against"] > 0
+
+
+def test_bench_lists_cuda_only_where_the_kernel_can_use_a_gpu(monkeypatch):
+    from numba import cuda
+
+    from datasets.bench import available_devices
+
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    assert available_devices() == ["cpu"]
+    monkeypatch.setattr(cuda, "is_available", lambda: True)
+    monkeypatch.setattr(cuda, "gpus", [object()])
+    assert available_devices() == ["cpu", "cuda"]
