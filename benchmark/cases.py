@@ -257,7 +257,7 @@ def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, l
         stack = simulate_stack(
             geometry,
             energies_keV=settings["energies_keV"],
-            electrons_per_pixel=settings["electrons_per_pixel"],
+            simulated_electrons_per_pixel=settings["electrons_per_pixel"],
             cutoff_eV=settings["cutoff_eV"],
             physics=PhysicsConfig(**settings["physics"]),
             seed=seed,

@@ -56,8 +56,7 @@ def _eval_set(root: Path, read_electrons_per_pixel: int, progress: bool,
     from datasets.presets import get_preset
     from datasets.storage import open_dataset
 
-    # the dataset preset's settings are the dataset's file format: ``electrons_per_pixel`` is the simulated dose
-    preset = get_preset("quick", n_geometries=n_geometries, electrons_per_pixel=read_electrons_per_pixel,
+    preset = get_preset("quick", n_geometries=n_geometries, simulated_electrons_per_pixel=read_electrons_per_pixel,
                         seed=EVALUATION_SEED, cases=(), shard_size=50)
     path = build_dataset(root / "evaluation-data", preset=preset, progress=progress, wait_for_lock=True)
     data = open_dataset(path)

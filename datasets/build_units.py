@@ -131,7 +131,7 @@ def _simulate(simulator, geometries: np.ndarray, seed: int, unit: WorkUnit,
     stacks = simulator.simulate_stacks(
         geometries,
         energies_keV=preset.energies_keV,
-        electrons_per_pixel=simulated_electrons_per_pixel or preset.simulated_electrons_per_pixel,
+        simulated_electrons_per_pixel=simulated_electrons_per_pixel or preset.simulated_electrons_per_pixel,
         seed=seed,
         device=WORKER_DEVICE["device"] or unit.device,
         physics=physics_config(simulator, preset),

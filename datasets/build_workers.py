@@ -43,7 +43,7 @@ def _init_worker(device_queue, cpu_threads: int, parent_pid: int) -> None:
 
     Workers ignore Ctrl-C (the parent stops them and keeps what was written) and exit when the
     parent dies."""
-    from datasets.kernel import set_cpu_threads
+    from datasets.kernel.drivers import set_cpu_threads
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent(parent_pid)

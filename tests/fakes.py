@@ -36,7 +36,7 @@ class PhysicsConfig:
         return {"elastic": self.elastic, "stopping": self.stopping, "model": "fake"}
 
 
-def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device="cpu", physics=None,
+def simulate_stacks(geometries, energies_keV, simulated_electrons_per_pixel, seed, device="cpu", physics=None,
                     cutoff_eV=50.0, progress=False, **_):
     """Binomial counts around a yield that grows with the Cu fraction of each column
     (``FAKE_SIMULATOR_SLEEP_S``: seconds to sleep first, for tests that interrupt a build)."""
@@ -46,9 +46,9 @@ def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, device=
     copper = (geometries == COPPER).mean(axis=1)  # (N, Y, X)
     weight = energies / energies.max()
     mean_yield = 0.1 + 0.4 * copper[:, None] * weight[None, :, None, None]
-    counts = np.random.default_rng(seed).binomial(electrons_per_pixel, mean_yield)
-    return [BseStack(bse=c / electrons_per_pixel, energies_keV=energies, counts=c,
-                     electrons_per_pixel=electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
+    counts = np.random.default_rng(seed).binomial(simulated_electrons_per_pixel, mean_yield)
+    return [BseStack(bse=c / simulated_electrons_per_pixel, energies_keV=energies, counts=c,
+                     electrons_per_pixel=simulated_electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
 
 
 # -- fake datasets -------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_dataset_build_stops_at_the_deadline_and_resumes(tmp_path):
     import test_builder
 
     settings = dict(preset="smoke", workers=1, progress=False, simulator=test_builder.THIS_MODULE,
-                    electrons_per_pixel=20, shard_size=2)
+                    simulated_electrons_per_pixel=20, shard_size=2)
     with pytest.raises(BudgetExhausted, match="rerun to continue"):
         builder.build_dataset(tmp_path / "cut", deadline=time.monotonic(), **settings)
     assert json.loads((tmp_path / "cut" / "dataset.json").read_text()).get("complete") is not True

@@ -117,24 +117,24 @@ def test_psf_cache_is_reused_and_keyed(monkeypatch, tmp_path):
         return np.concatenate([reference[None], probes]).astype(np.float32)
 
     monkeypatch.setattr(psf_module, "_simulate_probe_images", fake_simulation)
-    first = psf_module.simulated_layer_psf(truth.energies_keV, electrons_per_pixel=7, cache_dir=tmp_path)
-    second = psf_module.simulated_layer_psf(truth.energies_keV, electrons_per_pixel=7, cache_dir=tmp_path)
+    first = psf_module.simulated_layer_psf(truth.energies_keV, simulated_electrons_per_pixel=7, cache_dir=tmp_path)
+    second = psf_module.simulated_layer_psf(truth.energies_keV, simulated_electrons_per_pixel=7, cache_dir=tmp_path)
     assert calls == [7]  # the second call read the cache
     np.testing.assert_array_equal(first.weights, second.weights)
     assert first.source["cache_key"] == second.source["cache_key"]
-    psf_module.simulated_layer_psf(truth.energies_keV, electrons_per_pixel=8, cache_dir=tmp_path)
+    psf_module.simulated_layer_psf(truth.energies_keV, simulated_electrons_per_pixel=8, cache_dir=tmp_path)
     assert calls == [7, 8]  # other settings, other key
     assert len(list(tmp_path.glob("layer-psf-*.npz"))) == 2
 
     monkeypatch.setenv("BSE_BENCH_CACHE", str(tmp_path / "root"))
     assert psf_module.psf_cache_dir() == tmp_path / "root" / "psf"
-    psf_module.simulated_layer_psf(truth.energies_keV, electrons_per_pixel=7)
+    psf_module.simulated_layer_psf(truth.energies_keV, simulated_electrons_per_pixel=7)
     assert calls == [7, 8, 7] and (tmp_path / "root" / "psf").is_dir()
 
     Path = type(tmp_path)
     Path(first.source["cache_file"]).write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="corrupt PSF cache"):
-        psf_module.simulated_layer_psf(truth.energies_keV, electrons_per_pixel=7, cache_dir=tmp_path)
+        psf_module.simulated_layer_psf(truth.energies_keV, simulated_electrons_per_pixel=7, cache_dir=tmp_path)
 
 
 def _shallow_box(depth=DEPTH, size=20):
@@ -224,7 +224,7 @@ def test_medsem_recovers_a_shallow_cube_from_simulated_stacks(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the simulator crawls when its threads compete on a busy CI box
     try:
-        stacks = simulate.simulate_stacks(geometries, energies_keV=energies, electrons_per_pixel=40, seed=5)
+        stacks = simulate.simulate_stacks(geometries, energies_keV=energies, simulated_electrons_per_pixel=40, seed=5)
         method = MedSem(psf_electrons=10, cache_dir=tmp_path)
         prob = method.reconstruct(np.stack([s.bse for s in stacks]), energies)
     finally:
@@ -236,11 +236,11 @@ def test_medsem_recovers_a_shallow_cube_from_simulated_stacks(tmp_path):
 
 
 def test_fit_warns_when_the_psf_physics_differs_from_the_data():
-    meta = {"physics": {"elastic": "mott", "stopping": "joyluo"}, "settings": {"cutoff_eV": 50.0}}
+    meta = {"physics": {"elastic": "mott", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
+            "settings": {"cutoff_eV": 50.0}}
     empty = (np.zeros((0, 20, 20, 20), np.float32), np.zeros((0, 20, 20, 20), np.uint8), [])
     dataset = FakeDataset({"train": empty, "val": empty, "test": empty}, meta=meta)
     assert MedSem.psf_params_for(meta) == {
-        # a record from before inelastic physics existed reads as simulated without it
         "physics": {"elastic": "mott", "stopping": "joyluo", "inelastic": "none", "barrier": "none"},
         "cutoff_eV": 50.0,
     }

@@ -57,8 +57,8 @@ def test_the_simulator_respects_the_symmetries(g):
     geometry = paper_block(mask)
     moved = symmetry.transform(torch.from_numpy(geometry), g).numpy().copy()
     n = 200
-    a = simulate_stack(geometry, energies_keV=[1.5], electrons_per_pixel=n, seed=1).bse[0]
-    b = simulate_stack(moved, energies_keV=[1.5], electrons_per_pixel=n, seed=2).bse[0]
+    a = simulate_stack(geometry, energies_keV=[1.5], simulated_electrons_per_pixel=n, seed=1).bse[0]
+    b = simulate_stack(moved, energies_keV=[1.5], simulated_electrons_per_pixel=n, seed=2).bse[0]
     expected = symmetry.transform(torch.from_numpy(a), g).numpy()
     var = (expected * (1 - expected) + b * (1 - b)).clip(1 / n) / n
     chi2 = float(((b - expected) ** 2 / var).sum())

@@ -92,7 +92,7 @@ class MedSem(Method):
             return self._psf
         self._psf = simulated_layer_psf(
             energies,
-            electrons_per_pixel=int(self.params["psf_electrons"]),
+            simulated_electrons_per_pixel=int(self.params["psf_electrons"]),
             physics=self.params["physics"],
             seed=int(self.params["psf_seed"]),
             cutoff_eV=float(self.params["cutoff_eV"]),

@@ -127,7 +127,7 @@ def probe_geometries(scene_shape=(26, 20, 20), block_z_nm=(5, 25)) -> tuple[np.n
 
 def simulated_layer_psf(
     energies_keV,
-    electrons_per_pixel: int = 100,
+    simulated_electrons_per_pixel: int = 100,
     physics: dict | None = None,
     seed: int = 0,
     cutoff_eV: float = 50.0,
@@ -151,7 +151,7 @@ def simulated_layer_psf(
         "format": PSF_FORMAT_VERSION,
         "probe": "cu-half-layer-per-depth",
         "energies_keV": [round(float(e), 6) for e in energies],
-        "electrons_per_pixel": int(electrons_per_pixel),
+        "electrons_per_pixel": int(simulated_electrons_per_pixel),  # cache key (file format)
         "seed": int(seed),
         "device": str(device).split(":")[0],
         "physics": physics_config.describe(),
@@ -180,7 +180,7 @@ def _simulate_probe_images(geometries, energies, settings, physics_config, scene
     stacks = simulate_stacks(
         geometries,
         energies_keV=energies,
-        electrons_per_pixel=settings["electrons_per_pixel"],
+        simulated_electrons_per_pixel=settings["electrons_per_pixel"],
         seed=settings["seed"],
         device=device,
         physics=physics_config,
