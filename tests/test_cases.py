@@ -5,6 +5,7 @@ import argparse
 import numpy as np
 import pytest
 import tifffile
+from fakes import FakeDataset
 
 from datasets import cases
 from datasets.cases import CaseSample, available_cases, export_case, get_case, load_custom_geometry
@@ -164,14 +165,13 @@ def test_export_case_cli_with_nebula_files(tmp_path, capsys):
 
 
 def test_nebula_case_holds_nebulas_stacks_thinned_to_the_dataset_dose():
-    from types import SimpleNamespace
 
     from benchmark.cases import nebula_case
     from benchmark.errors import UsageError
     from datasets.nebula_reference import load_reference
     from datasets.scene import DEFAULT_ENERGIES_KEV
 
-    dataset = SimpleNamespace(energies_keV=np.array(DEFAULT_ENERGIES_KEV), electrons_per_pixel=60)
+    dataset = FakeDataset({}, energies_keV=DEFAULT_ENERGIES_KEV, simulated_electrons_per_pixel=60)
     case = nebula_case(dataset, seed=1)
     assert case.ids[:4] == ["position1", "position2", "position3", "position4"] and len(case.ids) == 9
     assert case.bse.shape == (9, 20, 20, 20) and case.labels.shape == (9, 20, 20, 20)
@@ -182,4 +182,4 @@ def test_nebula_case_holds_nebulas_stacks_thinned_to_the_dataset_dose():
     assert thinned.std() > full.std()  # more shot noise
     np.testing.assert_array_equal(nebula_case(dataset, seed=1).bse, case.bse)  # seeded
     with pytest.raises(UsageError, match="needs a dataset at Nebula's energies"):
-        nebula_case(SimpleNamespace(energies_keV=np.array([1.0, 2.0]), electrons_per_pixel=60))
+        nebula_case(FakeDataset({}, energies_keV=[1.0, 2.0], simulated_electrons_per_pixel=60))
