@@ -45,8 +45,10 @@ def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, cutoff_
                      electrons_per_pixel=electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
 
 
-#: the smoke study, with fewer bootstrap resamples (seconds)
-SMOKE = dataclasses.replace(scaling_study.STUDY_PRESETS["smoke"], n_resamples=50)
+#: the smoke study with fewer bootstrap resamples and at most 4 optimiser steps of 8 samples per
+#: job (1 or 2 epochs), so that the study runs three times in well under a minute
+SMOKE = dataclasses.replace(scaling_study.STUDY_PRESETS["smoke"], n_resamples=50, batch_size=8,
+                            step_rule=scaling_study.StepRule(2, 8, 0.5, 2, 4))
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +107,17 @@ def test_step_rule_budgets_steps_not_epochs():
     steps = [plan[n][1] for n in (125, 1000, 8000)]
     assert steps == sorted(steps)
     assert rule.epochs(33, 32) == rule.epochs(32, 32)  # a last batch of one is merged
+
+
+def test_pool_splits_hold_the_grid():
+    from datasets.storage import make_splits
+
+    for study in scaling_study.STUDY_PRESETS.values():
+        preset = scaling_study.STUDY_DATASETS[study.dataset]
+        splits = make_splits([str(i) for i in range(preset.n_geometries)], preset.test_fraction,
+                             preset.val_fraction, preset.seed)
+        assert len(splits["train"]) >= max(study.n_values)
+        assert len(splits["val"]) >= 6 and len(splits["test"]) >= (500 if study.name == "paper-cpu" else 10)
 
 
 def test_plan_covers_the_grid_with_seeds_at_small_n(tmp_path):
@@ -185,6 +198,7 @@ def test_smoke_study_stops_on_its_budget_and_resumes_to_the_same_rows(pool, unin
     from datasets.storage import open_dataset
 
     spec = scaling_study.plan_jobs(SMOKE, pool, open_dataset(pool).meta["dataset_hash"], tmp_path)[0]
+    assert spec.epochs == 2
     assert scaling_jobs._train_and_score(spec, time.monotonic() - 1, time.perf_counter()) == (None, None)
     assert (spec.folder() / "model" / "latest.pt").is_file() and not (spec.folder() / "job.json").exists()
     resumed = scaling_study.run_study(SMOKE, tmp_path, data=pool, progress=False)
