@@ -153,13 +153,15 @@ def analyse(rows: pd.DataFrame, n_resamples: int = 1000, confidence: float = 0.9
     """``fits.json``: per model (``network/config``) its power-law fit and extrapolation, per size
     the crossing and extrapolated difference of the pair, the curve points and paired differences."""
     fits, models = {}, []
-    draws = None
+    draws = first_samples = None
     for (network, config, size), group in rows.groupby(["network", "config", "size"]):
         n, samples, matrix = curve_matrix(group)
         name = f"{network}/{config}"
         models.append({"network": network, "config": config, "size": size, "model": name, "n_min": n.min()})
-        if draws is None:
-            draws = resample_indices(len(samples), n_resamples, seed)
+        if draws is None:  # one set of resamples for every model: the models stay paired
+            draws, first_samples = resample_indices(len(samples), n_resamples, seed), samples
+        if samples != first_samples:
+            raise ValueError(f"{name} was scored on other evaluation samples than the first model")
         if len(n) >= 3:
             fits[name] = {"network": network, "config": config, "size": size,
                           "parameters": int(group["parameters"].iloc[0]), "n_train": [int(v) for v in n],
@@ -178,7 +180,12 @@ def _cell(value: float, interval) -> str:
 
 def format_tables(analysis: dict) -> str:
     """The analysis as plain-text tables (learning-curve fits, pairs, paired differences)."""
-    lines = ["Power-law fits IoU(N) = a - b N^-c (bootstrap intervals over the evaluation samples):",
+    lines = ["Learning curves: mIoU on the evaluation set (seeds averaged per sample):",
+             f"{'model':<18} {'N':>6} {'seeds':>5} {'mIoU':>26}"]
+    for rec in analysis["points"]:
+        lines.append(f"{rec['network'] + '/' + rec['config']:<18} {rec['n_train']:>6} {rec['seeds']:>5} "
+                     f"{_cell(rec['miou'], (rec['low'], rec['high'])):>26}")
+    lines += ["", "Power-law fits IoU(N) = a - b N^-c (bootstrap intervals over the evaluation samples):",
              f"{'model':<18} {'params':>9} {'a':>24} {'c':>24} {'IoU at N=10,000':>24}"]
     for name, fit in analysis["fits"].items():
         lines.append(f"{name:<18} {fit['parameters']:>9,} {_cell(fit['a']['value'], fit['a']['interval']):>24} "

@@ -19,7 +19,7 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +41,7 @@ RESULT_COLUMNS: list[str] = [
 TIMING_COLUMNS: list[str] = ["train_seconds", "job_seconds"]
 ROW_COLUMNS: list[str] = RESULT_COLUMNS + TIMING_COLUMNS
 #: spec fields that do not change the result (left out of the key)
-_RUN_ONLY_FIELDS = ("dataset", "root", "torch_threads", "name_hint")
+_RUN_ONLY_FIELDS = ("dataset", "root", "torch_threads")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,6 @@ class JobSpec:
     dataset: str = ""  #: path of the pool dataset
     root: str = ""  #: the study's results folder
     torch_threads: int = 1
-    name_hint: str = field(default="", compare=False)
 
     def key(self) -> str:
         content = {k: v for k, v in asdict(self).items() if k not in _RUN_ONLY_FIELDS}

@@ -65,7 +65,7 @@ STUDY_DATASETS: dict[str, DatasetPreset] = {
         shard_size=100, seed=20, cases=(),
         description="the scaling study's pool: 8,193 training, 306 validation, 601 evaluation geometries"),
     "scaling-smoke": DatasetPreset(
-        name="scaling-smoke", n_geometries=48, electrons_per_pixel=20, test_fraction=0.2, val_fraction=0.15,
+        name="scaling-smoke", n_geometries=48, electrons_per_pixel=10, test_fraction=0.2, val_fraction=0.15,
         shard_size=16, seed=20, cases=(),
         description="the scaling study's smoke pool: 32 training, 6 validation, 10 evaluation geometries"),
 }

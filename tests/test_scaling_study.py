@@ -183,10 +183,13 @@ def test_smoke_study_end_to_end(pool, uninterrupted):
     assert not set(rows["sample"]) & set(dataset.split_ids("train"))
     assert sorted(rows["n_train"].unique()) == [8, 16, 32]
     assert rows["iou"].between(0, 1).all() and rows["step_rule"].nunique() == 1
-    assert (rows["simulated_electrons_per_pixel"] == 20).all() and (rows["read_electrons_per_pixel"] == 20).all()
+    simulated_electrons_per_pixel = scaling_study.STUDY_DATASETS[SMOKE.dataset].electrons_per_pixel
+    assert (rows["simulated_electrons_per_pixel"] == simulated_electrons_per_pixel).all()
+    assert (rows["read_electrons_per_pixel"] == simulated_electrons_per_pixel).all()
     fits = result["analysis"]
     assert set(fits["fits"]) == {"bsevox/tiny", "unet3d/matched"}
     assert len(fits["paired_differences"]) == 3
+    assert "Learning curves" in scaling_fit.format_tables(fits)
     assert (root / "fits.json").is_file()
     assert len(list((root / "jobs").glob("*/job.json"))) == 6
 
