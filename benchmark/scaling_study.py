@@ -17,8 +17,10 @@ training geometries N and the model size, and where the curves point at the pape
   stopping). The rule is printed and recorded in every job and row.
 - Seeds: ``seeds`` seeds (0, 1, ...) for N <= ``few_seeds_above``, one seed above.
 - Every (network, size, N, seed) is one cached job (``benchmark/scaling_jobs.py``), run here in
-  order or on a Dask cluster (``--scheduler``; the results folder must be on a filesystem the
-  workers share). ``--time-budget`` stops cleanly between and within jobs; a rerun continues.
+  order or on a Dask cluster (``--scheduler``: the workers need this suite importable, the
+  results folder on a filesystem they share, and clocks that agree, since the time budget is a
+  wall-clock deadline). ``--time-budget`` stops cleanly between and within jobs (between epochs);
+  a rerun skips the finished jobs and resumes the interrupted ones from their checkpoints.
 
 Outputs in the results folder: ``jobs/`` (one folder per job), ``scaling.parquet`` (one row per
 job x evaluation sample; columns ``benchmark.scaling_jobs.ROW_COLUMNS``: network, label, config,
@@ -233,10 +235,10 @@ def run_study(study: StudyPreset, root, data=None, time_budget: float | None = N
     from datasets.budget import BudgetExhausted
     from datasets.storage import open_dataset
 
-    root = Path(root)
+    root = Path(root).resolve()  # absolute: the jobs may run on other machines' workers
     deadline_wall = None if time_budget is None else time.time() + float(time_budget)
     try:
-        pool = ensure_pool(study, root, data, scheduler, deadline_wall)
+        pool = ensure_pool(study, root, data, scheduler, deadline_wall).resolve()
     except BudgetExhausted as err:
         print(f"time budget: {err}", file=sys.stderr)
         return {"complete": False, "jobs": 0, "done": 0, "analysis": None}
