@@ -153,14 +153,42 @@ def plan_jobs(study: StudyPreset, dataset_path, dataset_hash: str, root, torch_t
     return specs
 
 
-def describe_plan(study: StudyPreset, specs: list[JobSpec]) -> str:
+def workload(study: StudyPreset, n_train: int, n_val: int) -> tuple[int, int]:
+    """(training samples, validation samples) one job at N passes through its network, before
+    early stopping: epochs x N, and N_val per validation epoch (every ``eval_every`` and the last)."""
+    from methods.training import TRAIN_PRESETS
+
+    epochs, _ = study.step_rule.epochs(n_train, study.batch_size)
+    every = TRAIN_PRESETS[study.train_preset].eval_every
+    evaluations = sum(1 for epoch in range(1, epochs + 1) if epoch % every == 0 or epoch == epochs)
+    return epochs * n_train, evaluations * n_val
+
+
+def describe_plan(study: StudyPreset, specs: list[JobSpec], n_val: int | None = None) -> str:
+    """The plan in words: the step rule, epochs, steps and seeds per N, and the samples each
+    (network, size) passes through training and validation (the cost: divide by measured samples/s)."""
     lines = [f"scaling study '{study.name}': {len(specs)} jobs; training preset '{study.train_preset}', "
              f"batch {study.batch_size}", f"step budget: {study.step_rule.describe()}"]
+    totals = [0, 0]
     for n_train in sorted(study.n_values):
         epochs, steps = study.step_rule.epochs(n_train, study.batch_size)
-        lines.append(f"  N = {n_train:>5}: {epochs:>4} epochs, {steps:>5} steps, "
-                     f"{len(study.seeds_for(n_train))} seed(s)")
+        seeds = len(study.seeds_for(n_train))
+        lines.append(f"  N = {n_train:>5}: {epochs:>4} epochs, {steps:>5} steps, {seeds} seed(s)")
+        if n_val is not None:
+            totals = [t + seeds * w for t, w in zip(totals, workload(study, n_train, n_val))]
+    if n_val is not None:
+        lines.append(f"per (network, size), before early stopping: {totals[0]:,} training and {totals[1]:,} "
+                     f"validation sample passes ({n_val} validation geometries)")
     return "\n".join(lines)
+
+
+def validation_size(study: StudyPreset) -> int:
+    """Validation geometries of the study's pool (from its preset's split fractions)."""
+    from datasets.storage import make_splits
+
+    preset = look_up("scaling-study dataset", study.dataset, STUDY_DATASETS)
+    ids = [str(i) for i in range(preset.n_geometries)]
+    return len(make_splits(ids, preset.test_fraction, preset.val_fraction, preset.seed)["val"])
 
 
 # ---------------------------------------------------------------------------- execution
@@ -298,7 +326,7 @@ def _command(args) -> int:
     root = args.results or Path("outputs") / f"scaling-{study.name}"
     if args.plan:
         specs = plan_jobs(study, args.data or root / "dataset", "(not built)", root, args.threads)
-        print(describe_plan(study, specs))
+        print(describe_plan(study, specs, validation_size(study)))
         return 0
     result = run_study(study, root, data=args.data, time_budget=args.time_budget, scheduler=args.scheduler,
                        torch_threads=args.threads)

@@ -226,7 +226,10 @@ def test_dask_local_cluster_gives_the_same_rows(pool, uninterrupted, tmp_path):
 
 def test_command_line_plan_and_unknown_names(capsys):
     assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250"]) == 0
-    assert "N =   250" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "N =   250" in out
+    # N=125: 100 epochs x 125; N=250: 50 x 250; 3 seeds each; validation every 2nd epoch (quick preset)
+    assert f"{3 * (100 * 125 + 50 * 250):,} training and {3 * (50 + 25) * 306:,} validation" in out
     assert scaling_study.main(["--preset", "nope", "--plan"]) == 2
     assert "known: smoke, paper-cpu" in capsys.readouterr().err
     assert scaling_study.main(["--sizes", "7M", "--plan"]) == 2
