@@ -53,6 +53,11 @@ class BseVoxConfig:
 #: Table 2 configurations and a CPU-sized ``tiny`` one (not in the paper).
 CONFIGS: dict[str, BseVoxConfig] = {
     "tiny": BseVoxConfig(hidden1=32, blocks1=1, hidden2=64, blocks2=2, head_features=4),
+    # the scaling study's sizes (benchmark/scaling_study.py): lite's layout (N1 = 2, hidden2 =
+    # 2 x hidden1) at 0.29x and 0.58x its widths and N2 = 4; 1.24 M and 4.83 M parameters, within
+    # 5 % of the U-Net's s1m and s5m
+    "s1m": BseVoxConfig(hidden1=56, blocks1=2, hidden2=112, blocks2=4),
+    "s5m": BseVoxConfig(hidden1=112, blocks1=2, hidden2=224, blocks2=4),
     "lite": BseVoxConfig(hidden1=192, blocks1=2, hidden2=384, blocks2=5),
     "small": BseVoxConfig(hidden1=192, blocks1=4, hidden2=384, blocks2=14),
     "medium": BseVoxConfig(hidden1=384, blocks1=7, hidden2=768, blocks2=17),
