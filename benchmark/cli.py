@@ -1,7 +1,7 @@
 """``python -m benchmark`` (or ``bse-bench``): the benchmark's one command line.
 
 Subcommands: see :data:`COMMANDS` (``run``, ``list``, ``report``, ``reconstruct``, ``show``,
-``doctor``, ``main``, ``design-study``, ``pack``), plus the lower layers' commands ``data ...``
+``doctor``, ``main``, ``design-study``, ``scaling-study``, ``pack``), plus the lower layers' commands ``data ...``
 (``python -m datasets``) and ``train ...`` (``python -m methods``).
 
 The same flag means the same thing everywhere: ``--results`` a results folder, ``--data`` a
@@ -46,6 +46,7 @@ def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
         add(sub)
     sub.add_parser("data", add_help=False, help=COMMANDS["data"])
     sub.add_parser("train", add_help=False, help=COMMANDS["train"])
+    sub.add_parser("scaling-study", add_help=False, help=COMMANDS["scaling-study"])
     return parser
 
 
@@ -166,6 +167,8 @@ COMMANDS = {
     "main": "the main job: data, training, every method on every case, report",
     "design-study": "the quick dataset's design study: geometries x e-/pixel at a fixed simulation "
                     "budget, scored on validation data",
+    "scaling-study": "the scaling study: IoU vs training-set size and model size for both networks, "
+                     "power-law fits and extrapolation (python -m benchmark.scaling_study)",
     "pack": "pack a results folder (results, report, histories, a small model) into one .tar.gz of at "
             "most --max-mib",
     "data": "dataset commands (python -m datasets): build, simulate, validate, compare-nebula, bench, "
@@ -177,8 +180,11 @@ COMMANDS = {
 DEFAULT_THRESHOLD_RULE = "validation"
 
 
-#: ``python -m benchmark data ...`` = ``python -m datasets ...``; ``train ...`` = ``python -m methods ...``
-LOWER_LAYER_COMMANDS = {"data": "datasets.__main__", "train": "methods.__main__"}
+#: commands with their own command line, forwarded whole: ``python -m benchmark data ...`` =
+#: ``python -m datasets ...``; ``train ...`` = ``python -m methods ...``; ``scaling-study ...`` =
+#: ``python -m benchmark.scaling_study ...``
+FORWARDED_COMMANDS = {"data": "datasets.__main__", "train": "methods.__main__",
+                      "scaling-study": "benchmark.scaling_study"}
 METHODS_SUBCOMMANDS = ("train", "grid-search", "bench", "list", "-h", "--help")
 
 
@@ -186,13 +192,13 @@ def main(argv=None, prog: str = "python -m benchmark") -> int:
     from datasets.cli_errors import run_cli, split_debug
 
     argv, debug = split_debug(argv)
-    if argv and argv[0] in LOWER_LAYER_COMMANDS:  # the lower layers' own command lines
+    if argv and argv[0] in FORWARDED_COMMANDS:  # commands with their own command line
         import importlib
 
         forwarded = argv[1:] + (["--debug"] if debug else [])
         if argv[0] == "train" and (not forwarded or forwarded[0] not in METHODS_SUBCOMMANDS):
             forwarded = ["train", *forwarded]  # `bse-bench train --method ...` trains
-        return importlib.import_module(LOWER_LAYER_COMMANDS[argv[0]]).main(forwarded)
+        return importlib.import_module(FORWARDED_COMMANDS[argv[0]]).main(forwarded)
     args = build_parser(prog).parse_args(argv)
     return run_cli(command_functions()[args.command], args, debug)
 

@@ -124,11 +124,8 @@ def read_split(dataset, ids: list[str]) -> InMemorySplit:
 
 
 def dataset_doses(dataset) -> tuple[int, int]:
-    """(simulated, read) e-/pixel of a pool dataset. Read from its manifest, whose keys are the
-    dataset file format: ``electrons_per_pixel`` is the simulated dose, ``dose`` the read one."""
-    settings = dataset.meta["settings"]
-    simulated_electrons_per_pixel = int(settings["electrons_per_pixel"])
-    return simulated_electrons_per_pixel, int(settings.get("dose") or simulated_electrons_per_pixel)
+    """(simulated, read) e-/pixel of a pool dataset (``datasets.protocol.Dataset``)."""
+    return int(dataset.simulated_electrons_per_pixel), int(dataset.read_electrons_per_pixel)
 
 
 # ---------------------------------------------------------------------------- one job

@@ -53,7 +53,7 @@ NETWORKS = ("bsevox", "unet3d")
 #: size label -> {network: config}; parameter counts (20 energies, depth 20) in the comments
 SIZES: dict[str, dict[str, str]] = {
     "0.3M": {"bsevox": "tiny", "unet3d": "matched"},  # 0.278 M / 0.297 M
-    "1.2M": {"bsevox": "s1m", "unet3d": "s1m"},  # 1.240 M / 1.187 M
+    "1.2M": {"bsevox": "s1m", "unet3d": "small"},  # 1.240 M / 1.187 M
     "5M": {"bsevox": "s5m", "unet3d": "s5m"},  # 4.832 M / 4.740 M
 }
 
@@ -63,11 +63,11 @@ SIZES: dict[str, dict[str, str]] = {
 #: ``scaling-smoke``: 48 geometries (10 / 6 / 32)
 STUDY_DATASETS: dict[str, DatasetPreset] = {
     "scaling": DatasetPreset(
-        name="scaling", n_geometries=9100, electrons_per_pixel=60, test_fraction=0.066, val_fraction=0.036,
+        name="scaling", n_geometries=9100, simulated_electrons_per_pixel=60, test_fraction=0.066, val_fraction=0.036,
         shard_size=100, seed=20, cases=(),
         description="the scaling study's pool: 8,193 training, 306 validation, 601 evaluation geometries"),
     "scaling-smoke": DatasetPreset(
-        name="scaling-smoke", n_geometries=48, electrons_per_pixel=10, test_fraction=0.2, val_fraction=0.15,
+        name="scaling-smoke", n_geometries=48, simulated_electrons_per_pixel=10, test_fraction=0.2, val_fraction=0.15,
         shard_size=16, seed=20, cases=(),
         description="the scaling study's smoke pool: 32 training, 6 validation, 10 evaluation geometries"),
 }

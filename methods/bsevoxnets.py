@@ -55,7 +55,7 @@ CONFIGS: dict[str, BseVoxConfig] = {
     "tiny": BseVoxConfig(hidden1=32, blocks1=1, hidden2=64, blocks2=2, head_features=4),
     # the scaling study's sizes (benchmark/scaling_study.py): lite's layout (N1 = 2, hidden2 =
     # 2 x hidden1) at 0.29x and 0.58x its widths and N2 = 4; 1.24 M and 4.83 M parameters, within
-    # 5 % of the U-Net's s1m and s5m
+    # 5 % of the U-Net's small and s5m
     "s1m": BseVoxConfig(hidden1=56, blocks1=2, hidden2=112, blocks2=4),
     "s5m": BseVoxConfig(hidden1=112, blocks1=2, hidden2=224, blocks2=4),
     "lite": BseVoxConfig(hidden1=192, blocks1=2, hidden2=384, blocks2=5),

@@ -54,7 +54,7 @@ def test_unknown_method_exits_2_listing_known_methods(tmp_path):
     (["run", "--method", "fake", "--case", "test", "--preset", "nosuch"],
      "unknown preset 'nosuch'; known: smoke, quick, paper"),
     (["run", "--method", "bsevox", "--case", "test", "--config", "huge"],
-     "unknown bsevox config 'huge'; known: tiny, lite, small, medium, moderate"),
+     "unknown bsevox config 'huge'; known: tiny, s1m, s5m, lite, small, medium, moderate"),
     (["run", "--method", "fake", "--case", "dose", "--read-dose", "7"],
      "unknown dose level (e-/pixel) '7'; known: 2"),
     (["run", "--method", "fake", "--case", "test", "--read-dose", "2"], "add --case dose"),
@@ -340,7 +340,7 @@ def _help(capsys, *argv) -> str:
 
 def test_top_level_help_names_every_subcommand_once(capsys):
     text = _help(capsys)
-    commands = [*cli.command_functions(), *cli.LOWER_LAYER_COMMANDS]
+    commands = [*cli.command_functions(), *cli.FORWARDED_COMMANDS]
     assert sorted(cli.COMMANDS) == sorted(commands)
     parser = cli.build_parser()
     [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]

@@ -9,41 +9,15 @@ simulator (as in tests/test_builder.py), so no Monte Carlo runs here.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 
+import fakes
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from benchmark import scaling_fit, scaling_jobs, scaling_study
-from datasets.scene import COPPER
-from datasets.stack import BseStack
-
-THIS_MODULE = sys.modules[__name__]
-
-# -- fake simulator (module-level API of the builder's test seam) --------------------------------
-SIMULATOR_VERSION = "fake-scaling-1"
-
-
-@dataclasses.dataclass(frozen=True)
-class PhysicsConfig:
-    model: str = "fake"
-
-    def describe(self) -> dict:
-        return {"model": self.model}
-
-
-def simulate_stacks(geometries, energies_keV, electrons_per_pixel, seed, cutoff_eV=50.0, **_):
-    """Binomial counts around a yield that grows with the Cu fraction of each column."""
-    energies = np.asarray(energies_keV, dtype=np.float64)
-    copper = (np.asarray(geometries) == COPPER).mean(axis=1)  # (N, Y, X)
-    mean_yield = 0.1 + 0.4 * copper[:, None] * (energies / energies.max())[None, :, None, None]
-    counts = np.random.default_rng(seed).binomial(electrons_per_pixel, mean_yield)
-    return [BseStack(bse=c / electrons_per_pixel, energies_keV=energies, counts=c,
-                     electrons_per_pixel=electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
-
 
 #: the smoke study with fewer bootstrap resamples and at most 4 optimiser steps of 8 samples per
 #: job (1 or 2 epochs), so that the study runs three times in well under a minute
@@ -56,7 +30,7 @@ def pool(tmp_path_factory):
     from datasets.builder import build_dataset
 
     preset = scaling_study.STUDY_DATASETS[SMOKE.dataset]
-    return build_dataset(tmp_path_factory.mktemp("pool"), preset=preset, progress=False, simulator=THIS_MODULE)
+    return build_dataset(tmp_path_factory.mktemp("pool"), preset=preset, progress=False, simulator=fakes)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +157,7 @@ def test_smoke_study_end_to_end(pool, uninterrupted):
     assert not set(rows["sample"]) & set(dataset.split_ids("train"))
     assert sorted(rows["n_train"].unique()) == [8, 16, 32]
     assert rows["iou"].between(0, 1).all() and rows["step_rule"].nunique() == 1
-    simulated_electrons_per_pixel = scaling_study.STUDY_DATASETS[SMOKE.dataset].electrons_per_pixel
+    simulated_electrons_per_pixel = scaling_study.STUDY_DATASETS[SMOKE.dataset].simulated_electrons_per_pixel
     assert (rows["simulated_electrons_per_pixel"] == simulated_electrons_per_pixel).all()
     assert (rows["read_electrons_per_pixel"] == simulated_electrons_per_pixel).all()
     fits = result["analysis"]
