@@ -27,6 +27,8 @@ import tarfile
 import time
 from pathlib import Path
 
+from datasets.errors import look_up
+
 MIB = 2**20
 #: the config order of BSE-VoxNets from small to large (paper Table 2)
 SMALL_FIRST = ("tiny", "matched", "lite", "small", "medium", "moderate", "base")
@@ -76,10 +78,7 @@ def _candidates(root: Path, models: list[str] | None) -> list[tuple[str, Path | 
 def _weights_to_pack(model_dirs: list[Path], models: list[str] | None) -> list[Path]:
     if models:
         by_name = {d.name: d for d in model_dirs}
-        missing = [m for m in models if m not in by_name]
-        if missing:
-            raise FileNotFoundError(f"no model folder {', '.join(missing)}; known: {', '.join(by_name) or 'none'}")
-        return [by_name[m] for m in models]
+        return [look_up("model folder", m, by_name) for m in models]
     trained = [d for d in model_dirs if d.name.startswith("bsevox-") and (d / "summary.json").is_file()
                and (d / "best.pt").is_file()]
 

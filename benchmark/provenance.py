@@ -11,7 +11,7 @@ import importlib.metadata
 import platform
 from pathlib import Path
 
-from datasets.provenance import REPO_ROOT, git_commit
+from datasets.provenance import REPO_ROOT, check_device, git_commit
 
 #: the suite's packages whose modules a code version follows through imports
 TRACED_PACKAGES = ("methods", "datasets")
@@ -51,10 +51,8 @@ def device_name(device: str) -> str:
     intra-op threads, which decide CPU timings), ``"cuda:0 (NVIDIA H100 ...)"``."""
     import torch
 
-    device = str(device)
+    device = check_device(device)
     if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"device '{device}' requested but CUDA is not available here")
         index = torch.device(device).index or 0
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     threads = torch.get_num_threads()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from datasets.errors import UnknownNameError
+from datasets.errors import look_up
 
 THRESHOLD_RULES = ("fixed-0.5", "validation", "oracle")
 
@@ -92,14 +92,8 @@ def oracle_threshold(case: str, sample: str) -> float:
     from datasets.sample_ids import split_repeat
 
     sample = split_repeat(sample)[0]
-    if case not in ORACLE_THRESHOLDS:
-        raise UnknownNameError(f"no oracle threshold for case '{case}'; known cases: {sorted(ORACLE_THRESHOLDS)}")
-    samples = ORACLE_THRESHOLDS[case]
-    if sample not in samples:
-        raise UnknownNameError(
-            f"no oracle threshold for sample '{sample}' of case '{case}'; known: {sorted(samples)}"
-        )
-    return samples[sample]
+    samples = look_up("oracle-threshold case", case, ORACLE_THRESHOLDS)
+    return look_up(f"oracle-threshold sample of case '{case}'", sample, samples)
 
 
 def _as_probability(prob, name: str) -> np.ndarray:
