@@ -28,22 +28,17 @@ def readme_main(argv) -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 when README.md disagrees with the snapshot")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         if args.check:
             readme.check_readme()
             print("README.md's results agree with the snapshot")
-            return 0
+            return
         if args.results_dir:
             print(f"snapshot written to {readme.write_snapshot(args.results_dir)}")
-        changed = readme.update_readme()
-    except readme.ReadmeOutOfDate as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("README.md updated" if changed else "README.md already up to date")
-    return 0
+        print("README.md updated" if readme.update_readme() else "README.md already up to date")
+
+    return _run_document_command(work, readme.ReadmeOutOfDate)
 
 
 def schema_main(argv) -> int:
@@ -57,19 +52,29 @@ def schema_main(argv) -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 when the page disagrees with the schema")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         if args.check:
             schema_doc.check_schema_doc()
             print("docs/architecture.md's result-row columns agree with benchmark/schema.py")
-            return 0
+            return
         changed = schema_doc.update_schema_doc()
-    except schema_doc.SchemaDocOutOfDate as err:
+        print("docs/architecture.md updated" if changed else "docs/architecture.md already up to date")
+
+    return _run_document_command(work, schema_doc.SchemaDocOutOfDate)
+
+
+def _run_document_command(work, out_of_date: type[Exception]) -> int:
+    """Run ``work`` (it prints what it did): exit 0, 1 when the document disagrees with its
+    source (``out_of_date``), 2 on a missing or bad input."""
+    try:
+        work()
+    except out_of_date as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print("docs/architecture.md updated" if changed else "docs/architecture.md already up to date")
     return 0
 
 
