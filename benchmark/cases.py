@@ -207,15 +207,15 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
             raise UsageError(f"the '{NEBULA_CASE}' case needs a dataset at Nebula's energies "
                              f"({ref.energies_keV[0]:g}-{ref.energies_keV[-1]:g} keV, {len(ref.energies_keV)}); "
                              f"this one has {len(energies)} energies")
-        counts = np.rint(ref.bse * ref.electrons_per_pixel).astype(np.int64)
-        if dose < ref.electrons_per_pixel:  # exactly `dose` of Nebula's primaries (datasets.dose)
-            yields = thin_to_dose(counts, ref.electrons_per_pixel, dose, rng) / dose
+        counts = np.rint(ref.bse * ref.simulated_electrons_per_pixel).astype(np.int64)
+        if dose < ref.simulated_electrons_per_pixel:  # exactly `dose` of Nebula's primaries (datasets.dose)
+            yields = thin_to_dose(counts, ref.simulated_electrons_per_pixel, dose, rng) / dose
         else:  # a dataset at Nebula's dose or above: Nebula's stack as it is
-            yields = counts / ref.electrons_per_pixel
+            yields = counts / ref.simulated_electrons_per_pixel
         ids.append(sample)
         bse.append(yields.astype(np.float32))
         labels.append(block_labels(ref.geometry))
-        simulated = int(ref.electrons_per_pixel)  # the same (3,000) for every reference file
+        simulated = int(ref.simulated_electrons_per_pixel)  # the same (3,000) for every reference file
     return CaseData(NEBULA_CASE, ids, np.stack(bse), np.stack(labels).astype(np.uint8), energies,
                     simulated_electrons_per_pixel=simulated, read_electrons_per_pixel=min(dose, simulated),
                     fingerprint={"nebula_reference": "datasets/data/nebula_reference",

@@ -337,7 +337,7 @@ def reconstruct_stack(args, bench) -> int:
     check_lateral_size(method, spec.tag(), bse.shape[1:])
 
     training_electrons_per_pixel, training_dose_source = training_read_dose(bench, spec, klass)
-    stack_electrons_per_pixel = stack.electrons_per_pixel or args.electrons_per_pixel
+    stack_electrons_per_pixel = stack.simulated_electrons_per_pixel or args.electrons_per_pixel
     warning = dose_warning(stack_electrons_per_pixel, training_electrons_per_pixel, spec.tag())
     if warning:
         print(warning, file=sys.stderr)

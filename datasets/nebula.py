@@ -220,9 +220,9 @@ def read_tri(path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def beam_raster(
-    energy_keV: float, electrons_per_pixel: int, shape=(20, 20), scene: Scene = Scene()
+    energy_keV: float, simulated_electrons_per_pixel: int, shape=(20, 20), scene: Scene = Scene()
 ) -> np.ndarray:
-    """Primary electrons of a raster scan: ``electrons_per_pixel`` per pixel centre, tagged (i, j).
+    """Primary electrons of a raster scan: ``simulated_electrons_per_pixel`` per pixel centre, tagged (i, j).
 
     Normal incidence from the beam plane: position ((i + 0.5) v, (j + 0.5) v, -beam_z) nm with
     v the voxel size, direction (0, 0, -1), energy in eV. Records are ordered pixel by pixel
@@ -230,13 +230,13 @@ def beam_raster(
     """
     if not np.isfinite(energy_keV) or energy_keV <= 0:
         raise ValueError(f"beam energy must be finite and positive (keV), got {energy_keV}")
-    if int(electrons_per_pixel) != electrons_per_pixel or electrons_per_pixel < 1:
+    if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
         raise ValueError(
-            f"electrons_per_pixel must be a positive integer, got {electrons_per_pixel}"
+            f"electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}"
         )
     height, width = shape
     j, i = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    records = np.zeros((height, width, int(electrons_per_pixel)), dtype=ELECTRON_DTYPE)
+    records = np.zeros((height, width, int(simulated_electrons_per_pixel)), dtype=ELECTRON_DTYPE)
     records["x"] = ((i + 0.5) * scene.voxel_nm)[..., None]
     records["y"] = ((j + 0.5) * scene.voxel_nm)[..., None]
     records["z"] = -scene.beam_z_nm
@@ -286,7 +286,7 @@ def pri_filename(energy_keV: float) -> str:
 
 
 def export_pri(
-    path, energies_keV, electrons_per_pixel: int, shape=(20, 20), scene: Scene = Scene()
+    path, energies_keV, simulated_electrons_per_pixel: int, shape=(20, 20), scene: Scene = Scene()
 ) -> list[Path]:
     """Write the beam raster as ``.pri`` primaries: one file per energy (Nebula runs one beam energy).
 
@@ -296,9 +296,9 @@ def export_pri(
     energies = _energy_list(energies_keV)
     path = Path(path)
     if np.ndim(energies_keV) == 0:
-        return [write_electrons(path, beam_raster(energies[0], electrons_per_pixel, shape, scene))]
+        return [write_electrons(path, beam_raster(energies[0], simulated_electrons_per_pixel, shape, scene))]
     return [
-        write_electrons(path / pri_filename(e), beam_raster(e, electrons_per_pixel, shape, scene))
+        write_electrons(path / pri_filename(e), beam_raster(e, simulated_electrons_per_pixel, shape, scene))
         for e in energies
     ]
 
@@ -324,23 +324,23 @@ def count_detected(
 def import_detector_output(
     paths,
     energies_keV,
-    electrons_per_pixel: int,
+    simulated_electrons_per_pixel: int,
     shape=(20, 20),
     cutoff_eV: float = DEFAULT_CUTOFF_EV,
 ) -> BseStack:
     """Build a :class:`BseStack` from Nebula detector output files, one file per beam energy.
 
     ``paths`` is one path or a sequence aligned with ``energies_keV``; electrons with energy
-    >= ``cutoff_eV`` are counted per pixel tag and divided by ``electrons_per_pixel``. Energies
+    >= ``cutoff_eV`` are counted per pixel tag and divided by ``simulated_electrons_per_pixel``. Energies
     are sorted increasingly (files follow).
     """
     energies = _energy_list(energies_keV)
     paths = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     if len(paths) != len(energies):
         raise ValueError(f"got {len(paths)} detector files for {len(energies)} energies {energies}")
-    if int(electrons_per_pixel) != electrons_per_pixel or electrons_per_pixel < 1:
+    if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
         raise ValueError(
-            f"electrons_per_pixel must be a positive integer, got {electrons_per_pixel}"
+            f"electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}"
         )
     order = np.argsort(energies)
     counts = np.stack(
@@ -350,10 +350,10 @@ def import_detector_output(
         ]
     )
     return BseStack(
-        bse=counts / float(electrons_per_pixel),
+        bse=counts / float(simulated_electrons_per_pixel),
         energies_keV=np.asarray(energies)[order],
         counts=counts,
-        electrons_per_pixel=int(electrons_per_pixel),
+        simulated_electrons_per_pixel=int(simulated_electrons_per_pixel),
         cutoff_eV=float(cutoff_eV),
         meta={"simulator": "nebula", "detector_files": [str(paths[k]) for k in order]},
     )

@@ -56,7 +56,7 @@ class ReferenceStack:
     geometry: np.ndarray
     bse: np.ndarray
     energies_keV: np.ndarray
-    electrons_per_pixel: int
+    simulated_electrons_per_pixel: int
 
 
 @cache
@@ -93,7 +93,7 @@ def _mean_error(bse: np.ndarray, n: int) -> np.ndarray:
     return np.sqrt(np.clip(bse, 1e-6, None) * (1 - np.clip(bse, 0, 1)) / n).mean(axis=(1, 2)) / math.sqrt(bse[0].size)
 
 
-def compare(electrons_per_pixel: int = 300, physics: PhysicsConfig | None = None, seed: int = 0,
+def compare(simulated_electrons_per_pixel: int = 300, physics: PhysicsConfig | None = None, seed: int = 0,
             device: str = "cpu", names=None, progress: bool = False) -> dict:
     """Simulate Nebula's geometries with our physics and compare (see the module docstring)."""
     from datasets.simulate import simulate_stacks
@@ -104,10 +104,10 @@ def compare(electrons_per_pixel: int = 300, physics: PhysicsConfig | None = None
     refs = [load_reference(n) for n in names]
     energies = refs[0].energies_keV
     stacks = simulate_stacks(np.stack([r.geometry for r in refs]), energies_keV=energies,
-                             simulated_electrons_per_pixel=electrons_per_pixel, seed=seed, device=device,
+                             simulated_electrons_per_pixel=simulated_electrons_per_pixel, seed=seed, device=device,
                              physics=physics, progress=progress)
     ours = {r.name: s.bse.astype(np.float64) for r, s in zip(refs, stacks)}
-    result = compare_stacks(ours, electrons_per_pixel, {r.name: r.bse for r in refs}, refs[0].electrons_per_pixel,
+    result = compare_stacks(ours, simulated_electrons_per_pixel, {r.name: r.bse for r in refs}, refs[0].simulated_electrons_per_pixel,
                             energies)
     result["physics"] = (physics or PhysicsConfig()).describe()
     return result
@@ -153,7 +153,7 @@ def compare_stacks(ours: dict, n_ours: int, neb: dict, n_ref: int, energies) -> 
     verdict["passed"] = bool(verdict["film_passed"] == verdict["film_total"]
                              and verdict["contrast_passed"] == verdict["contrast_total"]
                              and verdict["correlation_passed"])
-    return {"rows": rows, "verdict": verdict, "electrons_per_pixel": n_ours}
+    return {"rows": rows, "verdict": verdict, "simulated_electrons_per_pixel": n_ours}
 
 
 #: ``--ladder``: from the default physics to the full-Penn preset, one component switched at a
@@ -167,7 +167,7 @@ LADDER = (
 LADDER_ENERGIES_KEV = (0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
 
 
-def ladder(electrons_per_pixel: int = 300, seed: int = 0, device: str = "cpu", names=None,
+def ladder(simulated_electrons_per_pixel: int = 300, seed: int = 0, device: str = "cpu", names=None,
            steps=LADDER) -> list[tuple[str, dict]]:
     """:func:`compare` for each step of ``steps`` (label, model overrides added to the previous
     step's, starting from ``nebula-like``): what each physics component moves."""
@@ -175,7 +175,7 @@ def ladder(electrons_per_pixel: int = 300, seed: int = 0, device: str = "cpu", n
     out = []
     for label, change in steps:
         overrides.update(change)
-        out.append((label, compare(electrons_per_pixel, PhysicsConfig.preset("nebula-like", **overrides), seed=seed,
+        out.append((label, compare(simulated_electrons_per_pixel, PhysicsConfig.preset("nebula-like", **overrides), seed=seed,
                                    device=device, names=names)))
     return out
 
@@ -191,7 +191,7 @@ def _ladder_figures(result: dict) -> dict:
 def format_ladder(steps: list[tuple[str, dict]]) -> str:
     """One line per step: the film ratio at a few energies, films within 5 %, contrasts within
     tolerance and the mean correlation, then what the step moved against the one before."""
-    n = steps[0][1]["electrons_per_pixel"]
+    n = steps[0][1]["simulated_electrons_per_pixel"]
     shown = [e for e in LADDER_ENERGIES_KEV if e in _ladder_figures(steps[0][1])["film"]]
     lines = [f"physics components switched on one at a time ({n} e-/pixel; Nebula's stacks 3000 e-/pixel)", "",
              f"  {'step':40s} " + " ".join(f"{e:5.1f}" for e in shown) + "  film<=5%  contrast  corr"]
@@ -236,7 +236,7 @@ def format_report(result: dict, bulk: list[dict] | None = None) -> str:
     phys = result["physics"]
     lines = [f"our physics ({phys.get('label')}: {phys['elastic']} + {phys['stopping']} + {phys.get('inelastic')} "
              f"+ barrier {phys.get('barrier')}) at "
-             f"{result['electrons_per_pixel']} e-/pixel against Nebula's stacks (3000 e-/pixel)", "",
+             f"{result['simulated_electrons_per_pixel']} e-/pixel against Nebula's stacks (3000 e-/pixel)", "",
              "pure-Si film mean yield, ours / Nebula (target 0.90-1.10):"]
     film = {r.energy_keV: r for r in rows if r.stack == SI_ONLY}
     lines.append("  E keV  " + " ".join(f"{e:5.1f}" for e in energies))

@@ -124,7 +124,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
     meta = {"seed": int(seed), "device": device, "physics": physics.describe(),
             "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__}
     return [BseStack(bse=(c / float(simulated_electrons_per_pixel)).astype(np.float32), energies_keV=energies, counts=c,
-                     electrons_per_pixel=int(simulated_electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
+                     simulated_electrons_per_pixel=int(simulated_electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
             for c in counts]
 
 

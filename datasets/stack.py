@@ -4,7 +4,8 @@ A stack file is a ``.npz`` holding
 
 - ``bse``: (E, H, W) float32 backscatter yield per pixel (fraction of primaries detected);
 - ``energies_keV``: (E,) float beam energies, strictly increasing;
-- optionally ``counts`` (E, H, W) int64 detected electrons and ``electrons_per_pixel`` (scalar)
+- optionally ``counts`` (E, H, W) int64 detected electrons and ``electrons_per_pixel`` (scalar, the
+  simulated dose; ``BseStack.simulated_electrons_per_pixel``)
   when the stack was simulated, and ``cutoff_eV`` (scalar);
 - optionally ``labels`` (D, H, W) uint8 ground truth: the Cu mask over the Si block (1 = Cu), the
   reconstruction target, written by ``python -m datasets simulate`` for geometries covering the
@@ -34,7 +35,7 @@ class BseStack:
     bse: np.ndarray
     energies_keV: np.ndarray
     counts: np.ndarray | None = None
-    electrons_per_pixel: int | None = None
+    simulated_electrons_per_pixel: int | None = None  #: saved as the file's ``electrons_per_pixel``
     cutoff_eV: float | None = None
     meta: dict = field(default_factory=dict)
     labels: np.ndarray | None = None
@@ -63,8 +64,8 @@ class BseStack:
         arrays = {"bse": self.bse, "energies_keV": self.energies_keV}
         if self.counts is not None:
             arrays["counts"] = self.counts
-        if self.electrons_per_pixel is not None:
-            arrays["electrons_per_pixel"] = np.int64(self.electrons_per_pixel)
+        if self.simulated_electrons_per_pixel is not None:
+            arrays["electrons_per_pixel"] = np.int64(self.simulated_electrons_per_pixel)
         if self.cutoff_eV is not None:
             arrays["cutoff_eV"] = np.float64(self.cutoff_eV)
         if self.labels is not None:
@@ -100,7 +101,8 @@ class BseStack:
                     bse=data["bse"],
                     energies_keV=data["energies_keV"],
                     counts=data["counts"] if "counts" in files else None,
-                    electrons_per_pixel=int(data["electrons_per_pixel"]) if "electrons_per_pixel" in files else None,
+                    simulated_electrons_per_pixel=(int(data["electrons_per_pixel"]) if "electrons_per_pixel" in files
+                                                   else None),
                     cutoff_eV=float(data["cutoff_eV"]) if "cutoff_eV" in files else None,
                     meta=meta,
                     labels=data["labels"] if "labels" in files else None,

@@ -48,7 +48,7 @@ def simulate_stacks(geometries, energies_keV, simulated_electrons_per_pixel, see
     mean_yield = 0.1 + 0.4 * copper[:, None] * weight[None, :, None, None]
     counts = np.random.default_rng(seed).binomial(simulated_electrons_per_pixel, mean_yield)
     return [BseStack(bse=c / simulated_electrons_per_pixel, energies_keV=energies, counts=c,
-                     electrons_per_pixel=simulated_electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
+                     simulated_electrons_per_pixel=simulated_electrons_per_pixel, cutoff_eV=cutoff_eV) for c in counts]
 
 
 # -- fake datasets -------------------------------------------------------------------------------

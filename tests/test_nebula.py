@@ -159,7 +159,7 @@ def test_export_rejects_scenes_it_cannot_express():
 
 
 def test_pri_records_round_trip(tmp_path):
-    [path] = export_pri(tmp_path / "beam.pri", 2.5, electrons_per_pixel=3)
+    [path] = export_pri(tmp_path / "beam.pri", 2.5, simulated_electrons_per_pixel=3)
     assert path.stat().st_size == 20 * 20 * 3 * 36
     records = read_electrons(path)
     assert np.array_equal(records, beam_raster(2.5, 3))
@@ -169,7 +169,7 @@ def test_pri_records_round_trip(tmp_path):
         records["y"], records["py"] + 0.5
     )
     assert (np.bincount(records["py"] * 20 + records["px"], minlength=400) == 3).all()
-    paths = export_pri(tmp_path / "series", [0.5, 10.0], electrons_per_pixel=1)
+    paths = export_pri(tmp_path / "series", [0.5, 10.0], simulated_electrons_per_pixel=1)
     assert [p.name for p in paths] == ["beam_0.5keV.pri", "beam_10keV.pri"]
     assert read_electrons(paths[1])["E"][0] == 10000
     with pytest.raises(ValueError, match="positive"):
@@ -191,7 +191,7 @@ def test_import_detector_output_counts_per_pixel_above_cutoff(tmp_path):
     high = write_electrons(
         tmp_path / "det_3keV.bin", detector_records([(3, 1, 2000)] * 4 + [(0, 2, 10)])
     )
-    stack = import_detector_output([high, low], [3.0, 1.0], electrons_per_pixel=4, shape=(3, 4))
+    stack = import_detector_output([high, low], [3.0, 1.0], simulated_electrons_per_pixel=4, shape=(3, 4))
     assert isinstance(stack, BseStack)
     assert stack.energies_keV.tolist() == [1.0, 3.0]
     expected = np.zeros((2, 3, 4), dtype=np.int64)
@@ -202,7 +202,7 @@ def test_import_detector_output_counts_per_pixel_above_cutoff(tmp_path):
     assert (
         np.allclose(stack.bse, expected / 4)
         and stack.cutoff_eV == 50.0
-        and stack.electrons_per_pixel == 4
+        and stack.simulated_electrons_per_pixel == 4
     )
     assert stack.meta["detector_files"] == [str(low), str(high)]
     reloaded = BseStack.load(stack.save(tmp_path / "stack.npz"))
@@ -212,13 +212,13 @@ def test_import_detector_output_counts_per_pixel_above_cutoff(tmp_path):
 def test_import_rejects_bad_detector_files(tmp_path):
     outside = write_electrons(tmp_path / "outside.bin", detector_records([(20, 0, 500)]))
     with pytest.raises(ValueError, match=r"outside.bin: pixel tag \(px=20, py=0\)"):
-        import_detector_output(outside, 1.0, electrons_per_pixel=1)
+        import_detector_output(outside, 1.0, simulated_electrons_per_pixel=1)
     truncated = tmp_path / "truncated.bin"
     truncated.write_bytes(b"\0" * 40)
     with pytest.raises(ValueError, match="truncated.bin.*multiple of the 36-byte"):
-        import_detector_output(truncated, 1.0, electrons_per_pixel=1)
+        import_detector_output(truncated, 1.0, simulated_electrons_per_pixel=1)
     with pytest.raises(ValueError, match="2 detector files for 1 energies"):
-        import_detector_output([outside, outside], [1.0], electrons_per_pixel=1)
+        import_detector_output([outside, outside], [1.0], simulated_electrons_per_pixel=1)
 
 
 def test_nebula_cli_export_then_import(tmp_path, capsys):

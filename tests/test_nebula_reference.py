@@ -25,7 +25,7 @@ def test_reference_stacks_are_shipped_and_match_the_named_cases():
         ref = load_reference(name)
         [expected] = [s for s in get_case(case) if s.name == sample]
         np.testing.assert_array_equal(ref.geometry, expected.geometry)
-        assert ref.bse.shape == (20, 20, 20) and ref.electrons_per_pixel == 3000
+        assert ref.bse.shape == (20, 20, 20) and ref.simulated_electrons_per_pixel == 3000
     assert load_reference(SI_ONLY).bse[-1].mean() == pytest.approx(0.0119, abs=5e-4)  # README figure
     with pytest.raises(UnknownNameError, match="known: si_only, nanocube_p1"):
         load_reference("nanocube_p9")
@@ -56,7 +56,7 @@ def test_a_darker_film_and_a_weaker_contrast_are_caught():
 
 
 def test_our_simulator_runs_the_comparison_and_prints_the_table():
-    result = compare(electrons_per_pixel=3, names=[SI_ONLY, "nanocube_p1"])
+    result = compare(simulated_electrons_per_pixel=3, names=[SI_ONLY, "nanocube_p1"])
     rows = result["rows"]
     assert len(rows) == 40 and all(np.isfinite(r.ours) for r in rows)
     text = format_report(result)
@@ -64,7 +64,7 @@ def test_our_simulator_runs_the_comparison_and_prints_the_table():
 
 
 def test_the_ladder_switches_one_component_per_step_and_prints_what_it_moved():
-    steps = ladder(electrons_per_pixel=2, names=[SI_ONLY, "nanocube_p1"])
+    steps = ladder(simulated_electrons_per_pixel=2, names=[SI_ONLY, "nanocube_p1"])
     labels = [result["physics"]["label"] for _, result in steps]
     assert labels[0] == "nebula-like" and labels[-1] == "nebula-penn" and len(set(labels)) == len(labels)
     names = [result["physics"] for _, result in steps]

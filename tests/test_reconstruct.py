@@ -115,7 +115,7 @@ def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_s
         ["run", "--method", "fakelearned", "--case", "test", "--preset", "smoke", "--results", str(tmp_path / "res")]))
     bench.models.ensure_trained(ModelSpec("fakelearned", "one"))
     bse, _ = column_sample([(1, 1)])
-    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], electrons_per_pixel=3000).save(tmp_path / "stack.npz")
+    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=3000).save(tmp_path / "stack.npz")
     assert _run(tmp_path, stack, tmp_path / "vol.npz", method="fakelearned") == 0
     err = capsys.readouterr().err
     # the smoke data are read at 2 e-/pixel
@@ -126,7 +126,7 @@ def test_dose_far_from_the_models_is_warned_in_one_line(tmp_path, capsys, fake_s
     meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
     assert meta["stack_electrons_per_pixel"] == 3000 and meta["model_training_electrons_per_pixel"] == 2
     assert meta["model_dir"].endswith("fakelearned-one") and len(meta["model_fingerprint"]) == 16
-    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], electrons_per_pixel=5).save(tmp_path / "near.npz")
+    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=5).save(tmp_path / "near.npz")
     assert _run(tmp_path, stack, tmp_path / "vol.npz", method="fakelearned") == 0
     assert "warning" not in capsys.readouterr().err  # 2.5x: no warning
 

@@ -337,7 +337,7 @@ def test_cli_simulate_writes_a_stack_and_names_bad_files(tmp_path, capsys):
     assert main(["simulate", str(geometry), "--out", str(out), "--electrons-per-pixel", "2",
                  "--energies", "1,2", "--quiet"]) == 0
     stack = BseStack.load(out)
-    assert stack.bse.shape == (2, 20, 20) and stack.electrons_per_pixel == 2
+    assert stack.bse.shape == (2, 20, 20) and stack.simulated_electrons_per_pixel == 2
     bad = tmp_path / "bad.npy"
     bad.write_text("not an array")
     assert main(["simulate", str(bad), "--out", str(out)]) == 1  # a bad file: exit 1
