@@ -64,7 +64,7 @@ def test_oracle_thresholds_are_the_papers_section_iii_values():
     assert [oracle_threshold("nanocube", f"position{k}") for k in range(1, 5)] == [0.5, 0.7, 0.9, 0.9]
     assert oracle_threshold("nanowire", "radius10nm") == 0.5
     assert {ORACLE_THRESHOLDS["nanowire"][f"radius{r}nm"] for r in (2, 4, 6, 8)} == {0.8}
-    with pytest.raises(KeyError, match="known cases"):
+    with pytest.raises(KeyError, match="unknown oracle-threshold case .*; known: "):
         oracle_threshold("custom:foo", "x")
     with pytest.raises(KeyError, match="position1"):
         oracle_threshold("nanocube", "position9")

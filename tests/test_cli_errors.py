@@ -48,7 +48,7 @@ def test_methods_train_rejects_bad_values_in_one_line(smoke_data, capsys, argv, 
 
 def test_methods_train_unknown_config_lists_the_known_ones(smoke_data, capsys):
     assert methods_main(["train", "--method", "bsevox", "--config", "huge", "--data", str(smoke_data)]) == 2
-    assert "unknown bsevox config 'huge'; known: tiny, lite" in capsys.readouterr().err
+    assert "unknown bsevox config 'huge'; known: tiny, s1m, s5m, lite" in capsys.readouterr().err
 
 
 def test_resume_with_other_settings_and_corrupt_checkpoint_are_one_line(smoke_data, tmp_path, capsys):
