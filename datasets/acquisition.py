@@ -352,3 +352,65 @@ LEVELS = {name: op for table in DEGRADATIONS.values() for name, op in table.item
 def level(name: str) -> Acquisition:
     """The :class:`Acquisition` of one named level (``drift-0.5nm``, ``gain-5pct``, ...)."""
     return Acquisition([look_up("acquisition level", name, LEVELS)])
+
+
+# ------------------------------------------------------------------------------------------ conditions
+#: the paper's ideal acquisition (the simulator's defaults): a point beam at every pixel centre,
+#: every electron above the cutoff counted at a plane, 1 nm pixels, no drift, no operator of this
+#: module applied. What a model was trained on unless its ``method.json`` records otherwise.
+IDEAL_CONDITIONS = {"probe_fwhm_nm": 0.0, "detector": "plane", "pixel_nm": 1.0, "drift_nm": 0.0,
+                    "image_operators": []}
+
+
+def recorded_conditions(meta: dict) -> dict:
+    """The acquisition conditions a stack's metadata record (keys of :data:`IDEAL_CONDITIONS`,
+    None where not recorded): ``probe`` ``{"fwhm_nm"}`` or ``probe_fwhm_nm``; ``detector`` (a name,
+    or a dict with ``name``); ``scene.voxel_nm`` or ``pixel_nm``; this module's ``acquisition``
+    record (RMS sum of its drift amplitudes, its other operators' records)."""
+    probe, detector, scene = meta.get("probe"), meta.get("detector"), meta.get("scene")
+    record = meta.get("acquisition")
+    drift = operators = None
+    if isinstance(record, dict) and record.get("model") == "acquisition":
+        records = record.get("operators", [])
+        drift = math.sqrt(sum(float(r["amplitude_nm"]) ** 2 for r in records if r.get("op") == "drift"))
+        operators = [r for r in records if r.get("op") != "drift"]
+    return {"probe_fwhm_nm": probe.get("fwhm_nm") if isinstance(probe, dict) else meta.get("probe_fwhm_nm"),
+            "detector": (detector.get("name") or detector.get("model")) if isinstance(detector, dict) else detector,
+            "pixel_nm": scene.get("voxel_nm") if isinstance(scene, dict) else meta.get("pixel_nm"),
+            "drift_nm": drift, "image_operators": operators}
+
+
+def stack_conditions(meta: dict, simulated: bool, **given) -> dict:
+    """A stack's acquisition conditions: the values ``given`` (a user's microscope: ``probe_fwhm_nm``,
+    ``detector``, ``pixel_nm``; None = not given) first, then those its metadata record, then for a
+    simulated stack the simulator's ideal defaults (new options are recorded only when set); None
+    where nothing is known."""
+    unknown = set(given) - set(IDEAL_CONDITIONS)
+    if unknown:
+        raise ValueError(f"unknown acquisition conditions {sorted(unknown)}; known: {', '.join(IDEAL_CONDITIONS)}")
+    recorded = recorded_conditions(meta)
+    out = {}
+    for key, ideal in IDEAL_CONDITIONS.items():
+        value = given.get(key)
+        value = recorded[key] if value is None else value
+        out[key] = ideal if value is None and simulated else value
+    return out
+
+
+def condition_differences(stack: dict, trained: dict) -> list[str]:
+    """Phrases naming each condition known on both sides that differs (numbers to 1e-6 nm)."""
+    units = {"probe_fwhm_nm": ("probe FWHM", " nm"), "pixel_nm": ("pixel", " nm"), "drift_nm": ("drift", " nm")}
+    out = []
+    for key in IDEAL_CONDITIONS:
+        a, b = stack.get(key), trained.get(key)
+        if a is None or b is None:
+            continue
+        if key in units and abs(float(a) - float(b)) > 1e-6:
+            label, unit = units[key]
+            out.append(f"{label} {float(a):g}{unit} (trained: {float(b):g}{unit})")
+        elif key == "detector" and str(a).lower() != str(b).lower():
+            out.append(f"detector '{a}' (trained: '{b}')")
+        elif key == "image_operators" and a != b:
+            names = ", ".join(r.get("op", "?") for r in a) or "none"
+            out.append(f"image degradations {names} (trained: {', '.join(r.get('op', '?') for r in b) or 'none'})")
+    return out

@@ -200,3 +200,22 @@ def test_degrade_command_names_bad_requests(tmp_path, capsys, extra, message):
     assert datasets_main(["degrade", str(stack), "--out", str(tmp_path / "d.npz"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "d.npz").exists()
+
+
+def test_stack_conditions_take_given_then_recorded_then_ideal_for_a_simulated_stack():
+    assert acq.stack_conditions({}, simulated=True) == acq.IDEAL_CONDITIONS
+    assert set(acq.stack_conditions({}, simulated=False).values()) == {None}  # a user's stack: unknown
+    record = acq.Acquisition([acq.Drift(0.3), acq.GainNoise(0.05), acq.Drift(0.4)]).describe()
+    meta = {"probe": {"fwhm_nm": 1.5}, "detector": {"name": "annular"}, "scene": {"voxel_nm": 1.0},
+            "acquisition": record}
+    conditions = acq.stack_conditions(meta, simulated=True)
+    assert conditions["probe_fwhm_nm"] == 1.5 and conditions["detector"] == "annular"
+    assert abs(conditions["drift_nm"] - 0.5) < 1e-12  # RMS sum of 0.3 and 0.4
+    assert conditions["image_operators"] == [acq.GainNoise(0.05).describe()]
+    assert acq.stack_conditions(meta, simulated=True, probe_fwhm_nm=0.0, detector="plane")["probe_fwhm_nm"] == 0.0
+    assert acq.condition_differences(conditions, acq.IDEAL_CONDITIONS) == [
+        "probe FWHM 1.5 nm (trained: 0 nm)", "detector 'annular' (trained: 'plane')", "drift 0.5 nm (trained: 0 nm)",
+        "image degradations gain_noise (trained: none)"]
+    assert acq.condition_differences(acq.stack_conditions({}, simulated=False), acq.IDEAL_CONDITIONS) == []
+    with pytest.raises(ValueError, match="unknown acquisition conditions"):
+        acq.stack_conditions({}, simulated=True, beam="x")
