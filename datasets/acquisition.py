@@ -154,7 +154,7 @@ class Drift(Operator):
         return {"shift_px": shifts}
 
     def apply(self, stack, draw):
-        return np.stack([shift_image(image, *d) for image, d in zip(stack, draw["shift_px"])])
+        return shift_stack(stack, draw["shift_px"])
 
     def summary(self, draw) -> dict:
         return {"shift_px": np.round(draw["shift_px"], 6).tolist()}
@@ -168,14 +168,22 @@ def _reflect(index: np.ndarray, n: int) -> np.ndarray:
 
 def shift_image(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """``out(y, x) = image(y - dy, x - dx)``, bilinear, reflected at the borders (pixels)."""
-    h, w = image.shape
-    ys, xs = np.arange(h) - dy, np.arange(w) - dx
+    return shift_stack(np.asarray(image)[None], np.array([[dy, dx]], dtype=np.float64))[0]
+
+
+def shift_stack(stack: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Each image e of ``stack`` (E, H, W) moved by ``shifts[e] = (dy, dx)`` pixels:
+    ``out_e(y, x) = stack_e(y - dy, x - dx)``, bilinear, reflected at the borders."""
+    n, h, w = stack.shape
+    ys = np.arange(h)[None, :] - shifts[:, :1]  # (E, H)
+    xs = np.arange(w)[None, :] - shifts[:, 1:]  # (E, W)
     y0, x0 = np.floor(ys).astype(np.int64), np.floor(xs).astype(np.int64)
-    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    ya, yb = _reflect(y0, h)[:, None], _reflect(y0 + 1, h)[:, None]
-    xa, xb = _reflect(x0, w)[None, :], _reflect(x0 + 1, w)[None, :]
-    return ((1 - fy) * ((1 - fx) * image[ya, xa] + fx * image[ya, xb])
-            + fy * ((1 - fx) * image[yb, xa] + fx * image[yb, xb]))
+    fy, fx = (ys - y0)[:, :, None], (xs - x0)[:, None, :]
+    e = np.arange(n)[:, None, None]
+    ya, yb = _reflect(y0, h)[:, :, None], _reflect(y0 + 1, h)[:, :, None]
+    xa, xb = _reflect(x0, w)[:, None, :], _reflect(x0 + 1, w)[:, None, :]
+    return ((1 - fy) * ((1 - fx) * stack[e, ya, xa] + fx * stack[e, ya, xb])
+            + fy * ((1 - fx) * stack[e, yb, xa] + fx * stack[e, yb, xb]))
 
 
 class GainNoise(Operator):
@@ -337,7 +345,9 @@ def from_record(record: dict):
         raise ValueError(f"bad parameters for acquisition operator '{cls.name}': {err}") from err
 
 
-#: the realism study's levels: degradation -> {level name: operator}; each alone on ideal data
+#: the realism study's levels: degradation -> {level name: operator}, each applied alone to ideal
+#: data: drift RMS 0.25 / 0.5 / 1 nm (1 nm pixels); gain spread 2 / 5 / 10 %; readout sigma
+#: 0.005 / 0.01 / 0.02 yield; brightness-g: contrast a_e ~ U(1 - g, 1 + g), offset b_e ~ U(-g/5, g/5)
 DEGRADATIONS = {
     "drift": {f"drift-{a:g}nm": Drift(a) for a in (0.25, 0.5, 1.0)},
     "gain_noise": {f"gain-{round(100 * s)}pct": GainNoise(s) for s in (0.02, 0.05, 0.10)},
