@@ -121,6 +121,13 @@ def _add_reconstruct_and_show(sub) -> None:
                         "or fixed-0.5")
     p.add_argument("--electrons-per-pixel", type=int, default=None,
                    help="the stack's bse holds raw counts of this many primaries per pixel (divided here)")
+    p.add_argument("--probe-fwhm-nm", type=float, default=None,
+                   help="the beam's FWHM (nm) the stack was acquired with (0: point beam; default: its metadata)")
+    p.add_argument("--detector", default=None, help="the detector the stack was acquired with (e.g. plane, "
+                                                    "annular; default: its metadata)")
+    p.add_argument("--pixel-nm", type=float, default=None,
+                   help="the stack's pixel size (nm; default: its metadata). Any of the three differing from "
+                        "the model's training conditions is warned about and recorded in the metadata")
     _common(p)
 
     p = sub.add_parser("show", help=COMMANDS["show"])

@@ -106,7 +106,7 @@ def volume_geometry(depth: int, block_z_nm=None) -> dict:
 def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, threshold: float,
                     threshold_reason: str, stack_path, energies_keV, stack_electrons_per_pixel: int | None,
                     training_electrons_per_pixel: int | None, training_dose_source: str,
-                    scores: dict | None = None) -> dict:
+                    scores: dict | None = None, acquisition: dict | None = None) -> dict:
     """Everything needed to place and trust a reconstructed volume, as a JSON-ready dict."""
     return {
         "format": "bse-bench reconstruction",
@@ -125,6 +125,7 @@ def volume_metadata(shape, *, method: str, model_dir, model_fingerprint: str, th
         "model_training_electrons_per_pixel": training_electrons_per_pixel,
         "model_training_dose_source": training_dose_source,
         "scores_against_stack_labels": None if scores is None else json_value(scores),  # NaN -> null
+        **(acquisition or {}),  # stack_acquisition, model_training_acquisition(_source): acquisition_check
     }
 
 
@@ -220,8 +221,7 @@ def training_read_dose(bench, spec, klass) -> tuple[int | None, str]:
     fitted on bare arrays records none)."""
     if not klass.requires_training:
         return None, "no training data (a classical method)"
-    info_path = bench.models.directory(spec) / "method.json"
-    recorded = (json.loads(info_path.read_text()).get("training_data") or {}) if info_path.is_file() else {}
+    recorded, info_path = recorded_training_data(bench, spec)
     if recorded.get("electrons_per_pixel"):
         return int(recorded["electrons_per_pixel"]), f"the model's method.json ({info_path})"
     from datasets.presets import get_preset as get_dataset_preset
@@ -229,6 +229,34 @@ def training_read_dose(bench, spec, klass) -> tuple[int | None, str]:
     data_preset = get_dataset_preset(bench.preset.dataset_preset)
     return (data_preset.read_electrons_per_pixel or data_preset.simulated_electrons_per_pixel,
             f"dataset preset '{data_preset.name}' of benchmark preset '{bench.preset.name}' (not recorded by the model)")
+
+
+def recorded_training_data(bench, spec) -> tuple[dict, Path]:
+    """(the ``training_data`` of the model's ``method.json``, or {}; that file's path)."""
+    info_path = bench.models.directory(spec) / "method.json"
+    return (json.loads(info_path.read_text()).get("training_data") or {}) if info_path.is_file() else {}, info_path
+
+
+def acquisition_check(args, stack, bench, spec, klass) -> dict:
+    """Compare the stack's acquisition (``--probe-fwhm-nm``/``--detector``/``--pixel-nm``, else its
+    metadata, else ideal for a simulated stack) with the model's training conditions (its
+    ``method.json`` ``training_data.acquisition``, else the paper's ideal data); print one warning
+    line when they differ; return both for the output metadata."""
+    from datasets.acquisition import IDEAL_CONDITIONS, condition_differences, stack_conditions
+
+    given = {"probe_fwhm_nm": args.probe_fwhm_nm, "detector": args.detector, "pixel_nm": args.pixel_nm}
+    conditions = stack_conditions(stack.meta, stack.simulated_electrons_per_pixel is not None, **given)
+    recorded, info_path = recorded_training_data(bench, spec) if klass.requires_training else ({}, None)
+    trained = {**IDEAL_CONDITIONS, **recorded.get("acquisition", {})}
+    source = (f"the model's method.json ({info_path})" if recorded.get("acquisition") else
+              "ideal data (point beam, plane detector, 1 nm pixels, no drift): none recorded by the model")
+    differences = condition_differences(conditions, trained)
+    if differences:
+        verb = "was trained on" if klass.requires_training else "was built for"
+        print(f"warning: the stack's acquisition differs from the conditions {spec.tag()} {verb}: "
+              f"{'; '.join(differences)}; its accuracy under these conditions is untested", file=sys.stderr)
+    return {"stack_acquisition": conditions, "model_training_acquisition": trained,
+            "model_training_acquisition_source": source}
 
 
 def dose_warning(stack_electrons_per_pixel: int | None, training_electrons_per_pixel: int | None,
@@ -341,6 +369,7 @@ def reconstruct_stack(args, bench) -> int:
     warning = dose_warning(stack_electrons_per_pixel, training_electrons_per_pixel, spec.tag())
     if warning:
         print(warning, file=sys.stderr)
+    acquisition = acquisition_check(args, stack, bench, spec, klass)
 
     threshold, why = stack_threshold(bench, spec, args.threshold_rule, stack.energies_keV)
     try:
@@ -354,7 +383,7 @@ def reconstruct_stack(args, bench) -> int:
         model_fingerprint=bench.models.fingerprint(spec), threshold=threshold, threshold_reason=why,
         stack_path=args.stack, energies_keV=stack.energies_keV, stack_electrons_per_pixel=stack_electrons_per_pixel,
         training_electrons_per_pixel=training_electrons_per_pixel, training_dose_source=training_dose_source,
-        scores=scores)
+        scores=scores, acquisition=acquisition)
     written = save_volume(args.out, prob, binary, meta)
     print(f"{spec.tag()}: Cu probability {prob.shape} [z, y, x], voxel {meta['voxel_size_nm'][0]:g} x "
           f"{meta['voxel_size_nm'][1]:g} x {meta['voxel_size_nm'][2]:g} nm, Si surface at z = "
@@ -372,6 +401,10 @@ def check_request(args) -> None:
                          f"'{args.threshold_rule}' (oracle thresholds exist only for the paper's cases)")
     if args.electrons_per_pixel is not None and args.electrons_per_pixel < 1:
         raise UsageError(f"--electrons-per-pixel must be a positive integer, got {args.electrons_per_pixel}")
+    if args.probe_fwhm_nm is not None and not args.probe_fwhm_nm >= 0:
+        raise UsageError(f"--probe-fwhm-nm must be >= 0 (0: a point beam), got {args.probe_fwhm_nm}")
+    if args.pixel_nm is not None and not args.pixel_nm > 0:
+        raise UsageError(f"--pixel-nm must be positive, got {args.pixel_nm}")
     args.out = normalise_output(args.out)
     for target in output_paths(args.out).values():  # fail before the work, not after it
         if target.is_dir():

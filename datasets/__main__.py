@@ -12,7 +12,7 @@ import sys
 
 CLI_MODULES = ("datasets.simulate", "datasets.validation", "datasets.bench", "datasets.cases", "datasets.nebula",
                "datasets.builder",
-               "datasets.nebula_reference")
+               "datasets.nebula_reference", "datasets.degrade")
 
 
 def main(argv=None) -> int:

@@ -213,3 +213,71 @@ def test_undefined_scores_are_null_in_the_metadata_and_n_a_in_the_line(tmp_path)
     reconstruct.save_volume(tmp_path / "v.npy", np.zeros((20, 4, 4)), np.zeros((20, 4, 4)), meta)
     assert "NaN" not in (tmp_path / "v.json").read_text()
     assert "Cu 0.000, Si 0.938, class mean 0.469 (Cu precision n/a, recall 0.000" in reconstruct.format_scores(scores)
+
+
+def _acquisition_warnings(err):
+    return [line for line in err.splitlines() if line.startswith("warning: the stack's acquisition")]
+
+
+def test_acquisition_other_than_the_training_conditions_is_warned_in_one_line(tmp_path, capsys, fake_setup):
+    from datasets.acquisition import IDEAL_CONDITIONS, Acquisition, Drift
+    from datasets.degrade import degrade_stack
+
+    bench = cli._benchmark(cli.build_parser().parse_args(
+        ["run", "--method", "fakelearned", "--case", "test", "--preset", "smoke", "--results", str(tmp_path / "res")]))
+    bench.models.ensure_trained(ModelSpec("fakelearned", "one"))
+    bse, _ = column_sample([(1, 1)])
+    ideal = BseStack(bse=bse, energies_keV=[1.0, 3.0], simulated_electrons_per_pixel=2,
+                     meta={"scene": {"voxel_nm": 1.0}})
+    ideal.save(tmp_path / "ideal.npz")
+    assert _run(tmp_path, tmp_path / "ideal.npz", tmp_path / "vol.npz", method="fakelearned") == 0
+    assert _acquisition_warnings(capsys.readouterr().err) == []  # simulated, nothing recorded: ideal
+    meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
+    assert meta["stack_acquisition"] == meta["model_training_acquisition"] == IDEAL_CONDITIONS
+    assert meta["model_training_acquisition_source"].startswith("ideal data (point beam")
+
+    degrade_stack(ideal, Acquisition([Drift(0.5)]), seed=1).save(tmp_path / "drift.npz")
+    assert _run(tmp_path, tmp_path / "drift.npz", tmp_path / "vol.npz", "--probe-fwhm-nm", "2", "--detector",
+                "annular", "--pixel-nm", "1", method="fakelearned") == 0
+    assert _acquisition_warnings(capsys.readouterr().err) == [
+        "warning: the stack's acquisition differs from the conditions fakelearned-one was trained on: probe FWHM "
+        "2 nm (trained: 0 nm); detector 'annular' (trained: 'plane'); drift 0.5 nm (trained: 0 nm); its accuracy "
+        "under these conditions is untested"]
+    meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
+    assert meta["stack_acquisition"] == {**IDEAL_CONDITIONS, "probe_fwhm_nm": 2.0, "detector": "annular",
+                                         "drift_nm": 0.5}
+    assert meta["model_training_acquisition"] == IDEAL_CONDITIONS
+
+    # a model that recorded its training conditions is taken at its word
+    info_path = bench.models.directory(ModelSpec("fakelearned", "one")) / "method.json"
+    info = json.loads(info_path.read_text())
+    info_path.write_text(json.dumps({**info, "training_data": {"acquisition": {"probe_fwhm_nm": 2.0, "drift_nm": 0.5}}}))
+    assert _run(tmp_path, tmp_path / "drift.npz", tmp_path / "vol.npz", "--probe-fwhm-nm", "2",
+                method="fakelearned") == 0
+    assert _acquisition_warnings(capsys.readouterr().err) == []
+    meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
+    assert meta["model_training_acquisition"]["probe_fwhm_nm"] == 2.0
+    assert meta["model_training_acquisition_source"].startswith("the model's method.json")
+
+
+def test_a_users_stack_without_metadata_is_warned_only_on_conditions_given(tmp_path, capsys, fake_setup):
+    bse, _ = column_sample([(1, 1)])
+    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0]).save(tmp_path / "stack.npz")
+    assert _run(tmp_path, stack, tmp_path / "vol.npz") == 0
+    assert _acquisition_warnings(capsys.readouterr().err) == []
+    assert set(reconstruct.load_volume(tmp_path / "vol.npz")[2]["stack_acquisition"].values()) == {None}
+    assert _run(tmp_path, stack, tmp_path / "vol.npz", "--pixel-nm", "2", "--probe-fwhm-nm", "0") == 0
+    assert _acquisition_warnings(capsys.readouterr().err) == [
+        "warning: the stack's acquisition differs from the conditions fake was built for: pixel 2 nm (trained: 1 nm); "
+        "its accuracy under these conditions is untested"]
+    meta = reconstruct.load_volume(tmp_path / "vol.npz")[2]
+    assert meta["stack_acquisition"]["pixel_nm"] == 2.0 and meta["stack_acquisition"]["drift_nm"] is None
+
+
+@pytest.mark.parametrize("flags, message", [(["--pixel-nm", "0"], "--pixel-nm must be positive"),
+                                            (["--probe-fwhm-nm", "-1"], "--probe-fwhm-nm must be >= 0")])
+def test_bad_acquisition_flags_fail_before_the_work(tmp_path, capsys, fake_setup, flags, message):
+    bse, _ = column_sample([(1, 1)])
+    stack = BseStack(bse=bse, energies_keV=[1.0, 3.0]).save(tmp_path / "stack.npz")
+    assert _run(tmp_path, stack, tmp_path / "vol.npz", *flags) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "vol.npz").exists()
