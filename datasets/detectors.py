@@ -100,3 +100,17 @@ def probe_sigmas(probe_fwhm_nm, energy_spread_eV, n_energies: int) -> tuple[np.n
     fwhm = per_energy(probe_fwhm_nm, n_energies, "probe_fwhm_nm")
     spread = per_energy(energy_spread_eV, n_energies, "energy_spread_eV")
     return fwhm / FWHM_PER_SIGMA, spread / FWHM_PER_SIGMA
+
+
+def detector_from_spec(spec: str | None):
+    """A detector from its command-line spelling: ``plane``, ``annular:MIN,MAX,THRESHOLD`` (take-off
+    angles in deg, threshold in eV) or ``window:DE`` (eV)."""
+    if spec is None or spec == "plane":
+        return PlaneDetector()
+    kind, _, values = spec.partition(":")
+    numbers = [float(v) for v in values.split(",")] if values else []
+    if kind == "annular" and len(numbers) == 3:
+        return AnnularDetector(*numbers)
+    if kind == "window" and len(numbers) == 1:
+        return WindowDetector(numbers[0])
+    raise ValueError(f"unknown detector {spec!r}: plane | annular:MIN_DEG,MAX_DEG,THRESHOLD_EV | window:DE_EV")

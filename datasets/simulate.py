@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from datasets.cross_sections import ELASTIC_MODELS, STOPPING_MODELS
-from datasets.detectors import probe_sigmas
+from datasets.detectors import detector_from_spec, probe_sigmas
 from datasets.inelastic_models import INELASTIC_MODELS
 from datasets.kernel import drivers
 from datasets.materials import MATERIALS, Material, material_by_name
@@ -236,7 +236,9 @@ def _cmd_simulate(args) -> int:
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
     stack = simulate_stack(geometry, energies_keV=energies, simulated_electrons_per_pixel=args.electrons_per_pixel,
                            seed=args.seed, device=args.device, physics=physics_from_args(args),
-                           cutoff_eV=args.cutoff_eV, progress=not args.quiet)
+                           cutoff_eV=args.cutoff_eV, progress=not args.quiet,
+                           probe_fwhm_nm=_numbers(args.probe_fwhm_nm), energy_spread_eV=_numbers(args.energy_spread_eV),
+                           detector=detector_from_spec(args.detector))
     stack.meta["geometry_file"] = str(path)
     if geometry.shape[0] >= BLOCK_Z_NM[1]:  # the geometry covers the Si block: keep its ground truth
         stack.labels = block_labels(geometry)
@@ -244,6 +246,12 @@ def _cmd_simulate(args) -> int:
     print(f"wrote {out}: bse {stack.bse.shape}, energies {stack.energies_keV[0]:g}-{stack.energies_keV[-1]:g} keV, "
           f"mean yield {stack.bse.mean():.4f}")
     return 0
+
+
+def _numbers(text: str) -> float | list[float]:
+    """``"1.5"`` -> 1.5, ``"0.5,1,2"`` -> one value per energy."""
+    values = [float(v) for v in str(text).split(",")]
+    return values[0] if len(values) == 1 else values
 
 
 def register_cli(subparsers) -> None:
@@ -261,5 +269,9 @@ def register_cli(subparsers) -> None:
     sim.add_argument("--electrons-per-pixel", type=int, default=100)
     sim.add_argument("--energies", default=None, help="comma-separated keV (default 0.5,1.0,...,10.0)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--probe-fwhm-nm", default="0", help="Gaussian probe FWHM (nm), or one per energy (default 0: a point)")
+    sim.add_argument("--energy-spread-eV", default="0", help="beam energy FWHM (eV), or one per energy (default 0)")
+    sim.add_argument("--detector", default="plane",
+                     help="plane (default) | annular:MIN_DEG,MAX_DEG,THRESHOLD_EV | window:DE_EV")
     add_physics_arguments(sim)
     sim.set_defaults(func=_cmd_simulate)

@@ -240,3 +240,34 @@ def test_probe_and_detectors_match_on_the_cuda_simulator():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "cudasim ok" in result.stdout
+
+
+def test_cli_bench_times_the_acquisition_models_side_by_side(capsys):
+    import json
+
+    from datasets.__main__ import main
+
+    assert main(["bench", "--acquisition", "--energies", "1,4", "--electrons-per-pixel", "1", "--geometries", "1",
+                 "--json", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    labels = [e["engine"] for e in result["engines"]]
+    assert labels[0] == "plane detector (default)" and len(labels) == 4
+    assert all(e["primaries"] == 2 * 400 for e in result["engines"])
+    assert set(result["acquisition_cost"]) == set(labels[1:]) and min(result["acquisition_cost"].values()) > 0
+    assert len(result["load_average"]) == 3
+
+
+def test_cli_simulate_takes_the_probe_and_detector(tmp_path, capsys):
+    from datasets.__main__ import main
+    from datasets.stack import BseStack
+
+    geometry = tmp_path / "g.npy"
+    np.save(geometry, paper_block())
+    out = tmp_path / "s.npz"
+    assert main(["simulate", str(geometry), "--out", str(out), "--electrons-per-pixel", "1", "--energies", "1,2",
+                 "--quiet", "--probe-fwhm-nm", "1,2", "--energy-spread-eV", "0.5", "--detector", "annular:10,80,100"]) == 0
+    stack = BseStack.load(out)
+    assert stack.meta["probe_fwhm_nm"] == [1.0, 2.0] and stack.meta["energy_spread_eV"] == 0.5
+    assert stack.meta["detector"]["kind"] == "annular" and stack.counts is None
+    assert main(["simulate", str(geometry), "--out", str(out), "--detector", "ring"]) != 0
+    assert "unknown detector 'ring'" in capsys.readouterr().err
