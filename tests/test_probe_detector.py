@@ -114,6 +114,28 @@ def test_probe_widths_per_energy_and_their_validation():
         probe_sigmas(0.0, -1.0, 3)
 
 
+def test_a_probe_image_is_the_point_image_convolved_with_the_gaussian():
+    """A Cu step under 4 nm of the block's top: the image of a 6 nm FWHM probe (second energy)
+    equals the point-beam image convolved with the Gaussian (mirror walls: reflected), within
+    shot noise; an energy whose FWHM is 0 is the point image, bit for bit."""
+    from scipy import ndimage
+
+    mask = np.zeros((20, 20, 20), bool)
+    mask[0:4, :, :10] = True
+    kwargs = dict(energies_keV=[1.0, 1.5], simulated_electrons_per_pixel=60, physics=CSDA, threads=1)
+    point = simulate_stack(paper_block(mask), seed=1, **kwargs)
+    probe = simulate_stack(paper_block(mask), seed=1, probe_fwhm_nm=[0.0, 6.0], **kwargs)
+    np.testing.assert_array_equal(probe.counts[0], point.counts[0])
+    other = simulate_stack(paper_block(mask), seed=2, probe_fwhm_nm=[0.0, 6.0], **kwargs)  # independent of `point`
+    a, b = point.bse[1].mean(axis=0).astype(np.float64), other.bse[1].mean(axis=0)  # profiles across the step
+    expected = ndimage.gaussian_filter1d(a, 6.0 / FWHM_PER_SIGMA, mode="reflect")
+    var = 2 * np.clip(a * (1 - a), 0.01, None) / (20 * 60)
+    chi2 = float(((b - expected) ** 2 / var).sum())
+    assert chi2 < 20 + 5 * math.sqrt(40), chi2  # 20 columns
+    step = lambda profile: profile[7:10].mean() - profile[10:13].mean()  # noqa: E731
+    assert step(a) > 0.08 and step(b) < 0.5 * step(a)
+
+
 KW = dict(energies_keV=[1.0, 4.0], simulated_electrons_per_pixel=10, physics=CSDA)
 
 
