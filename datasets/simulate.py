@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from datasets.cross_sections import ELASTIC_MODELS, STOPPING_MODELS
+from datasets.detectors import detector_from_spec, probe_sigmas
 from datasets.inelastic_models import INELASTIC_MODELS
 from datasets.kernel import drivers
 from datasets.materials import MATERIALS, Material, material_by_name
@@ -77,13 +78,20 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
                     seed: int = 0, device="cpu", physics: PhysicsConfig | None = None,
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
                     materials: dict[int, Material] | None = None, progress: bool = False,
-                    stats: TransportStats | None = None, threads: int | None = None) -> list[BseStack]:
+                    stats: TransportStats | None = None, threads: int | None = None, probe_fwhm_nm=0.0,
+                    energy_spread_eV=0.0, detector=None) -> list[BseStack]:
     """Simulate BSE stacks for a batch of geometries ``(N, Z, Y, X)`` in one kernel run.
 
     Returns one :class:`BseStack` per geometry, ``bse`` of shape (E, Y, X). Primary ``n`` of
     pixel ``p`` at energy index ``e`` of geometry ``g`` draws from its own counter-based random
     stream keyed by ``(seed, g, e, p, n)``, so the same seed gives identical counts for any
     number of CPU ``threads`` (default: all cores) and statistically identical ones on CUDA.
+
+    Acquisition (all off by default, recorded in ``meta`` only when set): ``probe_fwhm_nm``, the
+    Gaussian probe's FWHM (nm; a number or one per energy); ``energy_spread_eV``, the beam's
+    energy FWHM (eV; a number or one per energy); ``detector``, a :mod:`datasets.detectors`
+    detector (default the plane). A weighted (annular) detector's stacks have ``bse`` = mean
+    weight per primary and no integer ``counts`` (``meta["weighted_counts"]`` says so).
     """
     scene = scene or Scene()
     physics = physics or PhysicsConfig()
@@ -108,7 +116,8 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
     tables = PhysicsTables(material_list, physics, cutoff_eV=cutoff_eV)
     transport = Transport(material_ids_to_indices(geoms, id_to_index), tables, voxel_nm=scene.voxel_nm,
-                          cutoff_eV=cutoff_eV)
+                          cutoff_eV=cutoff_eV, detector=detector)
+    probe_sigma, energy_sigma = probe_sigmas(probe_fwhm_nm, energy_spread_eV, energies.size)
 
     n_geom, _, ny, nx = geoms.shape
     pixel = np.arange(ny * nx)
@@ -119,13 +128,29 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
         drivers.set_cpu_threads(threads)
     with tqdm(total=total, unit="e-", unit_scale=True, disable=not progress, desc="simulate", file=sys.stderr) as bar:
         counts = transport.run(beam_x, beam_y, energies * 1e3, int(simulated_electrons_per_pixel), int(seed), device,
-                               stats=stats, progress=bar.update)
+                               stats=stats, progress=bar.update, probe_sigma_nm=probe_sigma, energy_sigma_eV=energy_sigma)
     counts = counts.reshape(n_geom, energies.size, ny, nx)
     meta = {"seed": int(seed), "device": device, "physics": physics.describe(),
-            "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__}
-    return [BseStack(bse=(c / float(simulated_electrons_per_pixel)).astype(np.float32), energies_keV=energies, counts=c,
-                     simulated_electrons_per_pixel=int(simulated_electrons_per_pixel), cutoff_eV=float(cutoff_eV), meta=dict(meta))
+            "simulator_version": SIMULATOR_VERSION, "scene": scene.__dict__,
+            **acquisition_meta(probe_fwhm_nm, energy_spread_eV, transport.detector)}
+    weighted = transport.detector.weighted
+    return [BseStack(bse=(c / float(simulated_electrons_per_pixel)).astype(np.float32), energies_keV=energies,
+                     counts=None if weighted else c, simulated_electrons_per_pixel=int(simulated_electrons_per_pixel),
+                     cutoff_eV=float(cutoff_eV), meta=dict(meta))
             for c in counts]
+
+
+def acquisition_meta(probe_fwhm_nm, energy_spread_eV, detector) -> dict:
+    """The stack metadata of the acquisition options that differ from the ideal default (none: {})."""
+    meta = {}
+    if np.any(np.asarray(probe_fwhm_nm) != 0):
+        meta["probe_fwhm_nm"] = np.asarray(probe_fwhm_nm, dtype=float).tolist()
+    if np.any(np.asarray(energy_spread_eV) != 0):
+        meta["energy_spread_eV"] = np.asarray(energy_spread_eV, dtype=float).tolist()
+    if detector.describe()["kind"] != "plane":
+        meta["detector"] = detector.describe()
+        meta["weighted_counts"] = bool(detector.weighted)
+    return meta
 
 
 def simulate_stack(geometry, **kwargs) -> BseStack:
@@ -211,7 +236,9 @@ def _cmd_simulate(args) -> int:
     energies = DEFAULT_ENERGIES_KEV if args.energies is None else [float(e) for e in args.energies.split(",")]
     stack = simulate_stack(geometry, energies_keV=energies, simulated_electrons_per_pixel=args.electrons_per_pixel,
                            seed=args.seed, device=args.device, physics=physics_from_args(args),
-                           cutoff_eV=args.cutoff_eV, progress=not args.quiet)
+                           cutoff_eV=args.cutoff_eV, progress=not args.quiet,
+                           probe_fwhm_nm=_numbers(args.probe_fwhm_nm), energy_spread_eV=_numbers(args.energy_spread_eV),
+                           detector=detector_from_spec(args.detector))
     stack.meta["geometry_file"] = str(path)
     if geometry.shape[0] >= BLOCK_Z_NM[1]:  # the geometry covers the Si block: keep its ground truth
         stack.labels = block_labels(geometry)
@@ -219,6 +246,12 @@ def _cmd_simulate(args) -> int:
     print(f"wrote {out}: bse {stack.bse.shape}, energies {stack.energies_keV[0]:g}-{stack.energies_keV[-1]:g} keV, "
           f"mean yield {stack.bse.mean():.4f}")
     return 0
+
+
+def _numbers(text: str) -> float | list[float]:
+    """``"1.5"`` -> 1.5, ``"0.5,1,2"`` -> one value per energy."""
+    values = [float(v) for v in str(text).split(",")]
+    return values[0] if len(values) == 1 else values
 
 
 def register_cli(subparsers) -> None:
@@ -236,5 +269,9 @@ def register_cli(subparsers) -> None:
     sim.add_argument("--electrons-per-pixel", type=int, default=100)
     sim.add_argument("--energies", default=None, help="comma-separated keV (default 0.5,1.0,...,10.0)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.add_argument("--probe-fwhm-nm", default="0", help="Gaussian probe FWHM (nm), or one per energy (default 0: a point)")
+    sim.add_argument("--energy-spread-eV", default="0", help="beam energy FWHM (eV), or one per energy (default 0)")
+    sim.add_argument("--detector", default="plane",
+                     help="plane (default) | annular:MIN_DEG,MAX_DEG,THRESHOLD_EV | window:DE_EV")
     add_physics_arguments(sim)
     sim.set_defaults(func=_cmd_simulate)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from datasets.detectors import PlaneDetector
 from datasets.kernel import drivers, layout
 from datasets.physics_tables import PhysicsTables
 
@@ -109,12 +110,13 @@ class Transport:
     (bulk targets); otherwise electrons leaving through the bottom plane of the slab reach the
     terminator and are removed. ``cutoff_eV``: electrons at or below it are dropped (they can no
     longer be detected); one leaving the slab upwards above it is counted. ``max_events`` (tests):
-    end each history at that elastic event.
+    end each history at that elastic event. ``detector``: a :mod:`datasets.detectors` detector
+    (default the plane).
     """
 
     def __init__(self, grids: np.ndarray, tables: PhysicsTables, voxel_nm: float = 1.0,
                  semi_infinite: bool = False, cutoff_eV: float = 50.0, max_flights: int = MAX_FLIGHTS,
-                 max_events: int | None = None):
+                 max_events: int | None = None, detector=None):
         grids = np.ascontiguousarray(grids, dtype=np.uint8)
         if grids.ndim != 4:
             raise ValueError(f"grids must be (G, Z, Y, X), got {grids.shape}")
@@ -130,6 +132,9 @@ class Transport:
         self.safety = np.stack([safety_distances(g, int(a), int(b) + 1) for g, a, b in zip(grids, first, last)])
         self.safety *= np.float32(voxel_nm)
         self.params = kernel_params(tables, self.voxel_nm, cutoff_eV, max_flights, max_events)
+        self.detector = detector or PlaneDetector()
+        for index, value in self.detector.kernel_params().items():
+            self.params[index] = value
 
     def kernel_inputs(self) -> tuple[layout.Volume, layout.Tables]:
         """The kernel's :class:`~datasets.kernel.layout.Volume` and
@@ -142,17 +147,24 @@ class Transport:
         return volume, tables
 
     def run(self, beam_x_nm, beam_y_nm, energies_eV, simulated_electrons_per_pixel: int, seed: int,
-            device: str = "cpu", stats: TransportStats | None = None, progress=None) -> np.ndarray:
+            device: str = "cpu", stats: TransportStats | None = None, progress=None, probe_sigma_nm=None,
+            energy_sigma_eV=None) -> np.ndarray:
         """Counts ``(G, E, P)`` of detected electrons (primaries and their secondaries) for a beam at ``(beam_x[p], beam_y[p])``.
 
         Each of the G x E x P bins gets ``simulated_electrons_per_pixel`` primaries at normal
         incidence, starting at the slab's top plane (they cross the vacuum above it unchanged).
         Primary ``n`` of bin (g, e, p) draws from the stream ``electron_key(seed, g, e, p, n)``.
+        ``probe_sigma_nm`` and ``energy_sigma_eV`` (E,): the Gaussian probe's and the energy
+        spread's standard deviations per energy (default 0: a point, mono-energetic beam). The
+        counts are int64, or float64 weighted counts for a weighted (annular) detector.
         ``progress(n)`` is called with the number of primaries finished after each launch.
         """
+        energy = np.ascontiguousarray(energies_eV, dtype=np.float64)
+        zeros = np.zeros(energy.size)
         beam = layout.Beam(x=np.ascontiguousarray(beam_x_nm, dtype=np.float64),
-                           y=np.ascontiguousarray(beam_y_nm, dtype=np.float64),
-                           energy=np.ascontiguousarray(energies_eV, dtype=np.float64))
+                           y=np.ascontiguousarray(beam_y_nm, dtype=np.float64), energy=energy,
+                           sigma=zeros if probe_sigma_nm is None else _per_energy(probe_sigma_nm, energy.size),
+                           spread=zeros if energy_sigma_eV is None else _per_energy(energy_sigma_eV, energy.size))
         per_pixel = int(simulated_electrons_per_pixel)
         if seed < 0 or int(seed) != seed:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -165,6 +177,8 @@ class Transport:
             tallies = self._run_cpu(int(seed), per_pixel, beam, counts, progress)
         if stats is not None:
             stats.add(_stats_of(counts, tallies, per_pixel, device_bytes))
+        if self.detector.weighted:
+            return counts / layout.WEIGHT_UNIT
         return counts
 
     def _run_cpu(self, seed, per_pixel, beam, counts, progress):
@@ -222,6 +236,13 @@ def kernel_params(tables: PhysicsTables, voxel_nm: float, cutoff_eV: float, max_
     return params
 
 
+def _per_energy(values, n_energies: int) -> np.ndarray:
+    values = np.ascontiguousarray(np.broadcast_to(np.asarray(values, dtype=np.float64), (n_energies,)))
+    if not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ValueError(f"probe widths and energy spreads must be non-negative numbers, got {values.tolist()}")
+    return values
+
+
 def _to_device(group):
     """A named tuple of the kernel's with every array copied to the current CUDA device."""
     from numba import cuda
@@ -235,6 +256,6 @@ def _stats_of(counts: np.ndarray, tallies: np.ndarray, per_pixel: int, device_by
         return int(tallies[..., column].sum())
 
     return TransportStats(primaries=counts.size * per_pixel, flights=total(layout.TALLY_FLIGHTS),
-                          elastic_events=total(layout.TALLY_EVENTS), detected=int(counts.sum()),
+                          elastic_events=total(layout.TALLY_EVENTS), detected=total(layout.TALLY_DETECTED),
                           lost=total(layout.TALLY_LOST), secondaries=total(layout.TALLY_CREATED),
                           dropped_secondaries=total(layout.TALLY_DROPPED), device_bytes=device_bytes)

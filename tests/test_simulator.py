@@ -163,8 +163,8 @@ def _first_collisions(volume, tables, energy_eV, n, seed):
     z_top = volume.planes[0, 0]
     stack = np.empty((layout.STACK_DEPTH, layout.STACK_FIELDS))
     for i in range(n):
-        outcome, _, _, _, z, _, _, _ = history.follow_primary(rng.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
-                                                              energy_eV, 0, volume, tables, stack)
+        outcome, _, _, _, _, _, _, z, _, _, _ = history.follow_primary(rng.electron_key(seed, 0, 0, 0, i), 10.5, 10.5,
+                                                                       energy_eV, 0.0, 0.0, 0, volume, tables, stack)
         if outcome == layout.STOPPED:
             depth[i] = z - z_top
     return depth

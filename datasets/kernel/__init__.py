@@ -12,6 +12,8 @@ device functions). Modules:
 - :mod:`~datasets.kernel.flight`: grid lookups, free path, mirror walls, directions, barrier;
 - :mod:`~datasets.kernel.elastic`: elastic angles (Browning, screened Rutherford, Mott);
 - :mod:`~datasets.kernel.inelastic`: Moller hard collisions and the full-Penn event;
+- :mod:`~datasets.kernel.instrument`: the probe (Gaussian entry point, energy spread) and the
+  detector's response to an electron leaving the top plane (plane, annular diode, low-loss window);
 - :mod:`~datasets.kernel.history`: one electron's flights and a primary's cascade;
 - :mod:`~datasets.kernel.drivers`: ``run_cpu`` (``prange`` over tally bins) and the CUDA kernel
   (one thread per primary, counts summed with integer atomics).
@@ -25,7 +27,8 @@ optionally hard inelastic collisions that create fast secondaries, and a surface
    ``mu* = max_m mu_m(E)`` and the collision at the flight's end is real with probability
    ``mu_m(E) / mu*`` (delta or Woodcock tracking; Woodcock et al. 1965).
 2. Planes: the slab's top plane (above it, vacuum up to the detector at z = 0: an electron
-   leaving upwards with E above the cutoff is counted) and its bottom plane (the terminator, or a
+   leaving upwards with E above the cutoff is scored by the detector: 1 for the default plane)
+   and its bottom plane (the terminator, or a
    semi-infinite target); the flight is cut at the plane.
 3. Mirror walls: lateral coordinates are folded back into the box and the direction component
    flipped (a flight may cross several mirrors).

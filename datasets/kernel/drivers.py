@@ -10,13 +10,14 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from datasets.kernel import build, elastic, flight, history, inelastic, layout, rng
+from datasets.kernel import build, elastic, flight, history, inelastic, instrument, layout, rng
 from datasets.kernel.build import CPU_OPTIONS
 from datasets.kernel.history import follow_primary
 from datasets.kernel.layout import (
     STACK_DEPTH,
     STACK_FIELDS,
     TALLY_CREATED,
+    TALLY_DETECTED,
     TALLY_DROPPED,
     TALLY_EVENTS,
     TALLY_FLIGHTS,
@@ -29,12 +30,13 @@ from datasets.kernel.rng import electron_key
 def run_cpu(seed, first_bin, stop_bin, simulated_electrons_per_pixel, beam, volume, tables, counts, tallies):
     """Simulate tally bins ``first_bin..stop_bin-1`` of the ``(G, E, P)`` bin grid.
 
-    ``beam`` is a :class:`~datasets.kernel.layout.Beam` (``x``, ``y`` (P,) nm, ``energy`` (E,) eV).
+    ``beam`` is a :class:`~datasets.kernel.layout.Beam` (``x``, ``y`` (P,) nm, ``energy`` (E,) eV,
+    the probe's ``sigma`` (E,) nm and ``spread`` (E,) eV).
     Bins are visited energy-fastest, so every thread's share mixes all energies (their costs
     differ 20x); each bin's primaries run in one thread, so the counts do not depend on the number
-    of threads. ``counts[g, e, p]`` receives the detected electrons; ``tallies[g, e, p]`` the
-    ``TALLY_*`` statistics (flights, elastic events, lost electrons, secondaries created and
-    dropped).
+    of threads. ``counts[g, e, p]`` receives the detector's tally (detected electrons; weighted
+    detectors: fixed-point ``WEIGHT_UNIT`` units); ``tallies[g, e, p]`` the ``TALLY_*`` statistics
+    (flights, elastic events, lost electrons, secondaries created and dropped, detected electrons).
     """
     n_geometries, n_energies, n_pixels = counts.shape
     for i in prange(first_bin, stop_bin):
@@ -42,6 +44,7 @@ def run_cpu(seed, first_bin, stop_bin, simulated_electrons_per_pixel, beam, volu
         g = (i // n_energies) % n_geometries
         p = i // (n_energies * n_geometries)
         stack = np.empty((STACK_DEPTH, STACK_FIELDS))
+        signal = 0
         detected = 0
         flights = 0
         events = 0
@@ -50,15 +53,17 @@ def run_cpu(seed, first_bin, stop_bin, simulated_electrons_per_pixel, beam, volu
         dropped = 0
         for n in range(simulated_electrons_per_pixel):
             key = electron_key(seed, g, e, p, n)
-            _, d, f, v, _, l_, c, x = follow_primary(key, beam.x[p], beam.y[p], beam.energy[e], g, volume, tables,
-                                                     stack)
+            _, s, d, f, v, _, _, _, l_, c, x = follow_primary(key, beam.x[p], beam.y[p], beam.energy[e], beam.sigma[e],
+                                                              beam.spread[e], g, volume, tables, stack)
+            signal += s
             detected += d
             flights += f
             events += v
             lost += l_
             created += c
             dropped += x
-        counts[g, e, p] = detected
+        counts[g, e, p] = signal
+        tallies[g, e, p, TALLY_DETECTED] = detected
         tallies[g, e, p, TALLY_FLIGHTS] = flights
         tallies[g, e, p, TALLY_EVENTS] = events
         tallies[g, e, p, TALLY_LOST] = lost
@@ -81,10 +86,12 @@ def _cuda_transport(seed, first, n_threads, simulated_electrons_per_pixel, beam,
     e = (b // n_pixels) % n_energies
     g = b // (n_pixels * n_energies)
     key = electron_key(seed, g, e, p, n)
-    _, d, f, v, _, lost, created, dropped = follow_primary(key, beam.x[p], beam.y[p], beam.energy[e], g, volume,
-                                                           tables, stack)
+    _, s, d, f, v, _, _, _, lost, created, dropped = follow_primary(
+        key, beam.x[p], beam.y[p], beam.energy[e], beam.sigma[e], beam.spread[e], g, volume, tables, stack)
+    if s > 0:
+        cuda.atomic.add(counts, (g, e, p), s)  # noqa: F821
     if d > 0:
-        cuda.atomic.add(counts, (g, e, p), d)  # noqa: F821
+        cuda.atomic.add(tallies, (thread % tallies.shape[0], TALLY_DETECTED), d)  # noqa: F821
     slot = thread % tallies.shape[0]  # spread the statistics' atomics over many addresses
     cuda.atomic.add(tallies, (slot, TALLY_FLIGHTS), f)  # noqa: F821
     cuda.atomic.add(tallies, (slot, TALLY_EVENTS), v)  # noqa: F821
@@ -96,7 +103,7 @@ def _cuda_transport(seed, first, n_threads, simulated_electrons_per_pixel, beam,
 
 
 #: The modules whose device functions and constants the CUDA build binds together.
-_KERNEL_MODULES = (build, layout, rng, flight, elastic, inelastic, history)
+_KERNEL_MODULES = (build, layout, rng, flight, elastic, inelastic, instrument, history)
 _CUDA_KERNEL = None
 
 

@@ -17,6 +17,7 @@ from datasets.kernel.flight import (
     voxel_of,
 )
 from datasets.kernel.inelastic import binary_cos_theta, moller_energy_transfer, penn_event
+from datasets.kernel.instrument import detector_response, exit_sin_takeoff, probe_entry
 from datasets.kernel.layout import (
     ABSORBED,
     DETECTED,
@@ -111,8 +112,9 @@ def follow_electron(key, geometry, volume, tables, stack, n_stack, n_created):
     boundary), cut at the slab's planes (where the surface barrier transmits or reflects), folded
     at the mirror walls, trapezoid energy loss, then a real collision: hard inelastic
     (:func:`hard_collision`, its secondary pushed onto ``stack``; dropped, and counted, when the
-    stack is full) or elastic. Returns ``(outcome, flights, elastic events, z, n_stack,
-    n_created, dropped)``.
+    stack is full) or elastic. Returns ``(outcome, flights, elastic events, x, y, z (nm), E (eV),
+    uz at the end (for a detected electron: the sine of its take-off angle outside,
+    :func:`~datasets.kernel.instrument.exit_sin_takeoff`), n_stack, n_created, dropped)``.
     """
     x, y, z = stack[n_stack, 0], stack[n_stack, 1], stack[n_stack, 2]
     ux, uy, uz, energy = stack[n_stack, 3], stack[n_stack, 4], stack[n_stack, 5], stack[n_stack, 6]
@@ -158,12 +160,13 @@ def follow_electron(key, geometry, volume, tables, stack, n_stack, n_created):
         if leave_top or leave_bottom:
             energy -= step * stopping[m_start, k]
             if energy <= cutoff:
-                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+                return ABSORBED, flight + 1, events, x, y, z, energy, uz, n_stack, n_created, dropped
             u_barrier, _ = uniform_pair(key, counter + 1)
             if barrier_transmits(energy, uz, tables.surface[m_start, 0], u_barrier):
                 if leave_top:
-                    return DETECTED, flight + 1, events, z, n_stack, n_created, dropped
-                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+                    sin_takeoff = exit_sin_takeoff(energy, uz, tables.surface[m_start, 0])
+                    return DETECTED, flight + 1, events, x, y, z, energy, sin_takeoff, n_stack, n_created, dropped
+                return ABSORBED, flight + 1, events, x, y, z, energy, uz, n_stack, n_created, dropped
             uz = -uz  # reflected back into the slab at the plane
             z = z_top if leave_top else z_bot - 1.0e-7 * voxel_nm
             continue
@@ -176,7 +179,7 @@ def follow_electron(key, geometry, volume, tables, stack, n_stack, n_created):
             energy -= 0.5 * step * (stopping[m_start, k] + stopping[m_end, k])
             real = candidate and u_real * mu < imfp[m_end, k]  # a real, not a null, collision
         if energy <= cutoff:
-            return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+            return ABSORBED, flight + 1, events, x, y, z, energy, uz, n_stack, n_created, dropped
         if not real:
             continue
         cos_phi, sin_phi = azimuth_cos_sin(key, counter + 2)
@@ -187,26 +190,36 @@ def follow_electron(key, geometry, volume, tables, stack, n_stack, n_created):
                 tables, stack, n_stack, n_created)
             dropped += d
             if energy <= cutoff:
-                return ABSORBED, flight + 1, events, z, n_stack, n_created, dropped
+                return ABSORBED, flight + 1, events, x, y, z, energy, uz, n_stack, n_created, dropped
         else:
             events += 1
             if events >= max_events:
-                return STOPPED, flight + 1, events, z, n_stack, n_created, dropped
+                return STOPPED, flight + 1, events, x, y, z, energy, uz, n_stack, n_created, dropped
             u_model, u_angle = uniform_pair(key, counter + 1)
             cos_theta = elastic_cos_theta(tables, m_end, energy, u_model, u_angle)
             ux, uy, uz = rotate_direction(ux, uy, uz, cos_theta, cos_phi, sin_phi)
-    return LOST, max_flights, events, z, n_stack, n_created, dropped
+    return LOST, max_flights, events, x, y, z, energy, uz, n_stack, n_created, dropped
 
 
 @device_function
-def follow_primary(key, x, y, energy, geometry, volume, tables, stack):
-    """Follow one primary entering the slab's top plane at (x, y) along +z, and its cascade.
+def follow_primary(key, x, y, energy, sigma_nm, spread_eV, geometry, volume, tables, stack):
+    """Follow one primary entering the slab's top plane along +z, and its cascade.
 
-    The primary is the cascade's first electron; each secondary is followed after it, last
-    created first, with its own random stream ``mix64(key + index * SECONDARY_STRIDE)``. Returns
-    ``(primary outcome, detected electrons, flights, elastic events, z where the primary ended,
-    lost electrons, secondaries created, secondaries dropped)``.
+    The beam aims at (x, y) nm with energy E0 eV; :func:`probe_entry` moves the entry point by
+    the Gaussian probe (``sigma_nm``, folded between the mirror walls) and draws the energy
+    spread (``spread_eV``). The primary is the cascade's first electron; each secondary is
+    followed after it, last created first, with its own random stream ``mix64(key + index *
+    SECONDARY_STRIDE)``. An electron leaving the top plane scores :func:`detector_response`.
+    Returns ``(primary outcome, tally increment, detected electrons, flights, elastic events,
+    x, y, z where the primary ended, lost electrons, secondaries created, secondaries dropped)``.
     """
+    beam_eV = energy
+    params = tables.params
+    if sigma_nm > 0.0 or spread_eV > 0.0:
+        x, y, energy = probe_entry(key, x, y, energy, sigma_nm, spread_eV)
+        voxel_nm = params[P_VOXEL_NM]
+        x, _ = mirror_fold(x, 0.0, volume.grid.shape[3] * voxel_nm)
+        y, _ = mirror_fold(y, 0.0, volume.grid.shape[2] * voxel_nm)
     stack[0, 0] = x
     stack[0, 1] = y
     stack[0, 2] = volume.planes[geometry, 0]
@@ -217,29 +230,33 @@ def follow_primary(key, x, y, energy, geometry, volume, tables, stack):
     stack[0, 7] = 0.0
     n_stack = 1
     n_created = 0
+    signal = np.int64(0)
     detected = 0
     flights = 0
     events = 0
     lost = 0
     dropped = 0
     primary_outcome = ABSORBED
-    primary_z = 0.0
+    primary_x, primary_y, primary_z = 0.0, 0.0, 0.0
     first = True
     while n_stack > 0:
         n_stack -= 1
         index = stack[n_stack, 7]
         electron_key_i = key if first else mix64(key + np.uint64(index) * SECONDARY_STRIDE)
-        outcome, f, v, z_end, n_stack, n_created, d = follow_electron(
+        outcome, f, v, x_end, y_end, z_end, e_end, uz_end, n_stack, n_created, d = follow_electron(
             electron_key_i, geometry, volume, tables, stack, n_stack, n_created)
         if first:
             primary_outcome = outcome
-            primary_z = z_end
+            primary_x, primary_y, primary_z = x_end, y_end, z_end
             first = False
         flights += f
         events += v
         dropped += d
         if outcome == DETECTED:
-            detected += 1
+            response = detector_response(params, e_end, uz_end, beam_eV)
+            if response > 0:
+                signal += response
+                detected += 1
         elif outcome == LOST:
             lost += 1
-    return primary_outcome, detected, flights, events, primary_z, lost, n_created, dropped
+    return primary_outcome, signal, detected, flights, events, primary_x, primary_y, primary_z, lost, n_created, dropped

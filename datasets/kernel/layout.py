@@ -16,8 +16,11 @@ from collections import namedtuple
 #: (z_top, z_bot)`` nm (``z_bot = FAR_NM`` for a semi-infinite target).
 Volume = namedtuple("Volume", ["grid", "safety", "planes"])
 
-#: The beam raster: ``x[p]``, ``y[p]`` (nm) of each pixel, ``energy[e]`` (eV) of each beam energy.
-Beam = namedtuple("Beam", ["x", "y", "energy"])
+#: The beam raster: ``x[p]``, ``y[p]`` (nm) of each pixel, ``energy[e]`` (eV) of each beam energy;
+#: the probe: ``sigma[e]`` (nm) the Gaussian beam profile's standard deviation at energy e
+#: (FWHM / (2 sqrt(2 ln 2)); 0: a point beam at the pixel centre, no draw) and ``spread[e]`` (eV)
+#: the standard deviation of the primaries' energy around ``energy[e]`` (0: mono-energetic).
+Beam = namedtuple("Beam", ["x", "y", "energy", "sigma", "spread"])
 
 #: The physics on the kernel's log energy grid (:class:`datasets.physics_tables.PhysicsTables`):
 #: ``imfp[m, k]`` (1/nm) elastic plus hard-inelastic inverse mean free path; ``hard[m, 0, k]`` its
@@ -33,8 +36,16 @@ Tables = namedtuple("Tables", ["imfp", "hard", "stopping", "majorant", "surface"
 #: Indices into ``Tables.params``.
 (P_VOXEL_NM, P_LOG_E0, P_INV_DLOG, P_CUTOFF_EV, P_ICDF_LOG_E0, P_ICDF_INV_DLOG, P_MAX_FLIGHTS,
  P_MAX_EVENTS, P_INELASTIC, P_LOSS_LOG_K0, P_LOSS_INV_DLOG, P_OMEGA_LOG0, P_OMEGA_INV_DLOG, P_Q_LOG0,
- P_Q_INV_DLOG) = range(15)
-N_PARAMS = 15
+ P_Q_INV_DLOG, P_DETECTOR, P_DET_LOW, P_DET_HIGH, P_DET_THRESHOLD_EV, P_DET_WINDOW_EV) = range(20)
+N_PARAMS = 20
+#: Detectors known to the kernel (``params[P_DETECTOR]``, :mod:`datasets.kernel.instrument`): the
+#: plane (every electron leaving the top plane above the cutoff counts 1), the annular solid-state
+#: diode (``P_DET_LOW <= sin(take-off) <= P_DET_HIGH``, response ``(E - P_DET_THRESHOLD_EV) /
+#: (E0 - P_DET_THRESHOLD_EV)``) and the low-loss energy filter (``E >= E0 - P_DET_WINDOW_EV``).
+DETECTOR_PLANE, DETECTOR_ANNULAR, DETECTOR_WINDOW = 0, 1, 2
+#: Fixed-point unit of a weighted (annular) count: the kernel tallies ``round(w * WEIGHT_UNIT)``
+#: as an integer, so CUDA's atomic sums stay exact and order independent (CPU = GPU bit for bit).
+WEIGHT_UNIT = 4294967296.0  # 2^32
 #: Inelastic models known to the kernel (``params[P_INELASTIC]``): Moller hard collisions (or
 #: none, with an all-zero ``hard`` table) and the full-Penn dielectric model.
 INELASTIC_MOLLER, INELASTIC_PENN = 0, 1
@@ -52,5 +63,6 @@ STACK_FIELDS = 8  # x, y, z (nm), ux, uy, uz, E (eV), creation index
 #: "No limit" for a flight (finite: fast math must not meet infinities).
 FAR_NM = 1.0e30
 #: Per-flight statistics of a tally bin (``tallies[..., i]``).
-TALLY_FLIGHTS, TALLY_EVENTS, TALLY_LOST, TALLY_CREATED, TALLY_DROPPED = range(5)
-N_TALLIES = 5
+#: ``TALLY_DETECTED``: electrons the detector responded to (unweighted).
+TALLY_FLIGHTS, TALLY_EVENTS, TALLY_LOST, TALLY_CREATED, TALLY_DROPPED, TALLY_DETECTED = range(6)
+N_TALLIES = 6

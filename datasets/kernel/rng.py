@@ -35,6 +35,9 @@ _LOW32 = np.uint64(0xFFFFFFFF)
 _INV_2_32 = 1.0 / 4294967296.0  # 2^-32
 HARD_SALT = np.uint64(0xD1B54A32D192ED03)
 PENN_SALT = np.uint64(0x8CB92BA72F3D8DD7)
+#: The probe's stream (entry point, energy spread) of a primary: ``mix64(key ^ PROBE_SALT)``, drawn
+#: only when the probe has a width or an energy spread (the transport's draws never change).
+PROBE_SALT = np.uint64(0x6A09E667F3BCC909)
 #: The stream of a cascade's i-th secondary: ``mix64(key + i * SECONDARY_STRIDE)``.
 SECONDARY_STRIDE = np.uint64(0xA24BAED4963EE407)
 
