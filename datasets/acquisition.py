@@ -375,7 +375,7 @@ IDEAL_CONDITIONS = {"probe_fwhm_nm": 0.0, "detector": "plane", "pixel_nm": 1.0, 
 def recorded_conditions(meta: dict) -> dict:
     """The acquisition conditions a stack's metadata record (keys of :data:`IDEAL_CONDITIONS`,
     None where not recorded): ``probe`` ``{"fwhm_nm"}`` or ``probe_fwhm_nm``; ``detector`` (a name,
-    or a dict with ``name``); ``scene.voxel_nm`` or ``pixel_nm``; this module's ``acquisition``
+    or ``datasets.detectors`` record with ``kind``); ``scene.voxel_nm`` or ``pixel_nm``; this module's ``acquisition``
     record (RMS sum of its drift amplitudes, its other operators' records)."""
     probe, detector, scene = meta.get("probe"), meta.get("detector"), meta.get("scene")
     record = meta.get("acquisition")
@@ -385,7 +385,7 @@ def recorded_conditions(meta: dict) -> dict:
         drift = math.sqrt(sum(float(r["amplitude_nm"]) ** 2 for r in records if r.get("op") == "drift"))
         operators = [r for r in records if r.get("op") != "drift"]
     return {"probe_fwhm_nm": probe.get("fwhm_nm") if isinstance(probe, dict) else meta.get("probe_fwhm_nm"),
-            "detector": (detector.get("name") or detector.get("model")) if isinstance(detector, dict) else detector,
+            "detector": detector.get("kind") if isinstance(detector, dict) else detector,
             "pixel_nm": scene.get("voxel_nm") if isinstance(scene, dict) else meta.get("pixel_nm"),
             "drift_nm": drift, "image_operators": operators}
 

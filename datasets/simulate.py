@@ -74,6 +74,30 @@ def _material_list(materials: dict[int, Material], used_ids) -> tuple[list, dict
     return [None] + [materials[i] for i in ids], {0: 0, **{mid: k + 1 for k, mid in enumerate(ids)}}
 
 
+def _check_run_settings(simulated_electrons_per_pixel, seed, cutoff_eV) -> None:
+    """``ValueError`` naming the first bad setting of a simulation run."""
+    if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
+        raise ValueError(f"simulated_electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}")
+    if int(seed) != seed or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not math.isfinite(cutoff_eV) or cutoff_eV < 0:
+        raise ValueError(f"cutoff_eV must be a non-negative number, got {cutoff_eV}")
+
+
+def _checked_geometries(geometries, materials, scene: Scene) -> np.ndarray:
+    """``geometries`` as a validated (N, Z, Y, X) batch whose layers above the beam are vacuum."""
+    geoms = np.asarray(geometries)
+    if geoms.ndim == 3:
+        geoms = geoms[None]
+    if geoms.ndim != 4:
+        raise ValueError(f"geometries must have shape (N, Z, Y, X), got {geoms.shape}")
+    geoms = np.stack([validate_geometry(g, known_ids=(0, *materials), name=f"geometry[{i}]") for i, g in enumerate(geoms)])
+    beam_layer = int(math.floor(scene.beam_z_nm / scene.voxel_nm))
+    if beam_layer >= 0 and np.any(geoms[:, : beam_layer + 1] != 0):
+        raise ValueError(f"the beam starts at z = {scene.beam_z_nm} nm inside material: layers above it must be vacuum")
+    return geoms
+
+
 def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_electrons_per_pixel: int = 100,
                     seed: int = 0, device="cpu", physics: PhysicsConfig | None = None,
                     cutoff_eV: float = DEFAULT_CUTOFF_EV, scene: Scene | None = None,
@@ -97,21 +121,8 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
     physics = physics or PhysicsConfig()
     materials = materials or MATERIALS
     energies = check_energies(energies_keV)
-    if int(simulated_electrons_per_pixel) != simulated_electrons_per_pixel or simulated_electrons_per_pixel < 1:
-        raise ValueError(f"simulated_electrons_per_pixel must be a positive integer, got {simulated_electrons_per_pixel}")
-    if int(seed) != seed or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not math.isfinite(cutoff_eV) or cutoff_eV < 0:
-        raise ValueError(f"cutoff_eV must be a non-negative number, got {cutoff_eV}")
-    geoms = np.asarray(geometries)
-    if geoms.ndim == 3:
-        geoms = geoms[None]
-    if geoms.ndim != 4:
-        raise ValueError(f"geometries must have shape (N, Z, Y, X), got {geoms.shape}")
-    geoms = np.stack([validate_geometry(g, known_ids=(0, *materials), name=f"geometry[{i}]") for i, g in enumerate(geoms)])
-    beam_layer = int(math.floor(scene.beam_z_nm / scene.voxel_nm))
-    if beam_layer >= 0 and np.any(geoms[:, : beam_layer + 1] != 0):
-        raise ValueError(f"the beam starts at z = {scene.beam_z_nm} nm inside material: layers above it must be vacuum")
+    _check_run_settings(simulated_electrons_per_pixel, seed, cutoff_eV)
+    geoms = _checked_geometries(geometries, materials, scene)
     device = check_device(device, backend="numba")
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
     tables = PhysicsTables(material_list, physics, cutoff_eV=cutoff_eV)

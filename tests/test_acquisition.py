@@ -206,7 +206,7 @@ def test_stack_conditions_take_given_then_recorded_then_ideal_for_a_simulated_st
     assert acq.stack_conditions({}, simulated=True) == acq.IDEAL_CONDITIONS
     assert set(acq.stack_conditions({}, simulated=False).values()) == {None}  # a user's stack: unknown
     record = acq.Acquisition([acq.Drift(0.3), acq.GainNoise(0.05), acq.Drift(0.4)]).describe()
-    meta = {"probe": {"fwhm_nm": 1.5}, "detector": {"name": "annular"}, "scene": {"voxel_nm": 1.0},
+    meta = {"probe": {"fwhm_nm": 1.5}, "detector": {"kind": "annular", "takeoff_min_deg": 20.0, "takeoff_max_deg": 70.0, "threshold_eV": 200.0}, "scene": {"voxel_nm": 1.0},
             "acquisition": record}
     conditions = acq.stack_conditions(meta, simulated=True)
     assert conditions["probe_fwhm_nm"] == 1.5 and conditions["detector"] == "annular"
