@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cudasim import run_in_cuda_simulator
 from numba import njit
 
 from datasets.kernel import rng
@@ -136,10 +137,7 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
             assert gpu.device_bytes > 0 and a.sum() > 0
         print("cudasim ok")
     """)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "cudasim ok" in result.stdout
+    run_in_cuda_simulator(script, timeout=600)
 
 
 # --------------------------------------------------------------------------- equivalence with the previous engine

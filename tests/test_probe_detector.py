@@ -10,13 +10,11 @@ flies straight down along +z from its entry point and stops at its first elastic
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
+from cudasim import run_in_cuda_simulator
 from numba import njit
 
 from datasets.detectors import (
@@ -258,10 +256,7 @@ def test_probe_and_detectors_match_on_the_cuda_simulator():
             assert runs[1].sum() > 0
         print("cudasim ok")
     """)
-    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "cudasim ok" in result.stdout
+    run_in_cuda_simulator(script, timeout=900)
 
 
 def test_cli_bench_times_the_acquisition_models_side_by_side(capsys):
