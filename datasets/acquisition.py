@@ -20,6 +20,7 @@ in :data:`DEGRADATIONS`. Everything here is off unless asked: the ideal data sta
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def _check_range(name: str, pair, low: float = -math.inf) -> tuple[float, float]
     return a, b
 
 
-class Operator:
+class Operator(ABC):
     """One degradation: ``op(bse, seed=0, index=0)`` -> degraded float32 array of ``bse``'s shape.
 
     Subclasses define ``code`` (a fixed integer of the random stream), ``name``, ``params()``,
@@ -77,14 +78,17 @@ class Operator:
     code = 0
     name = "operator"
 
+    @abstractmethod
     def params(self) -> dict:
-        raise NotImplementedError
+        """The operator's settings (JSON values) that :func:`from_record` needs."""
 
+    @abstractmethod
     def draw(self, rng: np.random.Generator, shape: tuple) -> dict:
-        raise NotImplementedError
+        """The random parameters of one stack of shape (E, H, W), drawn from ``rng``."""
 
+    @abstractmethod
     def apply(self, stack: np.ndarray, draw: dict) -> np.ndarray:
-        raise NotImplementedError
+        """``stack`` (E, H, W) float64 degraded with ``draw``."""
 
     def summary(self, draw: dict) -> dict:
         """The draws of one stack small enough to record in its metadata (none by default)."""
