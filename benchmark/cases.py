@@ -32,6 +32,9 @@ NEBULA_CASE = "nebula"
 #: the dose study: every method on the test split and the named cases thinned to each dose of
 #: ``datasets.dose.dose_levels``, one run per dose (the rows' ``read_electrons_per_pixel``)
 DOSE_CASE = "dose"
+#: the realism study: every method on the same geometries read under one acquisition level at a
+#: time (``benchmark.realism``, levels of ``datasets.realism``), one run per level
+REALISM_CASE = "realism"
 CUSTOM_CASE_PATTERN = "PATH.npy|PATH.tif"
 CASE_DESCRIPTIONS = {
     "nanocube": "paper III.A / Table 3: 5 nm Cu cube at 4 depths (position1..position4)",
@@ -43,6 +46,10 @@ CASE_DESCRIPTIONS = {
     DOSE_CASE: "the dose study: test geometries and the named cases simulated at a top dose (the dataset's "
                "dose-study data, else its stored data) and thinned exactly to 10, 25, 50, 100, 300, 1000 "
                "e-/pixel (those up to the top) and the data's dose; one run per dose (--read-dose N picks one)",
+    REALISM_CASE: "the realism study: 30 test geometries and the named ones read under one acquisition "
+                  "degradation at a time (probe 0.5-3 nm, annular / low-loss detector, drift, gain and "
+                  "readout noise, brightness/contrast; 3-4 levels each, see datasets/realism.py); models "
+                  "trained on ideal data, beside their robust (augmented) twins; --level NAME picks one",
     CUSTOM_CASE_PATTERN: "a custom geometry file [z, y, x] of material ids, simulated with the "
                          "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
@@ -66,7 +73,7 @@ class CaseData:
 
 def named_cases(dataset_cases) -> list[str]:
     """Case names usable with ``--case`` for a dataset storing ``dataset_cases``."""
-    return [*dataset_cases, "test", "ablation", NEBULA_CASE, DOSE_CASE]
+    return [*dataset_cases, "test", "ablation", NEBULA_CASE, DOSE_CASE, REALISM_CASE]
 
 
 def is_custom_path(text: str) -> bool:
@@ -115,9 +122,10 @@ def content_tag(path: Path) -> str:
 
 
 def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = "cpu",
-              log=print, read_electrons_per_pixel: int | None = None) -> CaseData:
+              log=print, read_electrons_per_pixel: int | None = None, acquisition: str | None = None) -> CaseData:
     """The data of ``case`` (as returned by :func:`resolve_case`) from ``dataset``;
-    ``read_electrons_per_pixel``: the dose case's read dose (required there, unused elsewhere)."""
+    ``read_electrons_per_pixel``: the dose case's read dose (required there, unused elsewhere);
+    ``acquisition``: the realism case's level (required there, unused elsewhere)."""
     energies = np.asarray(dataset.energies_keV, dtype=float)
     doses = {"simulated_electrons_per_pixel": int(dataset.simulated_electrons_per_pixel),
              "read_electrons_per_pixel": int(dataset.read_electrons_per_pixel)}
@@ -130,6 +138,12 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
         return _custom_case(custom_path(case), dataset, Path(cache_dir), seed, device, log)
     if case == NEBULA_CASE:
         return nebula_case(dataset, seed)
+    if case == REALISM_CASE:
+        from benchmark.realism import realism_case
+
+        if acquisition is None:
+            raise UsageError(f"the '{REALISM_CASE}' case needs an acquisition level (datasets.realism)")
+        return realism_case(dataset, acquisition, Path(cache_dir), seed, device, log)
     if case == DOSE_CASE:
         if read_electrons_per_pixel is None:
             raise UsageError(f"the '{DOSE_CASE}' case needs a read dose (e-/pixel)")
@@ -222,7 +236,7 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
                                  "thinned_to": min(dose, 3000), "seed": int(seed)})
 
 
-def _simulation_settings(dataset) -> dict:
+def simulation_settings(dataset) -> dict:
     """The dataset's simulator settings a custom geometry is simulated with. The dict is hashed
     into the cached stack's file name: its keys are that file format (``electrons_per_pixel``:
     the simulated dose)."""
@@ -242,7 +256,7 @@ def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, l
     from datasets.stack import BseStack
 
     geometry = load_custom_geometry(path)
-    settings = _simulation_settings(dataset)
+    settings = simulation_settings(dataset)
     geometry_sha = hashlib.sha256(geometry.tobytes() + str(geometry.shape).encode()).hexdigest()[:16]
     key_text = repr((geometry_sha, sorted(settings.items()), seed, SIMULATOR_VERSION, str(device)))
     stack_key = hashlib.sha256(key_text.encode()).hexdigest()[:16]

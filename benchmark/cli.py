@@ -30,10 +30,10 @@ from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import BENCHMARK_PRESETS, get_preset
 
 #: columns shown by ``run`` and ``main`` in the text table
-TABLE_COLUMNS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "sample", "iou", "mre",
-                 "threshold", "threshold_rule", "seconds_per_volume"]
-#: what one summary line of the text table stands for (a run; the dose case: one per read dose)
-SUMMARY_KEYS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "threshold_rule"]
+TABLE_COLUMNS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "acquisition", "sample", "iou",
+                 "mre", "threshold", "threshold_rule", "seconds_per_volume"]
+#: what one summary line of the text table stands for (a run; the dose and realism cases: one per level)
+SUMMARY_KEYS = ["method", "config", "variant", "case", "read_electrons_per_pixel", "acquisition", "threshold_rule"]
 
 
 def build_parser(prog: str = "python -m benchmark") -> argparse.ArgumentParser:
@@ -63,7 +63,7 @@ def _common(p, preset_default="quick") -> None:
 
 
 def _add_run(sub) -> None:
-    from benchmark.cases import CUSTOM_CASE_PATTERN, DOSE_CASE, named_cases
+    from benchmark.cases import CUSTOM_CASE_PATTERN, DOSE_CASE, REALISM_CASE, named_cases
     from datasets.presets import get_preset as get_dataset_preset
     from methods.binarize import THRESHOLD_RULES
 
@@ -77,6 +77,9 @@ def _add_run(sub) -> None:
     p.add_argument("--read-dose", type=int, action="append", default=None, metavar="N",
                    help=f"with --case {DOSE_CASE}: run only the dose level N e-/pixel (repeatable; default "
                         "every level, listed in the error for a level that is not one)")
+    p.add_argument("--level", action="append", default=None, metavar="NAME",
+                   help=f"with --case {REALISM_CASE}: run only the acquisition level NAME (repeatable; default "
+                        "every level of datasets/realism.py: ideal, probe-1nm, detector-annular, drift-0.5nm, ...)")
     p.add_argument("--config", default=None, help="network config (default: the preset's configs)")
     p.add_argument("--threshold-rule", default=DEFAULT_THRESHOLD_RULE,
                    help=f"{', '.join(THRESHOLD_RULES)} (default {DEFAULT_THRESHOLD_RULE})")
@@ -228,7 +231,7 @@ def _benchmark(args):
 def cmd_run(args) -> int:
     bench = _benchmark(args)
     specs = bench.plan(args.method, args.case, config=args.config, threshold_rule=args.threshold_rule,
-                       read_doses=args.read_dose)
+                       read_doses=args.read_dose, acquisitions=args.level)
     # Training and libraries may print; keep stdout for the JSON document alone.
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         rows = bench.run_all(specs)

@@ -1,7 +1,8 @@
 """Which runs to make: (method, case) pairs expanded to :class:`~benchmark.specs.RunSpec`\\ s.
 
 ``"all"`` expands to every method or case; the ``dose`` case to one run per dose level
-(:meth:`RunPlanner.dose_levels`); each method to the models it is benchmarked with (the preset's
+(:meth:`RunPlanner.dose_levels`), the ``realism`` case to one run per acquisition level
+(``datasets.realism``); each method to the models it is benchmarked with (the preset's
 network configs; the ablation's variants). Pairs that do not apply are skipped with a note.
 """
 
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.cases import DOSE_CASE, NEBULA_CASE, case_label, named_cases, resolve_case
+from benchmark.cases import (
+    DOSE_CASE,
+    NEBULA_CASE,
+    REALISM_CASE,
+    case_label,
+    named_cases,
+    resolve_case,
+)
 from benchmark.context import Context
 from benchmark.errors import BenchmarkError, UsageError
 from benchmark.presets import NO_CONFIG
@@ -34,9 +42,10 @@ class RunPlanner:
         return named_cases(self.context.data.cases())
 
     def plan(self, methods, cases, config: str | None = None, threshold_rule: str = DEFAULT_THRESHOLD_RULE,
-             read_doses=None) -> list[RunSpec]:
+             read_doses=None, acquisitions=None) -> list[RunSpec]:
         """The runs for every (method, case) pair; ``"all"`` expands. ``read_doses``: the dose
-        case's levels to run (e-/pixel; default all). Pairs that do not apply (``ablation`` for
+        case's levels to run (e-/pixel; default all); ``acquisitions``: the realism case's levels
+        (names of ``datasets.realism``; default all). Pairs that do not apply (``ablation`` for
         a method without variants, ``oracle`` thresholds outside MED-SEM on the paper's cases)
         are skipped with a note; an empty plan is an error."""
         from methods.binarize import THRESHOLD_RULES
@@ -45,36 +54,52 @@ class RunPlanner:
         for name in methods:
             method_class(name)
         look_up("threshold rule", threshold_rule, dict.fromkeys(THRESHOLD_RULES))
-        resolved = self._resolve_cases(expand(cases, self.known_cases()), read_doses)
+        resolved = self._resolve_cases(expand(cases, self.known_cases()), read_doses, acquisitions)
         specs, skipped = [], []
         if NEBULA_CASE in resolved and not self.nebula_applies():
             resolved.remove(NEBULA_CASE)
             skipped.append(f"the {NEBULA_CASE} case (the dataset's energies are not Nebula's 0.5-10 keV)")
-        runs = [(c, dose) for c in resolved for dose in self._doses(c, read_doses)]  # the dose case: per level
-        for case, dose in runs:
+        runs = [(c, dose, level) for c in resolved for dose in self._doses(c, read_doses)
+                for level in self._acquisitions(c, acquisitions)]  # the dose and realism cases: per level
+        for case, dose, level in runs:
             for name in methods:
                 applies, reason = method_class(name).applies(case, threshold_rule)
                 if not applies:
                     note = f"{name} on {case_label(case)} ({reason})"
                     skipped += [] if note in skipped else [note]  # once for all the dose case's levels
                     continue
-                specs += [RunSpec(model, case, threshold_rule, dose) for model in self.models_for(name, case, config)]
+                specs += [RunSpec(model, case, threshold_rule, dose, level)
+                          for model in self.models_for(name, case, config)]
         for note in skipped:
             self.context.log(f"skipped: {note}")
         if not specs:
             raise BenchmarkError("nothing to run: " + "; ".join(skipped))
         return specs
 
-    def _resolve_cases(self, cases: list[str], read_doses) -> list[str]:
+    def _resolve_cases(self, cases: list[str], read_doses, acquisitions) -> list[str]:
         """The cases checked (``benchmark.cases.resolve_case``), each once; ``read_doses``
-        without the dose case is a usage error."""
+        without the dose case (``acquisitions`` without the realism case) is a usage error."""
         resolved = []
         for case in (resolve_case(c, self.context.data.cases()) for c in cases):
             if case not in resolved:
                 resolved.append(case)
         if read_doses and DOSE_CASE not in resolved:
             raise UsageError(f"--read-dose picks levels of the '{DOSE_CASE}' case; add --case {DOSE_CASE}")
+        if acquisitions and REALISM_CASE not in resolved:
+            raise UsageError(f"--level picks levels of the '{REALISM_CASE}' case; add --case {REALISM_CASE}")
         return resolved
+
+    @staticmethod
+    def _acquisitions(case: str, acquisitions) -> list[str | None]:
+        """The acquisition levels of ``case``'s runs: every level of ``datasets.realism`` (those
+        named in ``acquisitions`` when given) for the realism case, ``[None]`` for the others."""
+        if case != REALISM_CASE:
+            return [None]
+        from datasets.realism import realism_level, realism_levels
+
+        if not acquisitions:
+            return [level.name for level in realism_levels()]
+        return list(dict.fromkeys(realism_level(name).name for name in acquisitions))
 
     def _doses(self, case: str, read_doses) -> list[int | None]:
         """The read doses of ``case``'s runs: the dose levels (those in ``read_doses`` when given)
@@ -120,7 +145,13 @@ class RunPlanner:
             configs = [preset.ablation_config]
         else:
             configs = list(preset.configs.get(name) or known[:1])  # the preset's, else the smallest
-        variants = list(method_class(name).variants) if case == "ablation" else ["full"]
+        klass = method_class(name)
+        if case == "ablation":
+            variants = list(klass.variants)
+        elif case == REALISM_CASE and preset.robust_training:  # beside each model, its robust twin
+            variants = ["full", *klass.training_variants]
+        else:
+            variants = ["full"]
         return [ModelSpec(name, c, v) for c in configs for v in variants]
 
 

@@ -50,6 +50,10 @@ class BenchmarkPreset:
     #: gives the mean and spread over seeds (``seed`` + ``extra_seeds``); the other tables and
     #: figures show the preset's ``seed``
     extra_seeds: tuple[int, ...] = ()
+    #: the realism case also scores, beside each learned model, its robust twin: the same network
+    #: trained with the image degradations as augmentation (variant ``robust``, the methods'
+    #: ``training_variants``); the main job trains it
+    robust_training: bool = False
 
     def configs_for(self, method: str) -> tuple[str, ...]:
         """The network configs to benchmark for ``method`` (``("default",)`` for MED-SEM)."""
@@ -70,6 +74,7 @@ class BenchmarkPreset:
             "seed": self.seed,
             **({"tta": True} if self.tta else {}),
             **({"extra_seeds": list(self.extra_seeds)} if self.extra_seeds else {}),
+            **({"robust_training": True} if self.robust_training else {}),
             # only where set, so presets without it keep their run keys (and their cached runs)
             **({"train_order": [list(item) for item in self.train_order]} if self.train_order else {}),
         }
@@ -90,7 +95,8 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {preset.name: preset for preset 
     # "small" (1.19 M) is 0.013 better on validation (0.713 vs 0.700) at 1.5x the training time
     _preset("quick", "the CPU benchmark (nox -s benchmark): the quick dataset, tiny BSE-VoxNets "
                      "and the 3D U-Net of matched parameter count, 3 training seeds each, on 2 CPU cores",
-            configs={"bsevox": ("tiny",), "unet3d": ("matched",)}, tta=True, train_workers=2, extra_seeds=(1, 2)),
+            configs={"bsevox": ("tiny",), "unet3d": ("matched",)}, tta=True, train_workers=2, extra_seeds=(1, 2),
+            robust_training=True),
     _preset("paper", "the paper's setting (GPU): 10,000 training geometries, BSE-VoxNets "
                      "lite..moderate (Table 2) and the base 3D U-Net, sized for one GPU call "
                      "(train preset paper-gpu: bf16, compiled, batch 128; use --time-budget)",

@@ -89,10 +89,10 @@ class Benchmark:
         return self.context.data.cases()
 
     def plan(self, methods, cases, config: str | None = None, threshold_rule: str = DEFAULT_THRESHOLD_RULE,
-             read_doses=None) -> list[RunSpec]:
+             read_doses=None, acquisitions=None) -> list[RunSpec]:
         """The runs for every (method, case) pair (:meth:`benchmark.planner.RunPlanner.plan`)."""
         return self.planner.plan(methods, cases, config=config, threshold_rule=threshold_rule,
-                                 read_doses=read_doses)
+                                 read_doses=read_doses, acquisitions=acquisitions)
 
     def main_plan(self) -> list[RunSpec]:
         """The main job: every method on every case with validation thresholds, plus MED-SEM with

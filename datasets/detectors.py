@@ -114,3 +114,21 @@ def detector_from_spec(spec: str | None):
     if kind == "window" and len(numbers) == 1:
         return WindowDetector(numbers[0])
     raise ValueError(f"unknown detector {spec!r}: plane | annular:MIN_DEG,MAX_DEG,THRESHOLD_EV | window:DE_EV")
+
+
+DETECTORS = {"plane": PlaneDetector, "annular": AnnularDetector, "window": WindowDetector}
+
+
+def detector_from_record(record: dict | None):
+    """The detector a ``describe()`` record names (``{"kind": ..., **parameters}``; None: the plane)."""
+    if record is None:
+        return PlaneDetector()
+    if not isinstance(record, dict) or "kind" not in record:
+        raise ValueError(f"a detector record is a dict with a 'kind', got {record!r}")
+    from datasets.errors import look_up
+
+    cls = look_up("detector", record["kind"], DETECTORS)
+    try:
+        return cls(**{k: v for k, v in record.items() if k != "kind"})
+    except TypeError as err:
+        raise ValueError(f"bad parameters for the {record['kind']} detector: {err}") from err

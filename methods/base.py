@@ -51,6 +51,9 @@ class MethodDeclarations:
     #: ablation variants (paper Table 1 style): variant name -> hyper-parameter overrides; a
     #: method with more than ``full`` takes part in the ``ablation`` case
     variants: ClassVar[dict[str, dict[str, Any]]] = {"full": {}}
+    #: variants trained otherwise (same network, other training), e.g. ``robust``: variant name ->
+    #: hyper-parameter overrides; not part of the ablation
+    training_variants: ClassVar[dict[str, dict[str, Any]]] = {}
     #: whether the paper's oracle thresholds (MED-SEM's, Tables 3-4) apply to this method
     oracle_thresholds: ClassVar[bool] = False
 

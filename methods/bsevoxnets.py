@@ -390,7 +390,7 @@ class BseVoxNets(NetworkMethod):
 
     def variant(self) -> str:
         """'full' or the ablation name of ``variants`` ('no-sope', ...; '+'-joined), for result rows."""
-        off = [name for name, overrides in self.variants.items()
+        off = [name for name, overrides in {**self.variants, **self.training_variants}.items()
                if overrides and all(self.params[k] == v for k, v in overrides.items())]
         return "+".join(off) or "full"
 

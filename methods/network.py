@@ -17,6 +17,7 @@ from torch import nn
 
 from datasets.errors import look_up
 from datasets.protocol import Dataset
+from datasets.realism import AUGMENTATIONS
 from datasets.splits import split_energies
 from methods import symmetry
 from methods.base import HyperParam, Method
@@ -64,7 +65,12 @@ class NetworkMethod(SavedNetwork, Method):
         "batch_size": HyperParam(None, True, "training batch size (None: the preset's)"),
         "seed": HyperParam(0, True, "seed of the weight init and the shuffling"),
         "tta": HyperParam(False, False, "test-time averaging over the scene's 8 symmetries (8x the inference)"),
+        "augment_acquisition": HyperParam(None, True, "image degradations as training augmentation: None | "
+                                                      "'realism' (datasets.realism; None: the preset's)"),
     }
+    #: the robust twin of a model: trained with the realism study's image degradations as
+    #: augmentation (scored beside the ideal-trained model on the ``realism`` case)
+    training_variants = {"robust": {"augment_acquisition": "realism"}}
 
     def __init__(self, device: str = "cpu", **params):
         super().__init__(device=device, **params)
@@ -75,6 +81,8 @@ class NetworkMethod(SavedNetwork, Method):
         self.training_data: dict | None = None
         self._size_cache: tuple | None = None  # (key, parameters, macs) of describe()
         look_up("training preset", self.params["preset"], TRAIN_PRESETS)
+        if self.params.get("augment_acquisition") is not None:
+            look_up("acquisition augmentation", self.params["augment_acquisition"], dict.fromkeys(AUGMENTATIONS))
 
     # -------------------------------------------------------------- for subclasses
     @abstractmethod
@@ -87,6 +95,8 @@ class NetworkMethod(SavedNetwork, Method):
         settings = TRAIN_PRESETS[self.params["preset"]]
         overrides = {k: self.params[k] for k in ("epochs", "lr", "weight_decay", "lam", "batch_size")
                      if self.params.get(k) is not None}
+        if self.params.get("augment_acquisition") is not None:
+            overrides["acquisition_augment"] = self.params["augment_acquisition"]
         return replace(settings, **overrides, seed=int(self.params["seed"]), device=self.device)
 
     def init_network(self, n_energies: int, seed: int = 0) -> nn.Module:

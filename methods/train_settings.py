@@ -32,6 +32,9 @@ class TrainSettings:
     #: every epoch sees a fresh exact draw at the read dose thinned from the stored counts
     #: (``datasets.dose``), instead of the one fixed draw per sample that validation and test use
     fresh_noise: bool = True
+    #: image degradations as on-the-fly augmentation (``datasets.realism.AUGMENTATIONS``:
+    #: ``"realism"``, random drift, gain and readout noise, brightness/contrast per sample); None: off
+    acquisition_augment: str | None = None
 
     def lovasz_start(self) -> int:
         """First epoch (1-based) trained with the Lovász hinge."""

@@ -30,6 +30,7 @@ from datasets.dose import thin_to_dose
 from datasets.errors import look_up
 from datasets.files import atomic_path, write_text_atomic
 from datasets.protocol import Dataset
+from datasets.realism import augment_image_degradations, augmentation_record
 from methods import symmetry
 from methods.binarize import choose_threshold
 from methods.checkpoints import (
@@ -240,13 +241,16 @@ class Trainer:
         return batches
 
     def batch_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacks and labels of one batch: a fresh dose draw and a random symmetry where enabled
-        (both drawn from the checkpointed generator), on the training device."""
+        """Stacks and labels of one batch: a fresh dose draw, random image degradations and a
+        random symmetry where enabled (all drawn from the checkpointed generator), on the device."""
         xb, yb = self.x_train[idx], self.y_train[idx]
         if self.fresh is not None:  # a new exact draw at the read dose
             counts, simulated, read = self.fresh
             rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=self.generator)))
             xb = torch.from_numpy((thin_to_dose(counts[idx.numpy()], simulated, read, rng) / read).astype(np.float32))
+        if self.settings.acquisition_augment:  # random image degradations (datasets.realism)
+            seed = int(torch.randint(0, 2**62, (1,), generator=self.generator))
+            xb = torch.from_numpy(augment_image_degradations(xb.numpy(), seed))
         if self.settings.augment:  # the scene's exact symmetries
             xb, yb = symmetry.augment(xb, yb, self.generator)
         return xb.to(self.device), yb.to(self.device)
@@ -385,6 +389,9 @@ def train(method, dataset: Dataset, out_dir, settings: TrainSettings | None = No
     # with it); file format: the key ``electrons_per_pixel`` is the read dose
     read = dataset.read_electrons_per_pixel
     method.training_data = None if read is None else {"electrons_per_pixel": int(read)}
+    if settings.acquisition_augment:
+        method.training_data = {**(method.training_data or {}),
+                                "augmentation": augmentation_record(settings.acquisition_augment)}
     train_data, val_data = dataset.arrays("train")[:2], dataset.arrays("val")[:2]
     train_counts = None
     if settings.fresh_noise and dataset.thinned:  # simulated above the read dose: fresh draws

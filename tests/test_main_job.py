@@ -242,3 +242,19 @@ def test_main_with_another_thread_count_serves_every_run_from_the_cache(smoke_re
     after = pd.read_parquet(root / "results.parquet")
     assert not after.duplicated(RESULT_IDENTITY).any()
     assert sorted(after["run_key"].unique()) == sorted(before["run_key"].unique()) and len(after) == len(before)
+
+
+@pytest.mark.slow
+def test_the_realism_case_ran_every_level_with_its_simulated_stacks_cached(smoke_results):
+    from datasets.realism import realism_levels
+
+    rows = pd.read_parquet(smoke_results / "results.parquet")
+    realism = rows[rows["case"] == "realism"]
+    levels = [level.name for level in realism_levels()]
+    assert sorted(set(realism["acquisition"])) == sorted(levels)
+    assert set(rows.loc[rows["case"] != "realism", "acquisition"]) == {"ideal"}
+    simulated = [level.name for level in realism_levels() if level.kind == "simulation"]
+    cached = sorted(p.name.rsplit("-", 1)[0] for p in (smoke_results / "cache" / "realism").glob("*.npz"))
+    assert cached == sorted(simulated)
+    per_level = realism.groupby(["method", "acquisition"])["sample"].nunique()
+    assert per_level.nunique() == 1  # every method scored on the same samples at every level
