@@ -26,6 +26,7 @@ from benchmark.provenance import file_hash, provenance
 from benchmark.schema import RESULT_IDENTITY, ResultRow
 from benchmark.specs import RunSpec, method_class
 from benchmark.thresholds import ThresholdStore, device_type
+from datasets.realism import IDEAL
 
 
 @dataclass
@@ -70,6 +71,8 @@ class RunExecutor:
             fields["geometry"] = file_hash(custom_path(spec.case))
         if spec.read_electrons_per_pixel is not None:  # the dose case: one run per read dose
             fields["read_electrons_per_pixel"] = int(spec.read_electrons_per_pixel)
+        if spec.acquisition is not None:  # the realism case: one run per level
+            fields["acquisition"] = spec.acquisition
         return run_key(fields)
 
     def is_cached(self, spec: RunSpec) -> bool:
@@ -125,7 +128,7 @@ class RunExecutor:
         dataset = ctx.data.get()
         method = self.models.get(spec.model)
         case = load_case(spec.case, dataset, ctx.store.cache_dir, seed=ctx.seed, device=ctx.device, log=ctx.log,
-                         read_electrons_per_pixel=spec.read_electrons_per_pixel)
+                         read_electrons_per_pixel=spec.read_electrons_per_pixel, acquisition=spec.acquisition)
         prob = reconstruct_batches(ctx, method, case.bse, case.energies_keV, desc=spec.describe())
         thresholds = self.thresholds.for_run(spec, case.ids)
         binary = np.stack([binarize(p, t) for p, t in zip(prob, thresholds)])
@@ -142,7 +145,8 @@ class RunExecutor:
             method=model.method, label=method_class(model.method).display_name(), config=model.config,
             variant=model.variant, tta=bool(self.models.params(model).get("tta", False)), case=case_label(spec.case),
             simulated_electrons_per_pixel=int(case.simulated_electrons_per_pixel),
-            read_electrons_per_pixel=int(case.read_electrons_per_pixel), threshold_rule=spec.threshold_rule,
+            read_electrons_per_pixel=int(case.read_electrons_per_pixel), acquisition=spec.acquisition or IDEAL,
+            threshold_rule=spec.threshold_rule,
             seconds_per_volume=scored.timing.seconds_per_volume, device=prov["device"],
             parameters=info.get("parameters"), macs=info.get("macs"), seed=ctx.seed, preset=ctx.preset.name,
             dataset_hash=ctx.data.get().hash, git_commit=prov["git_commit"],

@@ -11,6 +11,9 @@ Doses are electrons per pixel (e-/pixel) and are named for what they are everywh
   was made (the dataset preset's dose);
 - ``read_electrons_per_pixel``: the dose of the stack the method was given: the simulated dose,
   or a lower one drawn from it by hypergeometric thinning (the dose study).
+
+``acquisition`` names how the stack was acquired: ``ideal`` (the paper's point beam, plane
+detector, no drift or detector noise), or a level of the realism study (``datasets.realism``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class ResultRow:
     sample: str  #: sample id within the case (geometry id or named position)
     simulated_electrons_per_pixel: int  #: e-/pixel simulated when the stack was made
     read_electrons_per_pixel: int  #: e-/pixel of the stack the method read (<= simulated)
+    acquisition: str  #: realism level the stack was read under (``datasets.realism``); ``ideal`` elsewhere
     iou: float  #: copper IoU of the thresholded volume (paper's metric)
     class_mean_iou: float  #: mean of the copper and silicon IoUs
     mre: float  #: mean relative error of the copper volume |V_pred - V_true| / V_true
@@ -62,7 +66,7 @@ ROW_COLUMNS: list[str] = [f.name for f in fields(ResultRow)]
 #: second result. When the same result was computed more than once (a run under a newer key,
 #: e.g. after a code change), the newest run counts (``created_utc``, then ``run_key``).
 RESULT_IDENTITY: list[str] = ["method", "config", "variant", "case", "sample", "read_electrons_per_pixel",
-                              "seed", "threshold_rule"]
+                              "acquisition", "seed", "threshold_rule"]
 #: the identity of a run's row set (a run holds one row per sample)
 RUN_IDENTITY: list[str] = [c for c in RESULT_IDENTITY if c != "sample"]
 

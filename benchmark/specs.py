@@ -40,16 +40,19 @@ class RunSpec:
     """One run: a model on a case (see ``benchmark.cases``) with a threshold rule.
 
     ``read_electrons_per_pixel``: the dose (e-/pixel) the ``dose`` case's data are thinned to
-    for this run; ``None`` for every other case (they are read at the dataset's dose)."""
+    for this run; ``None`` for every other case (they are read at the dataset's dose).
+    ``acquisition``: the ``realism`` case's level (``datasets.realism``); ``None`` elsewhere."""
 
     model: ModelSpec
     case: str
     threshold_rule: str = DEFAULT_THRESHOLD_RULE
     read_electrons_per_pixel: int | None = None
+    acquisition: str | None = None
 
     def describe(self) -> str:
         dose = "" if self.read_electrons_per_pixel is None else f" at {self.read_electrons_per_pixel} e-/pixel"
-        return f"{self.model.tag()} on {case_label(self.case)}{dose} ({self.threshold_rule} threshold)"
+        level = "" if self.acquisition is None else f" read {self.acquisition}"
+        return f"{self.model.tag()} on {case_label(self.case)}{dose}{level} ({self.threshold_rule} threshold)"
 
 
 def method_names() -> list[str]:

@@ -96,7 +96,7 @@ def _row(method: str, config: str, variant: str, case: str, sample: str, run_key
     return ResultRow(
         method=method, label=label_of(method), config=config, variant=variant, tta=False,
         case=case, sample=sample, simulated_electrons_per_pixel=ELECTRONS_PER_PIXEL,
-        read_electrons_per_pixel=ELECTRONS_PER_PIXEL, **scores, threshold=0.5,
+        read_electrons_per_pixel=ELECTRONS_PER_PIXEL, acquisition="ideal", **scores, threshold=0.5,
         threshold_rule="fixed-0.5",
         seconds_per_volume={"medsem": 0.02, "unet3d": 0.005, "bsevox": 0.01}[method], device="cpu",
         parameters=0 if method == "medsem" else 1_000_000,

@@ -22,7 +22,7 @@ from benchmark.schema import ROW_COLUMNS, ResultRow
 
 ROW = ResultRow(
     method="unet3d", label="3D U-Net", config="tiny", variant="full", tta=False, case="test",
-    sample="g000001", simulated_electrons_per_pixel=60, read_electrons_per_pixel=60, iou=0.5,
+    sample="g000001", simulated_electrons_per_pixel=60, read_electrons_per_pixel=60, acquisition="ideal", iou=0.5,
     class_mean_iou=0.7, mre=0.1, precision=0.6, recall=0.5, threshold=0.5, threshold_rule="validation",
     per_depth_iou="[0.5]", seconds_per_volume=0.01, device="cpu", parameters=10, macs=None, seed=0,
     preset="quick", dataset_hash="abc", git_commit="deadbeef", versions="{}", run_key="k1",
