@@ -1,5 +1,6 @@
-"""The report's plots of result rows (PNG bytes): IoU per sample, per depth layer and against
-the read dose, the case overview, training curves and inference time.
+"""The report's plots of result rows (PNG bytes): IoU per sample, per depth layer, against
+the read dose and under realistic acquisition, the case overview, training curves and inference
+time.
 
 Colours, font sizes and resolution come from ``reports.style`` (one colour per method in every
 figure); legends sit below the panels, never on the data.
@@ -14,11 +15,14 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
+from datasets.realism import DEGRADATION_AXES, IDEAL
 from datasets.stats import bootstrap_mean_interval
 from reports import style
 from reports.paper_tables import paper_label
 from reports.plotting import label_palette, legend_below, panel_grid, plain_log_axis, to_png
-from reports.results import DOSE_CASE, case_groups, parse_depth_iou, quiet_mean
+from reports.realism import DETECTOR_NAMES, ROBUST, level_catalogue, realism_scores
+from reports.results import DOSE_CASE, REALISM_CASE, case_groups, parse_depth_iou, quiet_mean
+from reports.summary import FAIL_IOU
 from reports.table_base import ordered_labels
 
 PAPER_MARKER = "s"
@@ -223,6 +227,51 @@ def iou_vs_dose_plot(rows: pd.DataFrame) -> bytes:
     ax.grid(alpha=0.3, which="both")
     ax.set_title("IoU against dose")
     legend_below(fig, [ax])
+    return to_png(fig)
+
+
+def iou_vs_realism_plot(rows: pd.DataFrame) -> bytes:
+    """The realism study (case ``realism``): one panel per degradation present, mean IoU against
+    the level's value (the ideal level at x = 0 first; the detector panel by category), per method
+    with the 95 % bootstrap interval of each mean as a band; robust variants dashed, a dotted line
+    at IoU ``FAIL_IOU``."""
+    scores = realism_scores(rows)
+    catalogue = level_catalogue()
+    scores = scores[scores["acquisition"].isin(list(catalogue))]
+    if scores.empty:
+        raise ValueError(f"no rows of the realism study (case {REALISM_CASE}) at a known level")
+    present = {catalogue[name].degradation for name in scores["acquisition"].unique()}
+    degradations = [d for d in DEGRADATION_AXES if d in present]
+    if not degradations:
+        raise ValueError("the realism rows hold only the ideal level: no degradation to plot")
+    labels = ordered_labels(scores)
+    palette = label_palette(labels)
+    robust = set(scores.loc[scores["variant"].astype(str) == ROBUST, "label"])
+    fig, axes = panel_grid(len(degradations), panel_width=3.3, panel_height=2.8)
+    for ax, degradation in zip(axes, degradations):
+        levels = [IDEAL] + [name for name, level in catalogue.items() if level.degradation == degradation]
+        for label in labels:
+            part = scores[scores["label"] == label]
+            shown = [name for name in levels if (part["acquisition"] == name).any()]
+            if not shown:
+                continue
+            x = [catalogue[name].value for name in shown]
+            intervals = [bootstrap_mean_interval(part.loc[part["acquisition"] == name, "iou"]) for name in shown]
+            ax.plot(x, [i.mean for i in intervals], marker="o", ms=4, color=palette[label], label=label,
+                    ls="--" if label in robust else "-")
+            ax.fill_between(x, [i.low for i in intervals], [i.high for i in intervals], color=palette[label],
+                            alpha=0.12)
+        ax.axhline(FAIL_IOU, color="0.35", ls=":", lw=1)
+        ticks = [catalogue[name].value for name in levels]
+        names = [DETECTOR_NAMES.get(name, name) if degradation == "detector" else f"{catalogue[name].value:g}"
+                 for name in levels]
+        ax.set_xticks(ticks, names)
+        ax.set_xlabel(DEGRADATION_AXES[degradation])
+        ax.set_title(degradation.replace("_", " "))
+        ax.set_ylabel("mean IoU of Cu")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    legend_below(fig, axes)
     return to_png(fig)
 
 

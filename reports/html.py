@@ -20,12 +20,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from datasets.files import write_text_atomic
-from reports import figures, paper_tables, tables, volume_figures
+from reports import figures, paper_tables, realism, tables, volume_figures
 from reports.results import (
     DOSE_CASE,
+    REALISM_CASE,
+    STUDY_CASES,
     ReportInputs,
     RunVolumes,
     case_title,
+    level_rank,
     load_inputs,
     method_label,
     order_cases,
@@ -89,7 +92,8 @@ def build_tables(inputs: ReportInputs) -> tuple[list[Table], list[Table]]:
     summary = [tables.best_per_case_table(rows, cases),
                tables.miou_table(rows, inputs.summaries),
                tables.seed_table(inputs.seed_rows if inputs.seed_rows is not None else rows),
-               tables.stratified_table(rows, inputs.runs)]
+               tables.stratified_table(rows, inputs.runs),
+               realism.realism_table(rows), realism.robust_table(rows)]
     summary = [t for t in summary if len(t.frame)]
     paper_style = [
         paper_tables.per_sample_table(rows, "nanocube"),
@@ -143,7 +147,7 @@ def build_figures(inputs: ReportInputs, progress: bool = False) -> list[Figure]:
     """All figures that the saved results allow, in report order: the summary plots, then the
     3D views per case, the input stack last."""
     by_case = {case: runs for case, runs in runs_by_case(inputs).items()
-               if case != DOSE_CASE}  # the dose study has its own figure
+               if case not in STUDY_CASES}  # the dose and realism studies have their own figures
     jobs = [*_summary_jobs(inputs, by_case), *_context_jobs(inputs), *_volume_jobs(by_case),
             *_bse_strip_jobs(inputs.runs)]
     out: list[Figure] = []
@@ -156,7 +160,7 @@ def _summary_jobs(inputs: ReportInputs, by_case: dict[str, list[RunVolumes]]) ->
     """(key, title, caption, draw) of the plots of IoU and error per case, depth and dose."""
     rows, jobs = inputs.rows, []
     paper = paper_tables.load_paper_results()
-    overview_cases = [c for c in inputs.cases() if c != DOSE_CASE]
+    overview_cases = [c for c in inputs.cases() if c not in STUDY_CASES]
     if overview_cases:
         jobs.append(("overview", "Mean IoU per case",
                      "Mean IoU of Cu over each case's samples, one bar per method (the same colour "
@@ -183,8 +187,17 @@ def _summary_jobs(inputs: ReportInputs, by_case: dict[str, list[RunVolumes]]) ->
                      "per pixel the data were simulated at (the highest point: the data as stored); "
                      "bands: 95 % bootstrap intervals of the means.",
                      lambda: figures.iou_vs_dose_plot(rows)))
-    depth_cases = [c for c in inputs.cases() if rows.loc[rows["case"] == c, "per_depth_iou"]
-                   .notna().any()] if len(rows) else []
+    if REALISM_CASE in present:
+        jobs.append(("iou-realism", "IoU under realistic acquisition",
+                     "The realism study: every method on the same samples (test split and named cases) "
+                     "read under one degradation at a time, every model trained on ideal data: a "
+                     "Gaussian probe (FWHM), another detector (annular diode, low-loss filter), drift, "
+                     "gain noise, readout noise and brightness/contrast spread; x = 0: the ideal "
+                     "acquisition. Dashed: robust variants (trained with the image degradations as "
+                     "augmentation); bands: 95 % bootstrap intervals of the means; dotted: IoU 0.5.",
+                     lambda: figures.iou_vs_realism_plot(rows)))
+    depth_cases = [c for c in inputs.cases() if c != REALISM_CASE  # 19 levels: the realism figure
+                   and rows.loc[rows["case"] == c, "per_depth_iou"].notna().any()] if len(rows) else []
     if depth_cases:
         jobs.append(("per-depth-iou", "IoU per depth layer",
                      "Mean IoU of each 1 nm layer (layers empty in both volumes left out): the "
@@ -301,22 +314,23 @@ def provenance(inputs: ReportInputs) -> dict:
 
 def runs_table_html(rows: pd.DataFrame) -> str:
     """The provenance's table of runs, one line per run: cases in report order, the dose
-    study's runs by read dose (lowest first), then method and run key."""
+    study's runs by read dose (lowest first), the realism study's by level (catalogue order),
+    then method and run key."""
     run_rows = []
     for key, group in rows.groupby(rows["run_key"].astype(str), sort=True) if len(rows) else []:
         first = group.iloc[0]
         run_rows.append({
             "run": key, "method": first["label"],
-            "case": case_title(first["case"], first["read_electrons_per_pixel"]),
+            "case": case_title(first["case"], first["read_electrons_per_pixel"], first["acquisition"]),
             "samples": group["sample"].nunique(), "seed": first["seed"],
             "preset": first["preset"], "device": first["device"],
             "threshold": f"{first['threshold_rule']}" + (
                 f" ({group['threshold'].iloc[0]:.2f})" if group["threshold"].notna().all()
                 and group["threshold"].nunique() == 1 else ""),
-            "_order": (str(first["case"]), int(first["read_electrons_per_pixel"])),
+            "_order": (str(first["case"]), int(first["read_electrons_per_pixel"]), level_rank(first["acquisition"])),
         })
     case_rank = {case: i for i, case in enumerate(order_cases(r["_order"][0] for r in run_rows))}
-    run_rows.sort(key=lambda r: (case_rank[r["_order"][0]], r["_order"][1], str(r["method"]), r["run"]))
+    run_rows.sort(key=lambda r: (case_rank[r["_order"][0]], *r["_order"][1:], str(r["method"]), r["run"]))
     if not run_rows:
         return ""
     return pd.DataFrame([{k: v for k, v in r.items() if k != "_order"} for r in run_rows]).to_html(

@@ -19,15 +19,19 @@ import pandas as pd
 
 from datasets.files import write_bytes_atomic, write_text_atomic
 from reports import paper_tables, tables
+from reports.realism import realism_table
 from reports.results import ReportInputs, first_seed_rows, load_rows, with_repeats
 from reports.summary import paired_remarks
-from reports.table_base import Table
+from reports.table_base import Table, best_mask
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 README_PATH = REPO_ROOT / "README.md"
 SNAPSHOT_DIR = REPO_ROOT / "docs" / "results" / "quick"
 BEGIN = "<!-- BEGIN GENERATED RESULTS: `python -m reports readme outputs/quick` writes this block -->"
 END = "<!-- END GENERATED RESULTS -->"
+#: the README's realism columns: the ideal level and one telling level of each degradation
+README_REALISM_LEVELS = ("ideal", "probe-2nm", "detector-annular", "drift-0.5nm", "gain-10pct", "readout-0.02",
+                         "brightness-20pct")
 
 
 class ReadmeOutOfDate(ValueError):
@@ -105,6 +109,20 @@ def table_markdown(table: Table, drop: tuple[str, ...] = ()) -> str:
     return "\n".join(lines)
 
 
+def realism_markdown(rows: pd.DataFrame) -> str:
+    """The README's realism table (one table, its title in the first header cell to stay short):
+    mean IoU of the ideal-trained models at :data:`README_REALISM_LEVELS`; "" without realism rows."""
+    table = realism_table(rows)
+    full = rows.loc[rows["variant"].astype(str) == "full", "label"] if len(rows) else []
+    labels = [label for label in table.frame.index if label in set(full)]
+    levels = [level for level in README_REALISM_LEVELS if level in table.frame.columns]
+    if not labels or not levels:
+        return ""
+    frame = table.frame.loc[labels, levels].rename_axis("realism: mean IoU, trained on ideal data")
+    best = best_mask(frame, {level: "max" for level in levels})
+    return table_markdown(Table(table.key, table.title, table.caption, frame, best, ""))
+
+
 def results_markdown(inputs: ReportInputs) -> str:
     """The README's generated results: the report's key tables and its paired comparisons."""
     rows = inputs.rows
@@ -132,6 +150,9 @@ def results_markdown(inputs: ReportInputs) -> str:
     ablation = paper_tables.ablation_table(rows)
     if len(ablation.frame):
         parts += [f"**{ablation.title}**", "", table_markdown(ablation), ""]
+    realism = realism_markdown(rows)
+    if realism:
+        parts += [realism, ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -19,7 +19,9 @@ import pandas as pd
 
 from benchmark.schema import RESULT_IDENTITY, RUN_IDENTITY, empty_rows, normalise_rows
 from datasets.cases import split_repeat
+from datasets.realism import IDEAL, realism_levels
 from methods.base import label_of
+from reports.table_base import natural_key
 
 NUMERIC_COLUMNS = (
     "iou", "class_mean_iou", "mre", "precision", "recall", "threshold", "seconds_per_volume", "parameters", "macs",
@@ -27,6 +29,10 @@ NUMERIC_COLUMNS = (
 VOLUME_KEYS = ("ids", "gt", "prob", "binary", "bse", "energies_keV")
 #: the dose study's case: its rows differ by ``read_electrons_per_pixel``
 DOSE_CASE = "dose"
+#: the realism study's case: its rows differ by ``acquisition`` (a level of ``datasets.realism``)
+REALISM_CASE = "realism"
+#: the studies that have their own figure: left out of the per-case overview and 3D views
+STUDY_CASES = (DOSE_CASE, REALISM_CASE)
 
 
 class DuplicateResultsError(ValueError):
@@ -84,27 +90,41 @@ def order_cases(cases) -> list[str]:
     return [c for c in first if c in cases] + sorted((c for c in cases if c not in first), key=natural)
 
 
-def case_title(case, read_electrons_per_pixel) -> str:
-    """How the report names the rows of a case: the case, or for the dose study its read dose
-    (``dose 25 e-/pixel``)."""
+def case_title(case, read_electrons_per_pixel, acquisition=IDEAL) -> str:
+    """How the report names the rows of a case: the case, for the dose study its read dose
+    (``dose 25 e-/pixel``), for the realism study its level (``realism: drift-0.5nm``)."""
     if str(case) == DOSE_CASE:
         return f"{DOSE_CASE} {int(read_electrons_per_pixel)} e-/pixel"
+    if str(case) == REALISM_CASE:
+        return f"{REALISM_CASE}: {acquisition}"
     return str(case)
+
+
+def level_rank(name) -> tuple:
+    """Sort key of a realism level name: the catalogue's plot order (``ideal`` first), names
+    not in the catalogue after it in natural order."""
+    order = {level.name: i for i, level in enumerate(realism_levels())}
+    return (order.get(str(name), len(order)), natural_key(name))
 
 
 def case_groups(rows: pd.DataFrame, cases) -> list[tuple[str, pd.DataFrame]]:
     """(title, rows) of each of ``cases`` in the given order (:func:`case_title`): the dose
-    study's rows one group per read dose, lowest dose first; cases without rows left out."""
+    study's rows one group per read dose, lowest dose first, the realism study's one group per
+    level in the catalogue's order; cases without rows left out."""
     groups = []
     for case in cases:
         mine = rows[rows["case"] == case]
         if mine.empty:
             continue
-        if case != DOSE_CASE:
+        if case == DOSE_CASE:
+            doses = mine["read_electrons_per_pixel"]
+            groups += [(case_title(case, dose), mine[doses == dose]) for dose in sorted(doses.unique())]
+        elif case == REALISM_CASE:
+            levels = mine["acquisition"].astype(str)
+            groups += [(case_title(case, None, level), mine[levels == level])
+                       for level in sorted(levels.unique(), key=level_rank)]
+        else:
             groups.append((str(case), mine))
-            continue
-        doses = mine["read_electrons_per_pixel"]
-        groups += [(case_title(case, dose), mine[doses == dose]) for dose in sorted(doses.unique())]
     return groups
 
 
@@ -169,7 +189,7 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
                 frames.append(pd.read_parquet(path))
             except Exception as err:
                 missing.append(f"{path.relative_to(results_dir)} is unreadable ({err})")
-    frames = [f for f in frames if len(f)]
+    frames = [with_acquisition(f) for f in frames if len(f)]
     rows = normalise_rows(pd.concat(frames, ignore_index=True)) if frames else empty_rows()
     check_unique_results(rows, results_dir, source)
     for column in NUMERIC_COLUMNS:
@@ -179,6 +199,12 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     if not len(rows):
         missing.append("no result rows at all: run `python -m benchmark run` first")
     return add_labels(rows)
+
+
+def with_acquisition(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before the ``acquisition`` column (the realism study) were all read under
+    the ideal acquisition: give them ``acquisition = ideal``; other rows are returned as they are."""
+    return rows if "acquisition" in rows.columns else rows.assign(acquisition=IDEAL)
 
 
 def check_unique_results(rows: pd.DataFrame, results_dir: Path, source: str = "results.parquet") -> None:

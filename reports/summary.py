@@ -7,8 +7,17 @@ import re
 import numpy as np
 import pandas as pd
 
-from datasets.stats import paired_difference_interval
+from datasets.realism import DEGRADATION_AXES, IDEAL
+from datasets.stats import MeanInterval, paired_difference_interval
 from reports.paper_tables import load_paper_results
+from reports.realism import (
+    image_levels,
+    level_catalogue,
+    level_means,
+    paired_level_difference,
+    realism_scores,
+    robust_pairs,
+)
 from reports.results import DOSE_CASE, ReportInputs
 from reports.table_base import METHOD_ORDER
 from reports.tables import miou_table, seed_table, stratified_table
@@ -215,6 +224,93 @@ def dose_remarks(rows: pd.DataFrame) -> list[str]:
     return remarks
 
 
+def realism_remarks(rows: pd.DataFrame) -> list[str]:
+    """The realism study (case ``realism``): which ideal-trained method loses least IoU to the
+    degraded acquisitions, where each method first falls below ``FAIL_IOU`` per degradation, and
+    how the robust variants compare with their ideal-trained counterparts."""
+    scores = realism_scores(rows)
+    if scores.empty:
+        return []
+    means = level_means(scores)
+    full = [label for label in means.index
+            if (scores.loc[scores["label"] == label, "variant"].astype(str) == "full").all()]
+    remarks = _least_degraded_remark(means.loc[full], scores["sample"].nunique())
+    remarks += [text for label in means.index if (text := _failure_remark(label, means.loc[label]))]
+    return remarks + _robust_remarks(scores)
+
+
+def _least_degraded_remark(means: pd.DataFrame, samples: int) -> list[str]:
+    """Ideal-trained methods ranked by their IoU drop: mean IoU on ideal data minus the mean of
+    their mean IoUs at the non-ideal levels every one of them was scored at."""
+    common = means.dropna(axis=1)
+    degraded = [level for level in common.columns if level != IDEAL]
+    if IDEAL not in common.columns or not degraded or common.empty:
+        return []
+    drops = (common[IDEAL] - common[degraded].mean(axis=1)).sort_values()
+    best = drops.index[0]
+    others = "; ".join(f"{label} {drop:.3f}" for label, drop in drops.iloc[1:].items())
+    who = f"least affected by the acquisition is {best}, whose" if others else f"{best}'s"
+    return [f"Realism study ({samples} samples, every model trained on ideal data): {who} mean IoU drops by "
+            f"{drops.iloc[0]:.3f} from {common.loc[best, IDEAL]:.3f} on ideal data (the drop: IoU on ideal "
+            f"data minus the mean over the {len(degraded)} other levels' mean IoUs)"
+            + (f"; the others drop by: {others}." if others else ".")]
+
+
+def _failure_remark(label: str, means: pd.Series) -> str:
+    """Per degradation, the first level at which ``label``'s mean IoU falls below ``FAIL_IOU``, or
+    the highest level up to which it stays at or above it."""
+    catalogue = level_catalogue()
+    below, above = [], []
+    for degradation in DEGRADATION_AXES:
+        levels = [name for name in means.dropna().index
+                  if name in catalogue and catalogue[name].degradation == degradation]
+        if not levels:
+            continue
+        first = next((name for name in levels if means[name] < FAIL_IOU), None)
+        if first is None:
+            above.append(levels[-1])
+        else:
+            below.append(f"{first} ({means[first]:.3f})")
+    if not below and not above:
+        return ""
+    parts = []
+    if IDEAL in means.dropna().index and means[IDEAL] < FAIL_IOU:
+        parts.append(f"already below IoU {FAIL_IOU} on ideal data ({means[IDEAL]:.3f})")
+    if below:
+        parts.append(f"falls below IoU {FAIL_IOU} at " + ", ".join(below))
+    if above:
+        parts.append(f"stays ≥ {FAIL_IOU} up to " + ", ".join(above))
+    return f"{label} under degraded acquisition: " + "; ".join(parts) + "."
+
+
+def _signed_interval(interval: MeanInterval) -> str:
+    """'+0.050 IoU [+0.030, +0.070]', or the mean alone where there is no interval."""
+    if interval.n < 2:
+        return f"{interval.mean:+.3f} IoU (n={interval.n}, no interval)"
+    return f"{interval.mean:+.3f} IoU [{interval.low:+.3f}, {interval.high:+.3f}]"
+
+
+def _robust_remarks(scores: pd.DataFrame) -> list[str]:
+    """Each robust model minus its ideal-trained counterpart on the same samples: averaged over the
+    image-degradation levels and on the ideal level, with paired bootstrap intervals."""
+    remarks = []
+    for robust, full in robust_pairs(scores):
+        image = image_levels(scores.loc[scores["label"] == robust, "acquisition"])
+        on_image = paired_level_difference(scores, robust, full, image)
+        on_ideal = paired_level_difference(scores, robust, full, [IDEAL])
+        if on_image.n == 0 and on_ideal.n == 0:
+            continue
+        parts = []
+        if on_image.n:
+            parts.append(f"{_signed_interval(on_image)} averaged over the {len(image)} image-degradation "
+                         f"levels ({on_image.n} samples)")
+        if on_ideal.n:
+            parts.append(f"{_signed_interval(on_ideal)} on ideal data")
+        remarks.append(f"Trained with the image degradations as augmentation, {robust} minus {full} on the "
+                       "same samples (paired bootstrap): " + "; ".join(parts) + ".")
+    return remarks
+
+
 def seed_remarks(seed_rows: pd.DataFrame | None) -> list[str]:
     """Mean and spread of the test mIoU over training seeds, where several were trained."""
     if seed_rows is None or seed_rows.empty:
@@ -264,7 +360,7 @@ def summary_remarks(inputs: ReportInputs) -> list[str]:
                 "`python -m benchmark run --method all --case all` and rebuild the report."]
     return (heldout_remarks(rows, inputs.summaries) + paired_remarks(rows) + seed_remarks(inputs.seed_rows)
             + nanowire_remarks(rows) + nanocube_remarks(rows) + strata_remarks(rows, inputs.runs)
-            + dose_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
+            + dose_remarks(rows) + realism_remarks(rows) + context_remarks(rows) + coverage_remarks(inputs))
 
 
 __all__ = ["summary_remarks", "verdict_remarks"]
