@@ -468,7 +468,7 @@ def test_threads_do_not_split_the_cache_and_doubled_results_are_refused_then_fix
     assert cli.main(["doctor", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "counts 1 result set(s) more than once" in out
-    assert re.search("case test, read_electrons_per_pixel 2, seed 0", out)  # benchmark.schema.RUN_IDENTITY
+    assert re.search("case test, read_electrons_per_pixel 2, acquisition ideal, seed 0", out)  # schema.RUN_IDENTITY
     assert "f" * 16 in out and fix in out
     assert cli.main(["report", str(tmp_path)]) == 1
     err = capsys.readouterr().err

@@ -246,7 +246,7 @@ def test_duplicated_results_are_refused_with_the_command_that_removes_them(tmp_p
         store.read_results()
     message = str(caught.value)
     # the run identity: benchmark.schema.RUN_IDENTITY (the read dose, once benchmark.cache follows it)
-    assert re.search("method fake, config default, variant full, case test, read_electrons_per_pixel 2, seed 0, "
+    assert re.search("method fake, config default, variant full, case test, read_electrons_per_pixel 2, acquisition ideal, seed 0, "
                      "threshold_rule fixed-0.5", message)
     assert "4 rows for 2 samples" in message and "f" * 16 in message and rows["run_key"][0] in message
     assert message.endswith(f"python -m benchmark doctor --results {tmp_path / 'out'} --fix")
@@ -331,9 +331,11 @@ def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
         b.plan(["fake"], ["ablation"])
     # every method on every case, ablation only for bsevox
     everything = b.plan(["all"], ["all"])
-    assert {s.case for s in everything} == {"nanocube", "test", "ablation", "dose"}
+    assert {s.case for s in everything} == {"nanocube", "test", "ablation", "dose", "realism"}
     assert {s.read_electrons_per_pixel for s in everything if s.case == "dose"} == {2}  # the fake data: 2 e-/px
     assert {s.read_electrons_per_pixel for s in everything if s.case != "dose"} == {None}
+    assert {s.acquisition for s in everything if s.case != "realism"} == {None}
+    assert len({s.acquisition for s in everything if s.case == "realism"}) == 19
     assert ModelSpec("bsevox", "tiny", "no-sope") in {s.model for s in everything}
 
 
