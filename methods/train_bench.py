@@ -24,6 +24,7 @@ import torch
 from datasets.errors import unknown_name
 from methods.base import create
 from methods.losses import weighted_bce
+from methods.training import to_channels_last
 
 VARIANTS = ("eager", "batch-x2", "channels-last", "compile", "bf16")
 DEFAULT_CONFIGS = (("bsevox", "tiny"), ("unet3d", "matched"))
@@ -80,10 +81,7 @@ def make_case(method_name: str, config: str, variant: str, batch_size: int, seed
     x = torch.rand(batch, 20, 20, 20, generator=gen)
     y = (torch.rand(batch, 20, 20, 20, generator=gen) > 0.9).float()
     if variant == "channels-last":  # 2D weights channels-last, 3D weights channels-last-3d
-        for param in net.parameters():
-            if param.dim() in (4, 5):
-                fmt = torch.channels_last if param.dim() == 4 else torch.channels_last_3d
-                param.data = param.data.contiguous(memory_format=fmt)
+        to_channels_last(net)
         x = x.contiguous(memory_format=torch.channels_last)
     forward = torch.compile(net) if variant == "compile" else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3)

@@ -35,6 +35,9 @@ class TrainSettings:
     #: image degradations as on-the-fly augmentation (``datasets.realism.AUGMENTATIONS``:
     #: ``"realism"``, random drift, gain and readout noise, brightness/contrast per sample); None: off
     acquisition_augment: str | None = None
+    #: convolution weights and input batches in channels-last memory order: a speed setting (the
+    #: same values; results equal up to float rounding), like ``amp`` and ``compile``
+    channels_last: bool = False
 
     def lovasz_start(self) -> int:
         """First epoch (1-based) trained with the Lovász hinge."""
@@ -59,7 +62,7 @@ TRAIN_PRESETS: dict[str, TrainSettings] = {
 }
 
 #: settings that may differ between a run and its resumption
-RESUMABLE_DIFFERENCES = {"device", "amp", "amp_dtype", "compile"}
+RESUMABLE_DIFFERENCES = {"device", "amp", "amp_dtype", "compile", "channels_last"}
 
 
 def run_config(method: Method, settings: TrainSettings, n_train: int) -> dict:

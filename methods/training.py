@@ -86,6 +86,16 @@ def stack_split(split, progress: bool = False, desc: str = "loading") -> tuple[t
     return x, y
 
 
+def to_channels_last(net: nn.Module) -> nn.Module:
+    """``net`` with its convolution weights in channels-last memory order (4-D: ``channels_last``,
+    5-D: ``channels_last_3d``): the same values, faster convolutions on CPU (``methods train-bench``)."""
+    for param in net.parameters():
+        if param.dim() in (4, 5):
+            layout = torch.channels_last if param.dim() == 4 else torch.channels_last_3d
+            param.data = param.data.contiguous(memory_format=layout)
+    return net
+
+
 def _predict_logits(net: nn.Module, x: torch.Tensor, device: str, batch_size: int,
                     amp: bool, amp_dtype: str = "float16") -> torch.Tensor:
     net.eval()
@@ -165,7 +175,7 @@ class Trainer:
         net = method.init_network(self.x_train.shape[1], seed=settings.seed)
         if hasattr(net, "set_statistics"):  # per-energy input normalisation, from the train split only
             net.set_statistics(self.x_train)
-        self.net = net.to(self.device)
+        self.net = to_channels_last(net.to(self.device)) if settings.channels_last else net.to(self.device)
         self.run_config = run_config(method, settings, len(self.x_train))
         self.fresh = self._fresh_noise_source(train_counts)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -253,6 +263,8 @@ class Trainer:
             xb = torch.from_numpy(augment_image_degradations(xb.numpy(), seed))
         if self.settings.augment:  # the scene's exact symmetries
             xb, yb = symmetry.augment(xb, yb, self.generator)
+        if self.settings.channels_last:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         return xb.to(self.device), yb.to(self.device)
 
     def train_epoch(self, epoch: int) -> float:
