@@ -49,8 +49,11 @@ class TrainSettings:
 TRAIN_PRESETS: dict[str, TrainSettings] = {
     "smoke": TrainSettings(epochs=3, batch_size=4, lr=2e-3, weight_decay=1e-4, eval_every=1,
                            patience=1000, lam=0.5, augment=True),
+    # channels_last: 1.39x (BSE-VoxNets tiny) and 1.20x (U-Net matched) the eager training steps per
+    # second on the project's 2-core Xeon (`methods train-bench`), validation mIoU paired with the
+    # eager seed-0 models 0.6545 vs 0.6558 and 0.7086 vs 0.7094 (README, Training speed)
     "quick": TrainSettings(epochs=30, batch_size=32, lr=3e-3, weight_decay=1e-4, eval_every=2,
-                           patience=10, lam=0.5, augment=True),
+                           patience=10, lam=0.5, augment=True, channels_last=True),
     "paper": TrainSettings(epochs=250, batch_size=32, lr=1e-4, weight_decay=1e-4, eval_every=5,
                            patience=100, lam=PAPER_LAMBDA),
     # the paper preset fitted into one GPU call (benchmark preset "paper"): the paper's lr and
