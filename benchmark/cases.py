@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from benchmark.case_data import CaseData, simulation_settings
 from benchmark.errors import UsageError
+from benchmark.realism import REALISM_CASE, realism_case
 from datasets.cases import CUSTOM_SUFFIXES
 from datasets.errors import unknown_name
 from datasets.physics import PhysicsConfig
@@ -32,9 +33,6 @@ NEBULA_CASE = "nebula"
 #: the dose study: every method on the test split and the named cases thinned to each dose of
 #: ``datasets.dose.dose_levels``, one run per dose (the rows' ``read_electrons_per_pixel``)
 DOSE_CASE = "dose"
-#: the realism study: every method on the same geometries read under one acquisition level at a
-#: time (``benchmark.realism``, levels of ``datasets.realism``), one run per level
-REALISM_CASE = "realism"
 CUSTOM_CASE_PATTERN = "PATH.npy|PATH.tif"
 CASE_DESCRIPTIONS = {
     "nanocube": "paper III.A / Table 3: 5 nm Cu cube at 4 depths (position1..position4)",
@@ -54,21 +52,6 @@ CASE_DESCRIPTIONS = {
                          "preset's settings; reported as case custom:<file stem>-<8 hex of its sha256>",
 }
 CUSTOM_PREFIX = "custom:"
-
-
-@dataclass
-class CaseData:
-    """The inputs and ground truth of one case: ``bse`` (N, E, H, W), ``labels`` (N, D, H, W),
-    and the doses (e-/pixel) the stacks were simulated at and are read at (``bse``'s)."""
-
-    name: str
-    ids: list[str]
-    bse: np.ndarray
-    labels: np.ndarray
-    energies_keV: np.ndarray
-    simulated_electrons_per_pixel: int
-    read_electrons_per_pixel: int
-    fingerprint: dict = field(default_factory=dict)  # what identifies the data beyond the dataset hash
 
 
 def named_cases(dataset_cases) -> list[str]:
@@ -139,8 +122,6 @@ def load_case(case: str, dataset, cache_dir: Path, seed: int = 0, device: str = 
     if case == NEBULA_CASE:
         return nebula_case(dataset, seed)
     if case == REALISM_CASE:
-        from benchmark.realism import realism_case
-
         if acquisition is None:
             raise UsageError(f"the '{REALISM_CASE}' case needs an acquisition level (datasets.realism)")
         return realism_case(dataset, acquisition, Path(cache_dir), seed, device, log)
@@ -234,19 +215,6 @@ def nebula_case(dataset, seed: int = 0) -> CaseData:
                     simulated_electrons_per_pixel=simulated, read_electrons_per_pixel=min(dose, simulated),
                     fingerprint={"nebula_reference": "datasets/data/nebula_reference",
                                  "thinned_to": min(dose, 3000), "seed": int(seed)})
-
-
-def simulation_settings(dataset) -> dict:
-    """The dataset's simulator settings a custom geometry is simulated with. The dict is hashed
-    into the cached stack's file name: its keys are that file format (``electrons_per_pixel``:
-    the simulated dose)."""
-    settings = dataset.meta.get("settings", {})
-    return {
-        "energies_keV": [float(e) for e in dataset.energies_keV],
-        "electrons_per_pixel": int(dataset.simulated_electrons_per_pixel),
-        "cutoff_eV": float(settings.get("cutoff_eV", 50.0)),
-        "physics": PhysicsConfig.from_record(dataset.meta.get("physics")).names(),
-    }
 
 
 def _custom_case(path: Path, dataset, cache_dir: Path, seed: int, device: str, log) -> CaseData:

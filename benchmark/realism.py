@@ -21,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.cases import REALISM_CASE, CaseData, simulation_settings
+from benchmark.case_data import CaseData, simulation_settings
 from datasets.realism import realism_level
 
+#: the realism study: every method on the same geometries read under one acquisition level at a
+#: time (levels of ``datasets.realism``), one run per level
+REALISM_CASE = "realism"
 #: test-split geometries in the realism case (with the nine named ones: 39 samples per level)
 REALISM_TEST_SAMPLES = 30
 
