@@ -23,6 +23,7 @@ from benchmark.cases import CUSTOM_PREFIX, CaseData, case_label, custom_path, lo
 from benchmark.context import Context
 from benchmark.models import ModelStore, reconstruct_batches
 from benchmark.provenance import file_hash, provenance
+from benchmark.realism import level_key
 from benchmark.schema import RESULT_IDENTITY, ResultRow
 from benchmark.specs import RunSpec, method_class
 from benchmark.thresholds import ThresholdStore, device_type
@@ -71,8 +72,8 @@ class RunExecutor:
             fields["geometry"] = file_hash(custom_path(spec.case))
         if spec.read_electrons_per_pixel is not None:  # the dose case: one run per read dose
             fields["read_electrons_per_pixel"] = int(spec.read_electrons_per_pixel)
-        if spec.acquisition is not None:  # the realism case: one run per level
-            fields["acquisition"] = spec.acquisition
+        if spec.acquisition is not None:  # the realism case: one run per level, keyed by its definition
+            fields["acquisition"] = level_key(spec.acquisition)
         return run_key(fields)
 
     def is_cached(self, spec: RunSpec) -> bool:

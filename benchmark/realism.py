@@ -7,9 +7,10 @@ named cases' geometries (first simulation of each), at the dataset's read dose. 
 - ``ideal``: the stored stacks as every other case reads them;
 - an image level: those stacks degraded by the level's operator (``datasets.acquisition``) with a
   generator seeded by (seed, level), so every method sees the same degraded stacks;
-- a simulated level (probe, detector): the geometries simulated again with the dataset's
-  energies, physics and cutoff at the read dose, with the level's probe or detector, seeded by
-  (seed, level), cached under ``<results>/cache/realism/`` (a rerun reuses them).
+- a simulated level (``resimulated``, probe, detector): the geometries simulated again with the
+  dataset's energies, physics and cutoff at the read dose, with the level's probe or detector,
+  all from one seed (the same primaries' random streams: common random numbers), cached under
+  ``<results>/cache/realism/`` (a rerun reuses them).
 """
 
 from __future__ import annotations
@@ -49,9 +50,28 @@ def realism_samples(dataset, with_geometries: bool = False) -> tuple[list[str], 
             np.stack([s["geometry"] for s in samples]) if with_geometries else None)
 
 
+#: what the seed of every simulated level is derived from: one seed for all of them, so that they
+#: share the primaries' random streams (common random numbers: ``resimulated`` is their baseline)
+SIMULATION_STREAM = "simulation"
+#: the version of how this module makes a level's data, part of a realism run's key
+REALISM_DATA_VERSION = 1
+
+
 def level_seed(seed: int, level: str) -> int:
-    """The seed of one level's draws: (seed, crc32 of the level name), stable across versions."""
+    """The seed of one level's draws: (seed, crc32 of the level name), stable across versions;
+    every simulated level draws from the seed of :data:`SIMULATION_STREAM`."""
+    if realism_level(level).kind == "simulation":
+        level = SIMULATION_STREAM
     return int(np.random.SeedSequence([int(seed), zlib.crc32(level.encode())]).generate_state(1)[0])
+
+
+def level_key(level: str) -> dict:
+    """What a realism run's result depends on beyond the usual run key: the level's definition,
+    the samples rule and this module's data version."""
+    from dataclasses import asdict
+
+    return {"level": asdict(realism_level(level)), "test_samples": REALISM_TEST_SAMPLES,
+            "version": REALISM_DATA_VERSION}
 
 
 def realism_case(dataset, level: str, cache_dir: Path, seed: int = 0, device: str = "cpu", log=print) -> CaseData:

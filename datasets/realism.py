@@ -15,7 +15,10 @@ physical effects"). Two kinds of level:
   operator of :mod:`datasets.acquisition` (drift, gain noise, readout noise, brightness/contrast;
   the levels of ``datasets.acquisition.DEGRADATIONS``, their values and citations there).
 
-Level ``ideal`` is the shared starting point of every degradation's curve (value 0). A level's
+Level ``ideal`` (the stored stacks) is the starting point of the image degradations' curves (value
+0); level ``resimulated`` (the ideal acquisition simulated again with the same random streams as
+the simulated levels) is the starting point of the probe and detector curves, so that their
+differences are the probe's or the detector's alone, not a fresh draw of the shot noise. A level's
 name is what result rows record in their ``acquisition`` column (``ideal`` for every other case).
 """
 
@@ -29,6 +32,8 @@ from datasets.errors import look_up
 
 #: the ``acquisition`` column of every row not read under a degradation
 IDEAL = "ideal"
+#: the baseline of the simulated levels: the ideal acquisition simulated again (same random streams)
+RESIMULATED = "resimulated"
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,9 @@ LOW_LOSS_WINDOW_EV = 300.0
 def _levels() -> list[RealismLevel]:
     from datasets.acquisition import DEGRADATIONS
 
-    levels = [RealismLevel(IDEAL, IDEAL, 0.0, "", "ideal", description="the paper's ideal acquisition")]
+    levels = [RealismLevel(IDEAL, IDEAL, 0.0, "", "ideal", description="the paper's ideal acquisition"),
+              RealismLevel(RESIMULATED, IDEAL, 0.0, "", "simulation", {},
+                           "the ideal acquisition simulated again: the simulated levels' baseline")]
     levels += [RealismLevel(f"probe-{f:g}nm", "probe", f, "nm", "simulation", {"probe_fwhm_nm": f},
                             f"Gaussian probe of FWHM {f:g} nm") for f in (0.5, 1.0, 2.0, 3.0)]
     levels += [
@@ -87,8 +94,16 @@ def _levels() -> list[RealismLevel]:
 
 
 def realism_levels() -> list[RealismLevel]:
-    """Every level in plot order: ``ideal``, then each degradation's levels by increasing value."""
+    """Every level in plot order: ``ideal``, ``resimulated``, then each degradation's levels by
+    increasing value."""
     return _levels()
+
+
+def baseline(degradation: str) -> str:
+    """The level a degradation's curve starts from: ``resimulated`` for the simulated ones (probe,
+    detector), ``ideal`` for the image ones."""
+    kinds = {level.kind for level in _levels() if level.degradation == degradation}
+    return RESIMULATED if kinds == {"simulation"} else IDEAL
 
 
 def realism_level(name: str) -> RealismLevel:

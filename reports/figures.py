@@ -15,7 +15,7 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 
-from datasets.realism import DEGRADATION_AXES, IDEAL
+from datasets.realism import DEGRADATION_AXES, baseline
 from datasets.stats import bootstrap_mean_interval
 from reports import style
 from reports.paper_tables import paper_label
@@ -249,7 +249,8 @@ def iou_vs_realism_plot(rows: pd.DataFrame) -> bytes:
     robust = set(scores.loc[scores["variant"].astype(str) == ROBUST, "label"])
     fig, axes = panel_grid(len(degradations), panel_width=3.3, panel_height=2.8)
     for ax, degradation in zip(axes, degradations):
-        levels = [IDEAL] + [name for name, level in catalogue.items() if level.degradation == degradation]
+        start = baseline(degradation)  # ideal, or for the simulated degradations the ideal simulated again
+        levels = [start] + [name for name, level in catalogue.items() if level.degradation == degradation]
         for label in labels:
             part = scores[scores["label"] == label]
             shown = [name for name in levels if (part["acquisition"] == name).any()]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from datasets.realism import IDEAL, RealismLevel, realism_levels
+from datasets.realism import IDEAL, RESIMULATED, RealismLevel, realism_levels
 from datasets.stats import MeanInterval, paired_difference_interval
 from reports.results import REALISM_CASE, level_rank
 from reports.table_base import Table, best_mask, fmt, is_nan, ordered_labels, render_table
@@ -20,7 +20,7 @@ from reports.table_base import Table, best_mask, fmt, is_nan, ordered_labels, re
 #: the variant of a learned model trained with the image degradations as augmentation
 ROBUST = "robust"
 #: the detector panel's categories: the paper's plane detector is the ideal level
-DETECTOR_NAMES = {IDEAL: "plane (ideal)", "detector-annular": "annular", "detector-lowloss": "low-loss"}
+DETECTOR_NAMES = {IDEAL: "plane (ideal)", RESIMULATED: "plane", "detector-annular": "annular", "detector-lowloss": "low-loss"}
 #: the robust table's row of the differences averaged over every image-degradation level
 ALL_IMAGE_LEVELS = "all image levels"
 SCORE_KEYS = ["label", "method", "config", "variant", "threshold_rule", "acquisition", "sample"]

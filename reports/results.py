@@ -189,7 +189,7 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
                 frames.append(pd.read_parquet(path))
             except Exception as err:
                 missing.append(f"{path.relative_to(results_dir)} is unreadable ({err})")
-    frames = [with_acquisition(f) for f in frames if len(f)]
+    frames = [f for f in frames if len(f)]
     rows = normalise_rows(pd.concat(frames, ignore_index=True)) if frames else empty_rows()
     check_unique_results(rows, results_dir, source)
     for column in NUMERIC_COLUMNS:
@@ -199,12 +199,6 @@ def load_rows(results_dir: Path, missing: list[str]) -> pd.DataFrame:
     if not len(rows):
         missing.append("no result rows at all: run `python -m benchmark run` first")
     return add_labels(rows)
-
-
-def with_acquisition(rows: pd.DataFrame) -> pd.DataFrame:
-    """Rows written before the ``acquisition`` column (the realism study) were all read under
-    the ideal acquisition: give them ``acquisition = ideal``; other rows are returned as they are."""
-    return rows if "acquisition" in rows.columns else rows.assign(acquisition=IDEAL)
 
 
 def check_unique_results(rows: pd.DataFrame, results_dir: Path, source: str = "results.parquet") -> None:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from datasets.realism import DEGRADATION_AXES, IDEAL
+from datasets.realism import DEGRADATION_AXES, IDEAL, RESIMULATED
 from datasets.stats import MeanInterval, paired_difference_interval
 from reports.paper_tables import load_paper_results
 from reports.realism import (
@@ -243,7 +243,7 @@ def _least_degraded_remark(means: pd.DataFrame, samples: int) -> list[str]:
     """Ideal-trained methods ranked by their IoU drop: mean IoU on ideal data minus the mean of
     their mean IoUs at the non-ideal levels every one of them was scored at."""
     common = means.dropna(axis=1)
-    degraded = [level for level in common.columns if level != IDEAL]
+    degraded = [level for level in common.columns if level not in (IDEAL, RESIMULATED)]
     if IDEAL not in common.columns or not degraded or common.empty:
         return []
     drops = (common[IDEAL] - common[degraded].mean(axis=1)).sort_values()
@@ -273,9 +273,11 @@ def _failure_remark(label: str, means: pd.Series) -> str:
             below.append(f"{first} ({means[first]:.3f})")
     if not below and not above:
         return ""
+    if IDEAL in means.dropna().index and means[IDEAL] < FAIL_IOU:  # no level to fall below it at
+        return (f"{label} under degraded acquisition: already below IoU {FAIL_IOU} on ideal data "
+                f"({means[IDEAL]:.3f}); lowest level mean {means.drop(IDEAL).min():.3f} "
+                f"({means.drop(IDEAL).idxmin()}).")
     parts = []
-    if IDEAL in means.dropna().index and means[IDEAL] < FAIL_IOU:
-        parts.append(f"already below IoU {FAIL_IOU} on ideal data ({means[IDEAL]:.3f})")
     if below:
         parts.append(f"falls below IoU {FAIL_IOU} at " + ", ".join(below))
     if above:

@@ -6,15 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import fakes
 import numpy as np
 import pandas as pd
 import pytest
 
-import fakes
 from benchmark.errors import UsageError
 from benchmark.presets import get_preset
 from benchmark.realism import REALISM_CASE, REALISM_TEST_SAMPLES, level_seed, realism_case
-from benchmark.runner import Benchmark, ModelSpec, RunSpec
+from benchmark.runner import Benchmark
 from datasets.acquisition import LEVELS
 from datasets.acquisition import level as image_level
 from datasets.detectors import AnnularDetector, PlaneDetector, WindowDetector, detector_from_record
@@ -22,7 +22,9 @@ from datasets.errors import UnknownNameError
 from datasets.realism import (
     AUGMENT_PROBABILITY,
     IDEAL,
+    RESIMULATED,
     augment_image_degradations,
+    baseline,
     augmentation_record,
     realism_level,
     realism_levels,
@@ -65,7 +67,9 @@ def test_the_levels_start_ideal_and_name_every_image_level_once():
     for lv in levels:  # values increase along each degradation's axis
         same = [other.value for other in levels if other.degradation == lv.degradation]
         assert same == sorted(same)
-    with pytest.raises(UnknownNameError, match="unknown realism level 'drift-7nm'; known: ideal, probe-0.5nm"):
+    assert names[1] == RESIMULATED and realism_level(RESIMULATED).kind == "simulation"
+    assert baseline("probe") == baseline("detector") == RESIMULATED and baseline("drift") == IDEAL
+    with pytest.raises(UnknownNameError, match="unknown realism level 'drift-7nm'; known: ideal, resimulated, probe"):
         realism_level("drift-7nm")
 
 
@@ -96,6 +100,9 @@ def test_each_image_level_degrades_the_ideal_stacks_the_same_way_for_every_metho
     np.testing.assert_array_equal(realism_case(data, "drift-0.5nm", tmp_path, seed=3).bse, drift.bse)
     assert not np.array_equal(realism_case(data, "drift-0.5nm", tmp_path, seed=4).bse, drift.bse)
     assert drift.fingerprint["acquisition"] == "drift-0.5nm"
+    # every simulated level draws from one seed (common random numbers), each image level from its own
+    assert level_seed(3, "probe-1nm") == level_seed(3, "detector-annular") == level_seed(3, RESIMULATED)
+    assert len({level_seed(3, "probe-1nm"), level_seed(3, "drift-0.5nm"), level_seed(3, "gain-5pct")}) == 3
 
 
 def test_the_case_takes_the_first_test_geometries_only():
@@ -126,6 +133,8 @@ def test_the_case_runs_once_per_level_and_rows_name_their_level(tmp_path, echo):
                       log=lambda m: None)
     specs = bench.plan("levelecho", REALISM_CASE, threshold_rule="fixed-0.5")
     assert [s.acquisition for s in specs] == [level.name for level in realism_levels()]
+    keys = {bench.executor.run_key(s) for s in specs}
+    assert len(keys) == len(specs)  # a level's definition is part of its run's key
     picked = bench.plan("levelecho", [REALISM_CASE, "test"], threshold_rule="fixed-0.5",
                         acquisitions=["gain-10pct", IDEAL, "gain-10pct"])
     assert [(s.case, s.acquisition) for s in picked] == [(REALISM_CASE, "gain-10pct"), (REALISM_CASE, IDEAL),

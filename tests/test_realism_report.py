@@ -12,7 +12,7 @@ import pytest
 from reports import build_report, figures
 from reports.readme import realism_markdown
 from reports.realism import ALL_IMAGE_LEVELS, realism_table, robust_differences, robust_table
-from reports.results import case_groups, load_inputs
+from reports.results import case_groups
 from reports.summary import realism_remarks
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -145,11 +145,12 @@ def test_the_report_shows_the_realism_figure_and_tables_but_no_volumes_per_level
     assert "<td>realism: drift-0.5nm</td>" in html  # the runs table names the level
 
 
-def test_rows_written_before_the_acquisition_column_read_as_ideal(synthetic_results, tmp_path):
-    results = synthetic_results(tmp_path / "old", methods=("medsem",), cases=("test",), histories=False)
-    rows = pd.read_parquet(results / "results.parquet")
-    rows.drop(columns="acquisition").to_parquet(results / "results.parquet")
-    assert set(load_inputs(results).rows["acquisition"]) == {"ideal"}
+def test_a_method_below_half_on_ideal_data_is_not_said_to_fall_below_it_later():
+    weak = realism_rows({"ideal": [0.45, 0.45], "probe-1nm": [0.48, 0.50], "drift-1nm": [0.30, 0.40]},
+                        label="MED-SEM", method="medsem")
+    remark = next(r for r in realism_remarks(weak) if r.startswith("MED-SEM under"))
+    assert "already below IoU 0.5 on ideal data (0.450)" in remark and "falls below" not in remark
+    assert "lowest level mean 0.350 (drift-1nm)" in remark
 
 
 def test_one_method_alone_is_not_called_the_least_affected():

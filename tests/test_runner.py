@@ -335,7 +335,7 @@ def test_plan_expands_and_skips_what_does_not_apply(tmp_path, fake_method):
     assert {s.read_electrons_per_pixel for s in everything if s.case == "dose"} == {2}  # the fake data: 2 e-/px
     assert {s.read_electrons_per_pixel for s in everything if s.case != "dose"} == {None}
     assert {s.acquisition for s in everything if s.case != "realism"} == {None}
-    assert len({s.acquisition for s in everything if s.case == "realism"}) == 19
+    assert len({s.acquisition for s in everything if s.case == "realism"}) == 20
     assert ModelSpec("bsevox", "tiny", "no-sope") in {s.model for s in everything}
 
 
