@@ -129,16 +129,37 @@ def _strongest_image_levels() -> dict:
 def augmentation_record(name: str) -> dict:
     """What ``name`` augments with, for a model's ``training_data`` (``method.json``)."""
     look_up("acquisition augmentation", name, dict.fromkeys(AUGMENTATIONS))
+    largest_probe_nm = max(level.value for level in _levels() if level.degradation == "probe")
     return {"name": name, "probability": AUGMENT_PROBABILITY,
-            "up_to": {degradation: op.describe() for degradation, op in _strongest_image_levels().items()}}
+            "up_to": {"probe_blur": {"fwhm_nm": largest_probe_nm},
+                      **{degradation: op.describe() for degradation, op in _strongest_image_levels().items()}}}
+
+
+def probe_blur(stack, fwhm_nm: float, pixel_nm: float = 1.0) -> np.ndarray:
+    """A stack (E, H, W) of point-beam images as a Gaussian probe of FWHM ``fwhm_nm`` would see it:
+    each image convolved with the probe's profile, ``sigma = FWHM / (2 sqrt(2 ln 2)) / pixel``,
+    mirrored at the borders (the scene's mirror walls). Exact for the expected yields when the
+    point-beam image is known everywhere (the probe image is the point image averaged over the
+    probe's entry points: ``tests/test_probe_detector.py`` checks it through the kernel); here it is
+    known at pixel centres only, and the shot noise is smoothed too (a real probe image keeps its
+    full shot noise): an approximation for augmentation, measured against simulated probes by the
+    realism case."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = float(fwhm_nm) / (2.0 * np.sqrt(2.0 * np.log(2.0))) / float(pixel_nm)
+    stack = np.asarray(stack, dtype=np.float64)
+    return stack.copy() if sigma <= 0 else gaussian_filter(stack, sigma=(0.0, sigma, sigma), mode="reflect",
+                                                           truncate=4.0)
 
 
 def augment_image_degradations(bse, seed: int) -> np.ndarray:
     """Training stacks (N, E, H, W) each degraded by a random composition of the realism study's
-    image degradations: each of drift, gain noise, readout noise and brightness/contrast with
-    probability :data:`AUGMENT_PROBABILITY`, at a strength drawn uniformly between none and the
-    study's strongest level (drift amplitude, gain spread, readout sigma, contrast/offset spread
-    scaled by ``u ~ U(0, 1)``). Sample ``n`` draws from ``SeedSequence([seed, n, code])``."""
+    degradations that can be applied to an ideal stack: a Gaussian probe (:func:`probe_blur`, FWHM
+    up to the study's largest, 3 nm), then drift, gain noise, readout noise and brightness/contrast
+    (``datasets.acquisition``), each with probability :data:`AUGMENT_PROBABILITY`, at a strength
+    drawn uniformly between none and the study's strongest level (probe FWHM, drift amplitude,
+    gain spread, readout sigma, contrast/offset spread scaled by ``u ~ U(0, 1)``). Sample ``n``
+    draws from ``SeedSequence([seed, n, code])``."""
     from datasets.acquisition import Acquisition, BrightnessContrast, Drift, GainNoise, ReadoutNoise
 
     array = np.asarray(bse, dtype=np.float64)
@@ -146,10 +167,14 @@ def augment_image_degradations(bse, seed: int) -> np.ndarray:
         raise ValueError(f"augmentation takes a batch (N, E, H, W), got shape {array.shape}")
     strongest = _strongest_image_levels()
     out = np.empty(array.shape, dtype=np.float32)
+    largest_probe_nm = max(level.value for level in _levels() if level.degradation == "probe")
     for n, stack in enumerate(array):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), n, AUGMENT_CODE]))
         on = rng.random(4) < AUGMENT_PROBABILITY
         u = rng.random(4)
+        probe_on, probe_u = rng.random() < AUGMENT_PROBABILITY, rng.random()  # drawn after the others
+        if probe_on:
+            stack = probe_blur(stack, probe_u * largest_probe_nm)
         ops = []
         if on[0]:
             ops.append(Drift(u[0] * strongest["drift"].amplitude_nm, strongest["drift"].pixel_nm))

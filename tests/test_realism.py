@@ -24,8 +24,8 @@ from datasets.realism import (
     IDEAL,
     RESIMULATED,
     augment_image_degradations,
-    baseline,
     augmentation_record,
+    baseline,
     realism_level,
     realism_levels,
 )
@@ -174,11 +174,26 @@ def test_augmentation_is_seeded_per_sample_and_applies_each_degradation_half_the
     np.testing.assert_array_equal(out, augment_image_degradations(batch, seed=5))
     assert not np.array_equal(out, augment_image_degradations(batch, seed=6))
     untouched = np.mean([np.array_equal(o, b.astype(np.float32)) for o, b in zip(out, batch)])
-    expected = (1 - AUGMENT_PROBABILITY) ** 4  # none of the four degradations drawn: 1/16
+    expected = (1 - AUGMENT_PROBABILITY) ** 5  # none of the five degradations drawn: 1/32
     assert abs(untouched - expected) < 4 * np.sqrt(expected * (1 - expected) / len(batch))
     assert out.min() >= 0.0 and out.max() <= 1.0
     with pytest.raises(ValueError, match=r"a batch \(N, E, H, W\)"):
         augment_image_degradations(batch[0], seed=5)
+
+
+def test_the_probe_blur_has_the_probe_width_and_keeps_the_mean():
+    from datasets.detectors import FWHM_PER_SIGMA
+    from datasets.realism import probe_blur
+
+    point = np.zeros((1, 41, 41))
+    point[0, 20, 20] = 1.0
+    blurred = probe_blur(point, fwhm_nm=3.0)[0]
+    y, x = np.mgrid[:41, :41] - 20
+    assert blurred.sum() == pytest.approx(1.0)
+    assert np.sqrt((blurred * x**2).sum()) == pytest.approx(3.0 / FWHM_PER_SIGMA, rel=0.02)
+    np.testing.assert_array_equal(probe_blur(point, 0.0), point)
+    flat = np.full((2, 6, 6), 0.3)
+    np.testing.assert_allclose(probe_blur(flat, 2.0), flat)  # mirrored borders: a flat image stays flat
 
 
 def test_a_robust_model_trains_with_augmentation_and_records_it(tmp_path):
