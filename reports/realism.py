@@ -103,8 +103,9 @@ def realism_table(rows: pd.DataFrame) -> Table:
         "detector (both simulated again); drift-*, gain-*, readout-*, brightness-*: the ideal stacks "
         "degraded after the simulation (datasets.realism). Every model was trained on ideal data, "
         "except the robust variants (trained with the image degradations as augmentation). "
-        "Bold: best per level.",
-        frame, best, render_table("realism", frame, best, fmt(3)),
+        "One row per level; bold: best per level.",
+        # shown one row per level (20 levels do not fit a page as columns)
+        frame, best, render_table("realism", frame.T.rename_axis(index="level", columns=None), best.T, fmt(3)),
     )
 
 
