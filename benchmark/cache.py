@@ -5,7 +5,7 @@ Layout (docs/architecture.md)::
     outputs/<preset>/data/                       the dataset
     outputs/<preset>/models/<method>-<config>/   trained models
     outputs/<preset>/runs/<run_key>/             rows.parquet, volumes.npz, summary.json
-    outputs/<preset>/results.parquet             all rows of all runs (rebuilt after each run)
+    outputs/<preset>/results.parquet             all rows of all runs (each run's added when it ends)
     outputs/<preset>/report.html                 the report
     outputs/<preset>/cache/                      thresholds chosen on validation, custom-case stacks
 
@@ -18,6 +18,7 @@ interrupted run leaves nothing behind, and a finished run is never redone.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -96,6 +97,25 @@ def write_parquet_atomic(frame: pd.DataFrame, path) -> Path:
     return Path(path)
 
 
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """Hold an exclusive advisory lock on the file ``path`` (created if missing) for the block:
+    processes sharing a results folder update ``results.parquet`` one at a time. Where the
+    platform has no ``fcntl`` (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on the project's Linux machines
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class ResultsStore:
     """The results folder of one preset (``outputs/<preset>/`` by default).
 
@@ -113,6 +133,7 @@ class ResultsStore:
     runs_dir = property(lambda self: self.root / "runs")
     cache_dir = property(lambda self: self.root / "cache")
     results_path = property(lambda self: self.root / "results.parquet")
+    lock_path = property(lambda self: self.root / ".results.lock")  #: results.parquet's writers take turns
     report_path = property(lambda self: self.root / "report.html")
 
     def run_dir(self, key: str) -> Path:
@@ -202,9 +223,32 @@ class ResultsStore:
         """Write ``results.parquet`` (atomically): the rows of every readable run, one row per
         ``RESULT_IDENTITY`` (:func:`newest_rows`: the newest run of a result counts). Unreadable
         run folders are set aside (:meth:`set_aside`), never a reason to fail."""
+        with exclusive_lock(self.lock_path):
+            return self._rebuild_results()
+
+    def _rebuild_results(self) -> pd.DataFrame:
         results = newest_rows(self.all_run_rows())
         write_parquet_atomic(results, self.results_path)
         return results
+
+    def add_run_results(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """Count one finished run's ``rows`` in ``results.parquet`` without reading every run
+        folder again (that read grows with the folder: 6 s for 426 runs on the project's Xeon, once
+        per run): the counted rows plus these, the newest run of each result counted
+        (:func:`newest_rows`, as :meth:`rebuild_results` decides). Processes sharing the folder
+        take turns (:func:`exclusive_lock`). A missing, unreadable or other-schema
+        ``results.parquet`` is rebuilt from the run folders instead."""
+        rows = normalise_rows(rows)
+        with exclusive_lock(self.lock_path):
+            try:
+                current = normalise_rows(pd.read_parquet(self.results_path))
+            except Exception:  # noqa: BLE001 - missing or unreadable: rebuilt from the run folders
+                current = None
+            if current is None or list(current.columns) != list(rows.columns):
+                return self._rebuild_results()
+            results = newest_rows(pd.concat([current, rows], ignore_index=True))
+            write_parquet_atomic(results, self.results_path)
+            return results
 
     def read_results(self) -> pd.DataFrame:
         """The rows of ``results.parquet``; :class:`DuplicateResultsError` when it counts a result

@@ -97,7 +97,7 @@ class RunExecutor:
         rows = self.rows(spec, key, scored)
         summary = self.summary(spec, key, scored, rows)
         store.save_run(key, rows, volumes(scored), summary)
-        store.rebuild_results()
+        store.add_run_results(rows)
         miou = summary["metrics"]["miou"]
         log(f"done: {spec.describe()}: mIoU {miou['mean']:.3f} "
             f"[{miou['low']:.3f}, {miou['high']:.3f}] -> {store.run_dir(key)}")

@@ -54,6 +54,8 @@ class BenchmarkPreset:
     #: trained with the image degradations as augmentation (variant ``robust``, the methods'
     #: ``training_variants``); the main job trains it
     robust_training: bool = False
+    #: the realism case's levels the main job runs (names of ``datasets.realism``); empty: all
+    realism_levels: tuple[str, ...] = ()
 
     def configs_for(self, method: str) -> tuple[str, ...]:
         """The network configs to benchmark for ``method`` (``("default",)`` for MED-SEM)."""
@@ -75,6 +77,7 @@ class BenchmarkPreset:
             **({"tta": True} if self.tta else {}),
             **({"extra_seeds": list(self.extra_seeds)} if self.extra_seeds else {}),
             **({"robust_training": True} if self.robust_training else {}),
+            **({"realism_levels": list(self.realism_levels)} if self.realism_levels else {}),
             # only where set, so presets without it keep their run keys (and their cached runs)
             **({"train_order": [list(item) for item in self.train_order]} if self.train_order else {}),
         }
@@ -90,7 +93,10 @@ def _preset(name: str, description: str, **settings) -> BenchmarkPreset:
 BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {preset.name: preset for preset in (
     _preset("smoke", "tests and CI: a handful of samples, tiny networks, a few training steps "
                      "(seconds to a few minutes on 2 CPU cores; numbers are meaningless)",
-            configs={"bsevox": ("tiny",), "unet3d": ("tiny",)}, timing_repeats=2, bootstrap_resamples=200),
+            configs={"bsevox": ("tiny",), "unet3d": ("tiny",)}, timing_repeats=2, bootstrap_resamples=200,
+            # one level of each degradation (three of them simulated), not all 20: CI time
+            realism_levels=("ideal", "resimulated", "probe-2nm", "detector-annular", "drift-1nm", "gain-5pct",
+                            "readout-0.01", "brightness-20pct")),
     # U-Net "matched" (0.30 M parameters) against BSE-VoxNets "tiny" (0.28 M): like for like;
     # "small" (1.19 M) is 0.013 better on validation (0.713 vs 0.700) at 1.5x the training time
     _preset("quick", "the CPU benchmark (nox -s benchmark): the quick dataset, tiny BSE-VoxNets "

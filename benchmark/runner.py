@@ -96,10 +96,12 @@ class Benchmark:
 
     def main_plan(self) -> list[RunSpec]:
         """The main job: every method on every case with validation thresholds, plus MED-SEM with
-        the paper's oracle thresholds on nanocube and nanowire (labelled ``oracle``)."""
+        the paper's oracle thresholds on nanocube and nanowire (labelled ``oracle``); the realism
+        case at the preset's ``realism_levels`` (all when it names none)."""
         from methods.binarize import ORACLE_THRESHOLDS
 
-        specs = self.plan(["all"], ["all"], threshold_rule="validation")
+        specs = self.plan(["all"], ["all"], threshold_rule="validation",
+                          acquisitions=list(self.preset.realism_levels) or None)
         oracle_cases = [c for c in self.dataset_cases() if c in ORACLE_THRESHOLDS]
         oracle_methods = [m for m in method_names() if method_class(m).oracle_thresholds]
         if oracle_cases and oracle_methods:

@@ -49,6 +49,28 @@ def test_a_run_is_saved_and_read_back_in_the_schema(tmp_path):
     assert not list(tmp_path.glob("**/.*.tmp"))  # the atomic writers left nothing behind
 
 
+def test_adding_each_run_counts_what_rebuilding_from_every_folder_counts(tmp_path):
+    """``add_run_results`` (after each run) leaves results.parquet as a full rebuild would: the
+    newest run of each result counted, whatever order the runs end in; without a readable
+    results.parquet it rebuilds from the folders."""
+    store = ResultsStore(tmp_path)
+    runs = {
+        "k1": frame(ROW, replace(ROW, sample="g000002")),
+        "k2": frame(replace(ROW, iou=0.9, created_utc="2026-03-01T00:00:00+00:00")),  # newer, one sample
+        "k3": frame(replace(ROW, case="nanocube", sample="nanocube-1")),
+        "k0": frame(replace(ROW, iou=0.1, created_utc="2025-01-01T00:00:00+00:00")),  # older, ends last
+    }
+    for key, rows in runs.items():
+        save(store, key, rows)
+        added = store.add_run_results(rows.assign(run_key=key))
+    assert len(added) == 3 and not added.duplicated(["case", "sample"]).any()
+    pd.testing.assert_frame_equal(added, store.rebuild_results())
+    assert added.set_index("sample").loc["g000001", "iou"] == 0.9  # k2's, not the older k0's
+    store.results_path.write_bytes(b"not parquet")
+    pd.testing.assert_frame_equal(store.add_run_results(runs["k3"].assign(run_key="k3")), added)
+    assert (tmp_path / ".results.lock").is_file()
+
+
 def test_rows_of_an_older_schema_are_set_aside_not_counted(tmp_path):
     store = ResultsStore(tmp_path, log=lambda message: None)
     save(store, "k1", frame(ROW))

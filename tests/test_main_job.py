@@ -245,15 +245,16 @@ def test_main_with_another_thread_count_serves_every_run_from_the_cache(smoke_re
 
 
 @pytest.mark.slow
-def test_the_realism_case_ran_every_level_with_its_simulated_stacks_cached(smoke_results):
-    from datasets.realism import realism_levels
+def test_the_realism_case_ran_the_presets_levels_with_their_simulated_stacks_cached(smoke_results):
+    from benchmark.presets import get_preset
+    from datasets.realism import realism_level
 
     rows = pd.read_parquet(smoke_results / "results.parquet")
     realism = rows[rows["case"] == "realism"]
-    levels = [level.name for level in realism_levels()]
+    levels = get_preset("smoke").realism_levels
     assert sorted(set(realism["acquisition"])) == sorted(levels)
     assert set(rows.loc[rows["case"] != "realism", "acquisition"]) == {"ideal"}
-    simulated = [level.name for level in realism_levels() if level.kind == "simulation"]
+    simulated = [name for name in levels if realism_level(name).kind == "simulation"]
     cached = sorted(p.name.rsplit("-", 1)[0] for p in (smoke_results / "cache" / "realism").glob("*.npz"))
     assert cached == sorted(simulated)
     per_level = realism.groupby(["method", "acquisition"])["sample"].nunique()

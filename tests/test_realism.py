@@ -165,6 +165,19 @@ def test_a_preset_with_robust_training_plans_each_learned_model_beside_its_robus
     assert not get_preset("smoke").robust_training and get_preset("quick").robust_training
 
 
+def test_a_preset_limits_the_main_jobs_realism_levels_and_smoke_keeps_one_per_degradation(tmp_path):
+    smoke = get_preset("smoke")
+    degradations = {lv.degradation for lv in realism_levels()}
+    assert {realism_level(name).degradation for name in smoke.realism_levels} == degradations
+    assert get_preset("quick").realism_levels == ()  # the benchmark itself runs all 20
+    bench = Benchmark(smoke, results_dir=tmp_path / "out", dataset=realism_dataset(), progress=False,
+                      log=lambda m: None)
+    planned = {s.acquisition for s in bench.main_plan() if s.case == REALISM_CASE}
+    assert planned == set(smoke.realism_levels)
+    assert smoke.describe()["realism_levels"] == list(smoke.realism_levels)
+    assert "realism_levels" not in get_preset("quick").describe()  # quick keeps its run keys
+
+
 # ------------------------------------------------------------------------------------------ augmentation
 def test_augmentation_is_seeded_per_sample_and_applies_each_degradation_half_the_time():
     rng = np.random.default_rng(1)
