@@ -13,8 +13,9 @@ training geometries N and the model size, and where the curves point at the pape
   networks (``methods/bsevoxnets.py`` and ``methods/unet3d.py`` ``CONFIGS``).
 - The training-step budget rule (:class:`StepRule`): optimiser steps S(N) = clip(S_ref (N /
   N_ref)^k, S_min, S_max), trained as round(S(N) / batches per epoch) epochs (at least 1) of the
-  study's training preset (its learning rate, cosine schedule, losses, validation and early
-  stopping). The rule is printed and recorded in every job and row.
+  study's training preset (its learning rate, cosine schedule, losses and validation; ``paper-cpu``
+  trains with ``study``, the quick recipe without early stopping, so that every job runs its whole
+  budget). The rule is printed and recorded in every job and row.
 - Seeds: ``seeds`` seeds (0, 1, ...) for N <= ``few_seeds_above``, one seed above.
 - Every (network, size, N, seed) is one cached job (``benchmark/scaling_jobs.py``), run here in
   order or on a Dask cluster (``--scheduler``: the workers need this suite importable, the
@@ -129,6 +130,7 @@ STUDY_PRESETS: dict[str, StudyPreset] = {
         name="paper-cpu", dataset="scaling", n_values=(125, 250, 500, 1000, 2000, 4000, 8000),
         sizes=("0.3M", "1.2M", "5M"),
         step_rule=StepRule(reference_steps=800, reference_n=1000, exponent=0.5, min_steps=400, max_steps=4000),
+        train_preset="study",
         description="the issue's grid: N 125-8000, 0.3/1.2/5 M parameters, 3 seeds up to N = 500"),
 }
 

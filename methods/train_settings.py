@@ -4,7 +4,7 @@ saved model is reused)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from methods.base import Method
 from methods.losses import PAPER_LAMBDA
@@ -63,6 +63,10 @@ TRAIN_PRESETS: dict[str, TrainSettings] = {
     "paper-gpu": TrainSettings(epochs=250, batch_size=128, lr=1e-4, weight_decay=1e-4, eval_every=5,
                                patience=100, lam=0.5, amp_dtype="bfloat16", compile=True, augment=True),
 }
+#: the scaling study's jobs (``benchmark.scaling_study``): the quick recipe without early stopping,
+#: so every job runs the study's step budget to its end, Lovász phase included (quick's patience of
+#: 10 epochs would stop the 100-epoch small-N jobs before it); validation still picks the checkpoint
+TRAIN_PRESETS["study"] = replace(TRAIN_PRESETS["quick"], patience=1_000_000)
 
 #: settings that may differ between a run and its resumption
 RESUMABLE_DIFFERENCES = {"device", "amp", "amp_dtype", "compile", "channels_last"}

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from benchmark import scaling_fit, scaling_jobs, scaling_study
+from methods.train_settings import TRAIN_PRESETS
 
 #: the smoke study with fewer bootstrap resamples and at most 4 optimiser steps of 8 samples per
 #: job (1 or 2 epochs), so that the study runs three times in well under a minute
@@ -103,6 +104,11 @@ def test_plan_covers_the_grid_with_seeds_at_small_n(tmp_path):
     moved = dataclasses.replace(specs[0], root=str(tmp_path / "elsewhere"), dataset="/other/path")
     assert moved.key() == specs[0].key()  # where a job runs does not change its result
     assert dataclasses.replace(specs[0], seed=7).key() != specs[0].key()
+    # the jobs train the quick recipe to the end of their step budget: no early stopping
+    settings = scaling_jobs.make_method(specs[0]).train_settings()
+    quick = TRAIN_PRESETS["quick"]
+    assert {s.train_preset for s in specs} == {"study"} and settings.patience > max(s.epochs for s in specs)
+    assert dataclasses.replace(settings, patience=quick.patience, epochs=quick.epochs, seed=0, device="cpu") == quick
 
 
 # ---------------------------------------------------------------------------- the fit
@@ -202,7 +208,7 @@ def test_command_line_plan_and_unknown_names(capsys):
     assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250"]) == 0
     out = capsys.readouterr().out
     assert "N =   250" in out
-    # N=125: 100 epochs x 125; N=250: 50 x 250; 3 seeds each; validation every 2nd epoch (quick preset)
+    # N=125: 100 epochs x 125; N=250: 50 x 250; 3 seeds each; validation every 2nd epoch (study preset)
     assert f"{3 * (100 * 125 + 50 * 250):,} training and {3 * (50 + 25) * 306:,} validation" in out
     assert scaling_study.main(["--preset", "nope", "--plan"]) == 2
     assert "known: smoke, paper-cpu" in capsys.readouterr().err
