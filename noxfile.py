@@ -65,7 +65,7 @@ def tests(session: nox.Session) -> None:
     if not os.environ.get("BSE_BENCH_SKIP_BROWSER"):
         session.run("bash", "scripts/ensure_chromium.sh", external=True)
     session.env.setdefault("OMP_NUM_THREADS", "1")  # see README: 2 torch threads collapse on 2-core machines
-    session.run("pytest", *(pytest_args or ["-q"]))
+    session.run("pytest", *(pytest_args or ["-q", "--durations=15"]))  # the slowest tests, for CI time
 
 
 @nox.session(python=PYTHON)
