@@ -5,6 +5,9 @@ folder's snapshot (see :mod:`reports.readme`); ``--check`` fails when README.md 
 
 ``python -m reports schema [--check]``: write docs/architecture.md's table of result-row columns
 from ``benchmark.schema`` (see :mod:`reports.schema_doc`); ``--check`` fails when the page disagrees.
+
+``python -m reports scaling RESULTS_DIR [--out FILE]``: the scaling study's page of a study folder
+(``scaling.parquet``, ``fits.json``; see :mod:`reports.scaling_page`), default RESULTS_DIR/scaling.html.
 """
 
 from __future__ import annotations
@@ -64,6 +67,28 @@ def schema_main(argv) -> int:
     return _run_document_command(work, schema_doc.SchemaDocOutOfDate)
 
 
+def scaling_main(argv) -> int:
+    from reports.scaling_page import PAGE_NAME, build_scaling_report
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reports scaling",
+        description="Write the scaling study's self-contained HTML page (learning curves, power-law "
+        "fits and their extrapolation to N = 10,000 beside the paper, paired differences) from a "
+        "study folder of `python -m benchmark scaling-study` (scaling.parquet, fits.json).",
+    )
+    parser.add_argument("results_dir", help="study folder, e.g. outputs/scaling-paper-cpu")
+    parser.add_argument("--out", default=None, help=f"page path (default RESULTS_DIR/{PAGE_NAME})")
+    args = parser.parse_args(argv)
+
+    try:
+        path = build_scaling_report(args.results_dir, args.out)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"scaling report written to {path}")
+    return 0
+
+
 def _run_document_command(work, out_of_date: type[Exception]) -> int:
     """Run ``work`` (it prints what it did): exit 0, 1 when the document disagrees with its
     source (``out_of_date``), 2 on a missing or bad input."""
@@ -84,6 +109,8 @@ def main(argv=None) -> int:
         return readme_main(argv[1:])
     if argv[:1] == ["schema"]:
         return schema_main(argv[1:])
+    if argv[:1] == ["scaling"]:
+        return scaling_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="python -m reports",
         description="Build the self-contained HTML report of a benchmark results folder "

@@ -381,16 +381,20 @@ def main_job_status(results_dir: Path) -> dict | None:
     }
 
 
-def render_html(inputs: ReportInputs, progress: bool = False) -> str:
-    """The report as one HTML string."""
-    summary_tables, paper_style_tables = build_tables(inputs)
-    figure_list = build_figures(inputs, progress=progress)
-    environment = jinja2.Environment(
+def template_environment() -> jinja2.Environment:
+    """The Jinja2 environment of the report templates (``reports/templates``; HTML autoescaped)."""
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
-    template = environment.get_template("report.html")
+
+
+def render_html(inputs: ReportInputs, progress: bool = False) -> str:
+    """The report as one HTML string."""
+    summary_tables, paper_style_tables = build_tables(inputs)
+    figure_list = build_figures(inputs, progress=progress)
+    template = template_environment().get_template("report.html")
     top_table = key_table(summary_tables)
     top_figure = next((f for f in figure_list if f.key == "overview"), None)
     return template.render(
