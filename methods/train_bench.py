@@ -122,11 +122,15 @@ def train_bench(configs=DEFAULT_CONFIGS, variants=VARIANTS, batch_size: int = 32
                      "batch_size": case.batch_size, "samples_per_s": rate,
                      "train_gflops": 6 * case.macs_per_sample * rate / 1e9,
                      "matmul_gflops": peak, "torch_threads": torch.get_num_threads()})
-    for row in rows:
-        eager = next(r for r in rows if (r["method"], r["config"], r["variant"]) == (row["method"], row["config"], "eager"))
-        row["ratio_to_eager"] = row["samples_per_s"] / eager["samples_per_s"] if "eager" in variants else float("nan")
+    eager = {(r["method"], r["config"]): r["samples_per_s"] for r in rows if r["variant"] == "eager"}
+    for row in rows:  # without an eager variant in the run there is no ratio to it
+        row["ratio_to_eager"] = row["samples_per_s"] / eager.get((row["method"], row["config"]), float("nan"))
         row["utilisation"] = row["train_gflops"] / peak
     return rows
+
+
+def _ratio(value: float) -> str:
+    return "-" if value != value else f"{value:.2f}"  # NaN: no eager row to compare with
 
 
 def format_rows(rows: list[dict]) -> str:
@@ -136,6 +140,6 @@ def format_rows(rows: list[dict]) -> str:
              f"{'GFLOP/s':>8s} {'of matmul':>9s}"]
     for r in rows:
         lines.append(f"{r['method'] + ' ' + r['config']:18s} {r['variant']:14s} {r['batch_size']:5d} "
-                     f"{r['samples_per_s']:10.1f} {r['ratio_to_eager']:8.2f} {r['train_gflops']:8.2f} "
+                     f"{r['samples_per_s']:10.1f} {_ratio(r['ratio_to_eager']):>8s} {r['train_gflops']:8.2f} "
                      f"{100 * r['utilisation']:8.1f}%")
     return "\n".join(lines)

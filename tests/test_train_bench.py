@@ -21,6 +21,16 @@ def test_rows_give_rates_ratios_and_utilisation():
     assert "channels-last" in format_rows(rows)
 
 
+def test_a_run_without_eager_compares_configs_without_a_ratio():
+    import math
+
+    rows = train_bench([("bsevox", "tiny"), ("unet3d", "tiny")], ["channels-last"], batch_size=2, steps=1,
+                       rounds=1, progress=lambda m: None)
+    assert [(r["config"], r["variant"]) for r in rows] == [("tiny", "channels-last")] * 2
+    assert all(math.isnan(r["ratio_to_eager"]) and r["samples_per_s"] > 0 for r in rows)
+    assert "nan" not in format_rows(rows)
+
+
 def test_unknown_variant_is_named(capsys):
     with pytest.raises(UnknownNameError, match="fp8"):
         make_case("bsevox", "tiny", "fp8", 4)
