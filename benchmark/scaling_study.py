@@ -43,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmark.errors import UsageError
 from benchmark.scaling_fit import analyse, format_tables
 from benchmark.scaling_jobs import JobOutcome, JobSpec, run_job
 from datasets.errors import look_up
@@ -303,13 +304,18 @@ def build_parser(prog: str = "python -m benchmark.scaling_study") -> argparse.Ar
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per job (default 1)")
     parser.add_argument("--n-values", type=_csv("N", int), default=None, help="override N, e.g. 125,250,500")
     parser.add_argument("--sizes", type=_csv("size"), default=None, help=f"override sizes: {', '.join(SIZES)}")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="override the seeds per small N (e.g. 1: one complete curve first; a rerun "
+                             "without it adds the other seeds, the finished jobs are kept)")
     parser.add_argument("--plan", action="store_true", help="print the jobs' plan and stop")
     return parser
 
 
 def study_from_args(args) -> StudyPreset:
     study = look_up("scaling-study preset", args.preset, STUDY_PRESETS)
-    overrides = {"n_values": args.n_values, "sizes": args.sizes}
+    if args.seeds is not None and args.seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, got {args.seeds}")
+    overrides = {"n_values": args.n_values, "sizes": args.sizes, "seeds": args.seeds}
     for size in args.sizes or ():
         look_up("scaling-study size", size, SIZES)
     return dataclasses.replace(study, **{k: v for k, v in overrides.items() if v is not None})

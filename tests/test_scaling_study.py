@@ -210,6 +210,10 @@ def test_command_line_plan_and_unknown_names(capsys):
     assert "N =   250" in out
     # N=125: 100 epochs x 125; N=250: 50 x 250; 3 seeds each; validation every 2nd epoch (study preset)
     assert f"{3 * (100 * 125 + 50 * 250):,} training and {3 * (50 + 25) * 306:,} validation" in out
+    assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250", "--seeds", "1"]) == 0
+    assert f"{100 * 125 + 50 * 250:,} training" in capsys.readouterr().out
+    assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
     assert scaling_study.main(["--preset", "nope", "--plan"]) == 2
     assert "known: smoke, paper-cpu" in capsys.readouterr().err
     assert scaling_study.main(["--sizes", "7M", "--plan"]) == 2
