@@ -6,6 +6,9 @@ folder's snapshot (see :mod:`reports.readme`); ``--check`` fails when README.md 
 ``python -m reports schema [--check]``: write docs/architecture.md's table of result-row columns
 from ``benchmark.schema`` (see :mod:`reports.schema_doc`); ``--check`` fails when the page disagrees.
 
+``python -m reports readme-scaling [STUDY_DIR] [--check]``: the same for README.md's scaling-study
+block (snapshot in docs/results/scaling/; see :mod:`reports.scaling_readme`).
+
 ``python -m reports scaling RESULTS_DIR [--out FILE]``: the scaling study's page of a study folder
 (``scaling.parquet``, ``fits.json``; see :mod:`reports.scaling_page`), default RESULTS_DIR/scaling.html.
 """
@@ -42,6 +45,32 @@ def readme_main(argv) -> int:
         print("README.md updated" if readme.update_readme() else "README.md already up to date")
 
     return _run_document_command(work, readme.ReadmeOutOfDate)
+
+
+def readme_scaling_main(argv) -> int:
+    from reports import scaling_readme
+
+    parser = argparse.ArgumentParser(
+        prog="python -m reports readme-scaling",
+        description="Write README.md's scaling-study block from the committed snapshot "
+        f"({scaling_readme.SNAPSHOT_DIR.relative_to(scaling_readme.REPO_ROOT)}); with STUDY_DIR, first "
+        "take a new snapshot of that study folder (rows, fits, learning-curve figure).",
+    )
+    parser.add_argument("study_dir", nargs="?", default=None, help="study folder, e.g. outputs/scaling-paper-cpu")
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 when README.md disagrees with the snapshot")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        if args.check:
+            scaling_readme.check_readme()
+            print("README.md's scaling study agrees with the snapshot")
+            return
+        if args.study_dir:
+            print(f"snapshot written to {scaling_readme.write_snapshot(args.study_dir)}")
+        print("README.md updated" if scaling_readme.update_readme() else "README.md already up to date")
+
+    return _run_document_command(work, scaling_readme.ReadmeOutOfDate)
 
 
 def schema_main(argv) -> int:
@@ -107,6 +136,8 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["readme"]:
         return readme_main(argv[1:])
+    if argv[:1] == ["readme-scaling"]:
+        return readme_scaling_main(argv[1:])
     if argv[:1] == ["schema"]:
         return schema_main(argv[1:])
     if argv[:1] == ["scaling"]:

@@ -124,7 +124,8 @@ def realism_markdown(rows: pd.DataFrame) -> str:
 
 
 def results_markdown(inputs: ReportInputs) -> str:
-    """The README's generated results: the report's key tables and its paired comparisons."""
+    """The README's generated results: the report's key tables and its paired comparisons (the
+    named cases' spread over repeated simulations, the dose study and the strata stay in the report)."""
     rows = inputs.rows
     parts = []
     main = tables.miou_table(rows, inputs.summaries)
@@ -141,9 +142,6 @@ def results_markdown(inputs: ReportInputs) -> str:
         table = paper_tables.per_sample_table(rows, case)
         if len(table.frame):
             parts += [f"**{table.title}**", "", table_markdown(table), ""]
-    repeats = tables.repeat_table(rows)
-    if len(repeats.frame):
-        parts += [f"**{repeats.title}**", "", table_markdown(repeats), ""]
     if len(rows) and (rows["case"] == "nebula").any():
         nebula = paper_tables.nebula_table(rows)
         parts += [f"**{nebula.title}**", "", table_markdown(nebula), ""]
@@ -160,29 +158,40 @@ def generated_block(snapshot_dir=SNAPSHOT_DIR) -> str:
     return f"{BEGIN}\n\n{results_markdown(load_snapshot(snapshot_dir))}\n{END}"
 
 
-def _split(text: str, readme: Path) -> tuple[str, str]:
-    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
-        raise ValueError(f"{readme} must hold exactly one generated-results block ({BEGIN} ... {END})")
-    head, rest = text.split(BEGIN, 1)
-    return head, rest.split(END, 1)[1]
+def _split(text: str, readme: Path, begin: str = BEGIN, end: str = END) -> tuple[str, str]:
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise ValueError(f"{readme} must hold exactly one generated block ({begin} ... {end})")
+    head, rest = text.split(begin, 1)
+    return head, rest.split(end, 1)[1]
 
 
-def update_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> bool:
-    """Rewrite README's generated block from the snapshot; True when it changed."""
+def write_block(readme: Path, begin: str, end: str, block) -> bool:
+    """Replace README's block between ``begin`` and ``end`` (markers included) by ``block()``
+    (called once the markers are found); True when the file changed."""
     readme = Path(readme)
     text = readme.read_text()
-    head, tail = _split(text, readme)
-    new = head + generated_block(snapshot_dir) + tail
+    head, tail = _split(text, readme, begin, end)
+    new = head + block() + tail
     if new != text:
         write_text_atomic(readme, new)
     return new != text
 
 
-def check_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> None:
-    """Raise :class:`ReadmeOutOfDate` when README's generated block is not what the snapshot gives."""
+def block_is_current(readme: Path, begin: str, end: str, block) -> bool:
+    """Whether README's block between ``begin`` and ``end`` is ``block()``."""
     readme = Path(readme)
     text = readme.read_text()
-    head, tail = _split(text, readme)
-    if head + generated_block(snapshot_dir) + tail != text:
+    head, tail = _split(text, readme, begin, end)
+    return head + block() + tail == text
+
+
+def update_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> bool:
+    """Rewrite README's generated block from the snapshot; True when it changed."""
+    return write_block(readme, BEGIN, END, lambda: generated_block(snapshot_dir))
+
+
+def check_readme(readme=README_PATH, snapshot_dir=SNAPSHOT_DIR) -> None:
+    """Raise :class:`ReadmeOutOfDate` when README's generated block is not what the snapshot gives."""
+    if not block_is_current(readme, BEGIN, END, lambda: generated_block(snapshot_dir)):
         raise ReadmeOutOfDate(f"{readme}'s results disagree with {snapshot_dir}: run "
                               "`python -m reports readme` (or with outputs/quick to take new results)")

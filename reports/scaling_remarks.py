@@ -165,16 +165,30 @@ def _markdown(title: str, shown: pd.DataFrame) -> str:
     return f"**{title}**\n\n" + table_markdown(Table("", title, "", frame, plain, ""))
 
 
+def paired_wide(study: ScalingStudy) -> pd.DataFrame:
+    """The paired differences as text, one row per N and one column per size (the README's form)."""
+    shown = paired_frames(study)[1]
+    if not len(shown):
+        return shown
+    first, second = (study.network_name(n) for n in PAIR)
+    cells = shown.iloc[:, 0].rename("cell").reset_index()
+    wide = cells.pivot(index="N", columns="size", values="cell").reindex(
+        columns=[size for size in study.sizes() if size in set(cells["size"])]).fillna("—")
+    wide.columns = [f"{size}: {first} − {second} [95 % CI]" for size in wide.columns]
+    wide.index = pd.Index([f"{int(n):,}" for n in wide.index], name="N")
+    return wide
+
+
 def scaling_markdown(study: ScalingStudy) -> str:
-    """README-ready Markdown: the extrapolation table, the crossings and the paired differences."""
+    """README-ready Markdown: the extrapolation table, the crossings and the paired differences
+    (one row per N, one column per size)."""
     parts = [_markdown(f"Scaling study: power-law fits and IoU extrapolated to N = {PAPER_N:,}",
                        extrapolation_frames(study)[1]),
              f"IoU(N) = a − b N^−c per model, 95 % bootstrap intervals over the evaluation geometries; {PAPER_SETTING}."]
     crossings = crossing_frames(study)[1]
     if len(crossings):
         parts.append(_markdown("Scaling study: where the fitted curves cross", crossings))
-    paired = paired_frames(study)[1]
+    paired = paired_wide(study)
     if len(paired):
-        first, second = (study.network_name(n) for n in PAIR)
-        parts.append(_markdown(f"Scaling study: paired {first} − {second} IoU difference", paired))
+        parts.append(_markdown("Scaling study: paired IoU difference on the evaluation geometries", paired))
     return "\n\n".join(parts) + "\n"

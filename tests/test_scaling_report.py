@@ -20,7 +20,7 @@ import pytest
 from matplotlib import image as mpl_image
 
 from benchmark.scaling_fit import analyse, power_law
-from reports import scaling, scaling_figures, scaling_page, scaling_remarks
+from reports import scaling, scaling_figures, scaling_page, scaling_readme, scaling_remarks
 from reports.style import method_color
 
 N_VALUES = (125, 250, 500, 1000, 2000, 4000, 8000)
@@ -209,9 +209,28 @@ def test_readme_markdown_has_the_extrapolation_and_the_paired_differences(study)
     text = scaling_remarks.scaling_markdown(study)
     assert text.count("**Scaling study") == 3
     assert "| model | parameters | N run |" in text and "| BSE-VoxNets (moderate), paper | 179M |" in text
-    assert "| 0.3M, N = 8,000 |" in text
+    assert "| 8,000 | " in text and "| N | 0.3M: 3D U-Net − BSE-VoxNets [95 % CI] | 1.2M: 3D U-Net" in text
     table_lines = [line for line in text.splitlines() if line.startswith("|")]
     assert len({line.count("|") for line in table_lines[:8]}) == 1  # one table, equal columns
+
+
+def test_readme_block_round_trip_and_check_catches_a_hand_edit(study_dir, tmp_path):
+    snapshot = scaling_readme.write_snapshot(study_dir, tmp_path / "docs" / "snapshot")
+    assert (snapshot / scaling_readme.FIGURE_NAME).read_bytes().startswith(b"\x89PNG")
+    path = tmp_path / "README.md"
+    path.write_text(f"# title\n\n{scaling_readme.BEGIN}\nold\n{scaling_readme.END}\n\ntail\n")
+    assert scaling_readme.update_readme(path, snapshot)
+    text = path.read_text()
+    assert text.startswith("# title") and text.endswith("tail\n")
+    assert "![Learning curves of the scaling study](docs/snapshot/learning_curves.png)" in text
+    assert "| 8,000 | " in text and "extrapolated to N = 10,000" in text
+    scaling_readme.check_readme(path, snapshot)
+    assert not scaling_readme.update_readme(path, snapshot)
+    path.write_text(text.replace("| 8,000 | ", "| 8,000 | 9", 1))
+    with pytest.raises(scaling_readme.ReadmeOutOfDate, match="readme-scaling"):
+        scaling_readme.check_readme(path, snapshot)
+    with pytest.raises(FileNotFoundError, match="no scaling-study snapshot"):
+        scaling_readme.generated_block(tmp_path / "empty")
 
 
 # ---------------------------------------------------------------------------- figures and page
