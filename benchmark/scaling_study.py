@@ -45,7 +45,7 @@ import pandas as pd
 
 from benchmark.errors import UsageError
 from benchmark.scaling_fit import analyse, format_tables
-from benchmark.scaling_jobs import JobOutcome, JobSpec, run_job
+from benchmark.scaling_jobs import JobOutcome, JobSpec, finished_outcome, run_job
 from datasets.errors import look_up
 from datasets.files import atomic_path, write_json_atomic
 from datasets.presets import DatasetPreset
@@ -248,6 +248,15 @@ def ensure_pool(study: StudyPreset, root: Path, data=None, scheduler=None, deadl
                          deadline=monotonic_deadline(deadline_wall))
 
 
+def whole_grid(study: StudyPreset) -> StudyPreset:
+    """``study`` with the grid the command line can narrow (N, sizes, seeds) restored to its named
+    preset's: the grid a results folder's outputs cover."""
+    named = STUDY_PRESETS.get(study.name)
+    if named is None:
+        return study
+    return dataclasses.replace(study, n_values=named.n_values, sizes=named.sizes, seeds=named.seeds)
+
+
 def write_outputs(root: Path, rows: pd.DataFrame, study: StudyPreset, complete: bool) -> dict | None:
     """``scaling.parquet`` and (where rows exist) ``fits.json``; the analysis."""
     with atomic_path(root / "scaling.parquet") as tmp:
@@ -273,12 +282,21 @@ def run_study(study: StudyPreset, root, data=None, time_budget: float | None = N
     except BudgetExhausted as err:
         print(f"time budget: {err}", file=sys.stderr)
         return {"complete": False, "jobs": 0, "done": 0, "analysis": None}
-    specs = plan_jobs(study, pool, open_dataset(pool).meta["dataset_hash"], root, torch_threads)
+    dataset_hash = open_dataset(pool).meta["dataset_hash"]
+    specs = plan_jobs(study, pool, dataset_hash, root, torch_threads)
     if progress:
         print(describe_plan(study, specs), file=sys.stderr)
     outcomes = run_jobs(specs, deadline_wall, scheduler, progress)
     done = sum(o.status == "done" for o in outcomes)
-    analysis = write_outputs(root, collect_rows(outcomes), study, done == len(specs))
+    # the folder's outputs cover every finished job of the preset's whole grid, so a run of a
+    # part of it (--sizes, --n-values, --seeds) adds to the study instead of replacing it
+    grid = whole_grid(study)
+    mine = {spec.key() for spec in specs}
+    others = [finished_outcome(spec) for spec in plan_jobs(grid, pool, dataset_hash, root)
+              if spec.key() not in mine] if grid != study else []
+    finished = [o for o in outcomes + others if o is not None and o.status == "done"]
+    grid_jobs = len(specs) + len(others)
+    analysis = write_outputs(root, collect_rows(finished), grid, len(finished) == grid_jobs)
     return {"complete": done == len(specs), "jobs": len(specs), "done": done, "analysis": analysis}
 
 

@@ -9,6 +9,7 @@ simulator (as in tests/test_builder.py), so no Monte Carlo runs here.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 
 import fakes
@@ -190,6 +191,17 @@ def test_smoke_study_stops_on_its_budget_and_resumes_to_the_same_rows(pool, unin
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "jobs").glob("*/job.json")}
     again = scaling_study.run_study(SMOKE, tmp_path, data=pool, progress=False)  # every job cached
     assert again["complete"] and {p: p.stat().st_mtime_ns for p in written} == written
+
+
+def test_a_part_of_the_grid_adds_to_the_folders_outputs(pool, uninterrupted, tmp_path):
+    first = scaling_study.run_study(dataclasses.replace(SMOKE, n_values=(8,)), tmp_path, data=pool, progress=False)
+    assert first["complete"] and first["jobs"] == 2
+    assert not json.loads((tmp_path / "fits.json").read_text())["complete"]  # 2 of the grid's 6
+    rest = scaling_study.run_study(dataclasses.replace(SMOKE, n_values=(16, 32)), tmp_path, data=pool, progress=False)
+    assert rest["jobs"] == 4
+    pd.testing.assert_frame_equal(result_rows(tmp_path), result_rows(uninterrupted[0]))  # all 3 N, not only 16, 32
+    fits = json.loads((tmp_path / "fits.json").read_text())
+    assert fits["complete"] and fits["study"]["n_values"] == [8, 16, 32]
 
 
 def test_dask_local_cluster_gives_the_same_rows(pool, uninterrupted, tmp_path):
