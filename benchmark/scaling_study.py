@@ -185,6 +185,22 @@ def describe_plan(study: StudyPreset, specs: list[JobSpec], n_val: int | None = 
     return "\n".join(lines)
 
 
+def describe_states(study: StudyPreset, root: Path, data=None) -> str:
+    """One line per job of the plan with its state in ``root`` (once the pool exists)."""
+    from benchmark.scaling_jobs import job_state
+    from datasets.storage import MANIFEST_NAME, read_manifest
+
+    pool = Path(data) if data is not None else Path(root) / "dataset"
+    if not (pool / MANIFEST_NAME).is_file():
+        return f"jobs: none run yet (no pool in {pool})"
+    specs = plan_jobs(study, pool.resolve(), read_manifest(pool)["dataset_hash"], Path(root).resolve())
+    states = [job_state(spec) for spec in specs]
+    lines = [f"jobs in {root}: {sum(s.startswith('done') for s in states)} of {len(specs)} done"]
+    lines += [f"  {spec.network:>6} {spec.config:<8} {spec.size:>4}  N = {spec.n_train:>5}  seed {spec.seed}: {state}"
+              for spec, state in zip(specs, states)]
+    return "\n".join(lines)
+
+
 def validation_size(study: StudyPreset) -> int:
     """Validation geometries of the study's pool (from its preset's split fractions)."""
     from datasets.storage import make_splits
@@ -351,8 +367,9 @@ def _command(args) -> int:
     study = study_from_args(args)
     root = args.results or Path("outputs") / f"scaling-{study.name}"
     if args.plan:
-        specs = plan_jobs(study, args.data or root / "dataset", "(not built)", root, args.threads)
-        print(describe_plan(study, specs, validation_size(study)))
+        print(describe_plan(study, plan_jobs(study, args.data or root / "dataset", "(not built)", root, args.threads),
+                            validation_size(study)))
+        print(describe_states(study, root, args.data))
         return 0
     result = run_study(study, root, data=args.data, time_budget=args.time_budget, scheduler=args.scheduler,
                        torch_threads=args.threads)

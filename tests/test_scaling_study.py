@@ -185,6 +185,7 @@ def test_smoke_study_stops_on_its_budget_and_resumes_to_the_same_rows(pool, unin
     assert spec.epochs == 2
     assert scaling_jobs._train_and_score(spec, time.monotonic() - 1, time.perf_counter()) == (None, None)
     assert (spec.folder() / "model" / "latest.pt").is_file() and not (spec.folder() / "job.json").exists()
+    assert scaling_jobs.job_state(spec) == "checkpoint at epoch 1/2"
     resumed = scaling_study.run_study(SMOKE, tmp_path, data=pool, progress=False)
     assert resumed["complete"]
     pd.testing.assert_frame_equal(result_rows(tmp_path), result_rows(uninterrupted[0]))
@@ -202,6 +203,8 @@ def test_a_part_of_the_grid_adds_to_the_folders_outputs(pool, uninterrupted, tmp
     pd.testing.assert_frame_equal(result_rows(tmp_path), result_rows(uninterrupted[0]))  # all 3 N, not only 16, 32
     fits = json.loads((tmp_path / "fits.json").read_text())
     assert fits["complete"] and fits["study"]["n_values"] == [8, 16, 32]
+    states = scaling_study.describe_states(SMOKE, tmp_path, pool)
+    assert states.startswith(f"jobs in {tmp_path}: 6 of 6 done") and states.count("done (mIoU 0.") == 6
 
 
 def test_dask_local_cluster_gives_the_same_rows(pool, uninterrupted, tmp_path):
@@ -216,10 +219,11 @@ def test_dask_local_cluster_gives_the_same_rows(pool, uninterrupted, tmp_path):
     pd.testing.assert_frame_equal(result_rows(tmp_path), result_rows(uninterrupted[0]))
 
 
-def test_command_line_plan_and_unknown_names(capsys):
-    assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250"]) == 0
+def test_command_line_plan_and_unknown_names(capsys, tmp_path):
+    assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250",
+                               "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "N =   250" in out
+    assert "N =   250" in out and "jobs: none run yet" in out
     # N=125: 100 epochs x 125; N=250: 50 x 250; 3 seeds each; validation every 2nd epoch (study preset)
     assert f"{3 * (100 * 125 + 50 * 250):,} training and {3 * (50 + 25) * 306:,} validation" in out
     assert scaling_study.main(["--preset", "paper-cpu", "--plan", "--n-values", "125,250", "--seeds", "1"]) == 0
