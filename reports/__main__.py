@@ -21,56 +21,44 @@ import sys
 from reports.html import build_report
 
 
-def readme_main(argv) -> int:
-    from reports import readme
-
+def _snapshot_command(argv, prog: str, module, source_help: str, what: str) -> int:
+    """``python -m reports readme`` / ``readme-scaling``: ``module`` (reports.readme or
+    reports.scaling_readme) rewrites README.md's block from its committed snapshot; with a folder,
+    it first takes a new snapshot of it; ``--check`` only compares."""
     parser = argparse.ArgumentParser(
-        prog="python -m reports readme",
-        description="Write README.md's generated results block from the committed snapshot "
-        f"({readme.SNAPSHOT_DIR.relative_to(readme.REPO_ROOT)}); with RESULTS_DIR, first take a "
-        "new snapshot of that results folder.",
+        prog=prog,
+        description=f"Write README.md's {what} block from the committed snapshot "
+        f"({module.SNAPSHOT_DIR.relative_to(module.REPO_ROOT)}); with a folder, first take a new snapshot of it.",
     )
-    parser.add_argument("results_dir", nargs="?", default=None, help="results folder, e.g. outputs/quick")
+    parser.add_argument("source_dir", nargs="?", default=None, help=source_help)
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 when README.md disagrees with the snapshot")
     args = parser.parse_args(argv)
 
     def work() -> None:
         if args.check:
-            readme.check_readme()
-            print("README.md's results agree with the snapshot")
+            module.check_readme()
+            print(f"README.md's {what} block agrees with the snapshot")
             return
-        if args.results_dir:
-            print(f"snapshot written to {readme.write_snapshot(args.results_dir)}")
-        print("README.md updated" if readme.update_readme() else "README.md already up to date")
+        if args.source_dir:
+            print(f"snapshot written to {module.write_snapshot(args.source_dir)}")
+        print("README.md updated" if module.update_readme() else "README.md already up to date")
 
-    return _run_document_command(work, readme.ReadmeOutOfDate)
+    return _run_document_command(work, module.ReadmeOutOfDate)
+
+
+def readme_main(argv) -> int:
+    from reports import readme
+
+    return _snapshot_command(argv, "python -m reports readme", readme, "results folder, e.g. outputs/quick",
+                             "results")
 
 
 def readme_scaling_main(argv) -> int:
     from reports import scaling_readme
 
-    parser = argparse.ArgumentParser(
-        prog="python -m reports readme-scaling",
-        description="Write README.md's scaling-study block from the committed snapshot "
-        f"({scaling_readme.SNAPSHOT_DIR.relative_to(scaling_readme.REPO_ROOT)}); with STUDY_DIR, first "
-        "take a new snapshot of that study folder (rows, fits, learning-curve figure).",
-    )
-    parser.add_argument("study_dir", nargs="?", default=None, help="study folder, e.g. outputs/scaling-paper-cpu")
-    parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 when README.md disagrees with the snapshot")
-    args = parser.parse_args(argv)
-
-    def work() -> None:
-        if args.check:
-            scaling_readme.check_readme()
-            print("README.md's scaling study agrees with the snapshot")
-            return
-        if args.study_dir:
-            print(f"snapshot written to {scaling_readme.write_snapshot(args.study_dir)}")
-        print("README.md updated" if scaling_readme.update_readme() else "README.md already up to date")
-
-    return _run_document_command(work, scaling_readme.ReadmeOutOfDate)
+    return _snapshot_command(argv, "python -m reports readme-scaling", scaling_readme,
+                             "study folder, e.g. outputs/scaling-paper-cpu", "scaling-study")
 
 
 def schema_main(argv) -> int:
