@@ -1,6 +1,6 @@
 """Dataset presets: how many random geometries, how many electrons, which splits.
 
-Three presets are defined (``DATASET_PRESETS``):
+Four presets are defined (``DATASET_PRESETS``):
 
 - ``smoke``: 8 geometries at 2 electrons per pixel; builds in seconds, for tests and CI. Its
   images are far too noisy to train on.
@@ -10,6 +10,9 @@ Three presets are defined (``DATASET_PRESETS``):
   120 and 250 x 240 read at 60 e-/pixel). A larger held-out share (10 %) than the paper keeps the
   test metric stable at this size. The named cases are simulated 5 times, and 30 test geometries
   plus the named ones once more at 1000 e-/pixel for the dose study.
+- ``standard``: the quick design at four times the geometries (``STANDARD_N_GEOMETRIES``; 3,240
+  training samples), for a workstation run of about 2 hours on 2 cores: the scaling study
+  (docs/studies.md) found both networks still gaining from N = 1,000 to 4,000 at 60 e-/pixel.
 - ``paper``: the paper's dataset (section II.A): 10,000 random geometries, 20 energies
   (0.5-10 keV), 1,000 electrons per pixel, 2 % held out as the test set, and 5 % of the rest
   carved out as a validation set for model selection (the paper tuned on its test set; we do not).
@@ -35,6 +38,8 @@ QUICK_ELECTRONS_PER_PIXEL = 60
 QUICK_CASE_REPEATS = 5
 #: test geometries simulated again at 1000 e-/pixel for the dose study (with the nine named ones)
 QUICK_DOSE_STUDY_TEST_SAMPLES = 30
+#: size of the ``standard`` preset: the scaling study's N = 4,000 point, split like ``quick``
+STANDARD_N_GEOMETRIES = 4000
 
 
 @dataclass(frozen=True)
@@ -191,6 +196,11 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {preset.name: preset for preset in (
                   dose_study_electrons_per_pixel=1000, dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
                   description="small dataset that builds on a 2-core CPU in about 7 min and trains small networks; "
                               "named cases simulated 5 times; dose-study data at 1000 e-/px"),
+    DatasetPreset("standard", n_geometries=STANDARD_N_GEOMETRIES, simulated_electrons_per_pixel=QUICK_ELECTRONS_PER_PIXEL,
+                  test_fraction=0.10, val_fraction=0.10, shard_size=100, case_repeats=QUICK_CASE_REPEATS,
+                  dose_study_electrons_per_pixel=1000, dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
+                  description="the quick design with 4,000 geometries (3,240 train / 360 validation / 400 test) "
+                              "for a 2-core workstation: data about 30 min of the run's 2 hours"),
     DatasetPreset("paper", n_geometries=10_000, simulated_electrons_per_pixel=1000, test_fraction=0.02,
                   val_fraction=0.05, shard_size=100,
                   description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test"),

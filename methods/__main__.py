@@ -32,7 +32,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="network config of the method (`python -m methods list`)")
     p.add_argument("--data", required=True, help="dataset directory (`python -m benchmark data build`)")
     p.add_argument("--train-preset", "--preset", dest="preset", default="quick",
-                   help="training preset: smoke | quick | paper | paper-gpu (also --preset)")
+                   help="training preset: smoke | quick | standard | paper | paper-gpu (also --preset)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

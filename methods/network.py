@@ -57,7 +57,7 @@ class NetworkMethod(SavedNetwork, Method):
     #: training hyper-parameters common to both networks (None = take it from the preset)
     training_hyperparams = {
         "depth": HyperParam(20, True, "output depth layers D over the Si block"),
-        "preset": HyperParam("quick", True, "training preset: smoke | quick | paper"),
+        "preset": HyperParam("quick", True, "training preset: smoke | quick | standard | paper | paper-gpu"),
         "epochs": HyperParam(None, True, "number of epochs (None: the preset's)"),
         "lr": HyperParam(None, True, "initial AdamW learning rate (None: the preset's)"),
         "weight_decay": HyperParam(None, True, "AdamW weight decay (None: the preset's)"),

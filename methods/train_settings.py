@@ -63,6 +63,10 @@ TRAIN_PRESETS: dict[str, TrainSettings] = {
     "paper-gpu": TrainSettings(epochs=250, batch_size=128, lr=1e-4, weight_decay=1e-4, eval_every=5,
                                patience=100, lam=0.5, amp_dtype="bfloat16", compile=True, augment=True),
 }
+#: the ``standard`` benchmark preset (3,240 training geometries): the quick recipe for the scaling
+#: study's step budget at that N, clip(800 x (N/1000)^0.5) = 1,440 steps = 14 epochs of 102
+#: batches (tests/test_presets.py checks it against ``benchmark.scaling_study``'s rule)
+TRAIN_PRESETS["standard"] = replace(TRAIN_PRESETS["quick"], epochs=14)
 #: the scaling study's jobs (``benchmark.scaling_study``): the quick recipe without early stopping,
 #: so every job runs the study's step budget to its end, Lovász phase included (quick's patience of
 #: 10 epochs would stop the 100-epoch small-N jobs before it); validation still picks the checkpoint

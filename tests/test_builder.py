@@ -49,14 +49,15 @@ def test_presets_have_the_documented_sizes():
     paper = DATASET_PRESETS["paper"]
     assert (paper.n_geometries, paper.simulated_electrons_per_pixel, len(paper.energies_keV)) == (10_000, 1000, 20)
     assert paper.test_fraction == 0.02 and 0 < paper.val_fraction < 0.2
-    assert set(DATASET_PRESETS) == {"smoke", "quick", "paper"}
+    assert set(DATASET_PRESETS) == {"smoke", "quick", "standard", "paper"}
     for preset in DATASET_PRESETS.values():
         assert preset.cases == ("nanocube", "nanowire")
-    assert DATASET_PRESETS["smoke"].n_geometries < DATASET_PRESETS["quick"].n_geometries < paper.n_geometries
+    sizes = [DATASET_PRESETS[name].n_geometries for name in ("smoke", "quick", "standard", "paper")]
+    assert sizes == sorted(sizes) and len(set(sizes)) == 4
 
 
 def test_unknown_preset_and_bad_overrides_give_clear_errors(tmp_path):
-    with pytest.raises(KeyError, match="unknown dataset preset 'huge'; known: smoke, quick, paper"):
+    with pytest.raises(KeyError, match="unknown dataset preset 'huge'; known: smoke, quick, standard, paper"):
         builder.build_dataset(tmp_path, preset="huge")
     with pytest.raises(TypeError, match="unknown dataset preset field.*n_geometry"):
         get_preset("smoke", n_geometry=3)

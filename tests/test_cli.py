@@ -52,7 +52,7 @@ def test_unknown_method_exits_2_listing_known_methods(tmp_path):
     (["run", "--method", "fake", "--case", "nosuch"],
      "unknown case 'nosuch'; known: nanocube, test, ablation"),
     (["run", "--method", "fake", "--case", "test", "--preset", "nosuch"],
-     "unknown preset 'nosuch'; known: smoke, quick, paper"),
+     "unknown preset 'nosuch'; known: smoke, quick, standard, paper"),
     (["run", "--method", "bsevox", "--case", "test", "--config", "huge"],
      "unknown bsevox config 'huge'; known: tiny, s1m, s5m, lite, small, medium, moderate"),
     (["run", "--method", "fake", "--case", "dose", "--read-dose", "7"],
@@ -188,7 +188,7 @@ def test_list_json(capsys, monkeypatch, tmp_path):
     assert {("bsevox", "tiny"), ("bsevox", "lite"), ("unet3d", "base")} <= set(rows)
     assert all(r["parameters"] > 0 and r["macs"] > 0 for r in rows.values())
     assert [c["case"] for c in listing["cases"]][:4] == ["nanocube", "nanowire", "test", "ablation"]
-    assert [p["name"] for p in listing["presets"]] == ["smoke", "quick", "paper"]
+    assert [p["name"] for p in listing["presets"]] == ["smoke", "quick", "standard", "paper"]
     assert listing["methods"] == [{**m, "configs": list(m["configs"])} for m in compute_method_listing()["methods"]]
     assert cli.main(["list", "--json"]) == 0  # the second time from the cache: the same listing
     assert json.loads(capsys.readouterr().out) == listing
@@ -390,7 +390,7 @@ def test_list_shows_every_registered_case_and_method(capsys, monkeypatch, fake_s
     fake_methods = {"methods": [{"method": name, "requires_training": False, "configs": [], "parameters": {}}
                                 for name in method_names()], "network_configs": []}
     monkeypatch.setattr(listing, "method_listing", lambda use_cache=True: fake_methods)
-    for preset in ("smoke", "quick", "paper"):
+    for preset in ("smoke", "quick", "standard", "paper"):
         assert cli.main(["list", "--json", "--preset", preset]) == 0
         shown = [c["case"] for c in json.loads(capsys.readouterr().out)["cases"]]
         from benchmark.presets import get_preset

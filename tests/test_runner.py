@@ -350,7 +350,7 @@ def test_unknown_names_list_the_known_ones(tmp_path, fake_method):
         b.plan(["bsevox"], ["test"], config="huge")
     with pytest.raises(UnknownNameError, match="known: fixed-0.5, validation, oracle"):
         b.plan(["fake"], ["test"], threshold_rule="best")
-    with pytest.raises(UnknownNameError, match="unknown preset 'nosuch'; known: smoke, quick, paper"):
+    with pytest.raises(UnknownNameError, match="unknown preset 'nosuch'; known: smoke, quick, standard, paper"):
         Benchmark("nosuch")
 
 

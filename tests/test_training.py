@@ -32,7 +32,7 @@ def test_presets_and_paper_settings():
     assert (paper.epochs, paper.lr, paper.weight_decay, paper.eval_every, paper.patience) == (
         250, 1e-4, 1e-4, 5, 100)
     assert paper.lam == pytest.approx(1 / 12)
-    assert set(TRAIN_PRESETS) == {"smoke", "quick", "paper", "paper-gpu", "study"}
+    assert set(TRAIN_PRESETS) == {"smoke", "quick", "standard", "paper", "paper-gpu", "study"}
     gpu = TRAIN_PRESETS["paper-gpu"]  # the one-GPU-call variant: the paper's lr and wd, bf16, compiled
     assert (gpu.lr, gpu.weight_decay, gpu.amp_dtype, gpu.compile) == (1e-4, 1e-4, "bfloat16", True)
     assert FAST.lovasz_start() == 3  # the last epoch of three uses the Lovasz hinge
