@@ -104,9 +104,9 @@ BENCHMARK_PRESETS: dict[str, BenchmarkPreset] = {preset.name: preset for preset 
             configs={"bsevox": ("tiny",), "unet3d": ("matched",)}, tta=True, train_workers=2, extra_seeds=(1, 2),
             robust_training=True),
     # chosen from the scaling study (docs/studies.md): at N = 4,000 both 0.3 M networks gain
-    # 0.03-0.04 mIoU over N = 1,000; the job times measured there put this run at about 2 hours
-    # on the 2-core Xeon (an estimate from the study's jobs, not a measured end-to-end run)
-    _preset("standard", "a workstation run (2 CPU cores, about 2 hours): the quick design with 4,000 "
+    # 0.03-0.04 mIoU over N = 1,000; scaled from the cold quick run's stage times, this run takes
+    # about 1 h 45 min to 2 h on the 2-core Xeon (an estimate, not a measured end-to-end run)
+    _preset("standard", "a workstation run (2 CPU cores, about 2 hours, estimated): the quick design with 4,000 "
                         "geometries and the scaling study's training-step budget for 3,240 of them",
             configs={"bsevox": ("tiny",), "unet3d": ("matched",)}, tta=True, train_workers=2, extra_seeds=(1, 2),
             robust_training=True),
