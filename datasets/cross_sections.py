@@ -232,5 +232,25 @@ class NoContinuousLoss(StoppingModel):
         return np.zeros(np.shape(energy_eV))
 
 
+class PennStopping(StoppingModel):
+    """The full-Penn stopping power of the material's optical ELF (:mod:`datasets.penn`; every
+    loss up to ``K - F``), at the kinetic energy inside the material ``K = E + U`` (E
+    vacuum-referenced, U the band structure's inner potential): the total that the ``penn-mixed``
+    inelastic model splits into hard events and continuous loss."""
+
+    name = "penn"
+    reference = ("full-Penn stopping power (Shinotsuka et al., SIA 47, 871 (2015) eq. 7) of cstool 1.0.7 optical ELF "
+                 "data (Palik; Henke et al. 1993)")
+
+    def stopping_eV_per_nm(self, material, energy_eV):
+        from datasets import penn
+
+        if material.band is None or material.elf_file is None:
+            raise ValueError(f"material {material.name} has no band structure or optical ELF; the 'penn' stopping "
+                             f"model needs both")
+        kinetic = np.asarray(energy_eV, dtype=np.float64) + material.band.inner_potential_eV
+        return np.maximum(penn.tables(material).inverse_mfp_and_stopping(kinetic)[1], 1e-3)
+
+
 STOPPING_MODELS: dict[str, type[StoppingModel]] = {"joyluo": JoyLuo, "tabulated": TabulatedStopping,
-                                                   "none": NoContinuousLoss}
+                                                   "none": NoContinuousLoss, "penn": PennStopping}

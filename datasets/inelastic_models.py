@@ -1,8 +1,9 @@
 """Inelastic models of the Monte Carlo: hard (discrete) collisions that create secondaries.
 
 ``none`` (continuous slowing down only), ``moller`` (Moller collisions with the valence
-electrons), ``moller-shells`` (plus close collisions with the inner shells) and ``penn`` (every
-inelastic collision from the full Penn algorithm). Each gives, per shell, the inverse mean free
+electrons), ``moller-shells`` (plus close collisions with the inner shells), ``penn`` (every
+inelastic collision from the full Penn algorithm) and ``penn-mixed`` (its collisions that can
+create a detectable secondary; the rest continuous). Each gives, per shell, the inverse mean free
 path and stopping power of its hard collisions on an energy grid; the events themselves are
 sampled in :mod:`datasets.kernel.inelastic`.
 """
@@ -151,6 +152,35 @@ class PennInelastic(InelasticModel):
         return self._tables(material).inverse_mfp_and_stopping(kinetic)[1]
 
 
+def penn_soft_limit_eV(material: Material, cutoff_eV: float) -> float:
+    """``W_c = cutoff + U - F``: the largest full-Penn loss none of whose secondaries could be
+    detected (the fastest, from the top of the Fermi sea, leaves with ``F + W - U`` eV vacuum-
+    referenced; an inner-shell one with less)."""
+    return float(cutoff_eV) + material.band.inner_potential_eV - material.band.fermi_eV
+
+
+class PennMixedInelastic(PennInelastic):
+    """The full-Penn model in a mixed (class II) scheme: the losses ``W > W_c`` that can create a
+    detectable secondary (:func:`penn_soft_limit_eV`) are discrete :func:`penn_event` events,
+    sampled from the Penn loss spectrum above ``W_c``, with the same momentum transfer,
+    deflection and secondaries as ``penn``; the softer ones are a continuous loss, the restricted
+    stopping power ``S_soft(K) = int_0^W_c w d(1/lambda)/dw dw`` (the ``penn`` stopping model's
+    total minus the hard part). What it leaves out: the energy straggling of the soft losses and
+    the primary's deflection in them (below a few degrees above 100 eV). Pairs with the ``penn``
+    stopping model."""
+
+    name = "penn-mixed"
+    reference = PennInelastic.reference + "; soft losses (no detectable secondary) continuous (mixed scheme)"
+
+    def hard_inverse_mfp_per_nm(self, material, energy_eV, shell, cutoff_eV):
+        kinetic = np.asarray(energy_eV, dtype=np.float64) + material.band.inner_potential_eV
+        return self._tables(material).inverse_mfp_and_stopping(kinetic, penn_soft_limit_eV(material, cutoff_eV))[0]
+
+    def hard_stopping_eV_per_nm(self, material, energy_eV, shell, cutoff_eV):
+        kinetic = np.asarray(energy_eV, dtype=np.float64) + material.band.inner_potential_eV
+        return self._tables(material).inverse_mfp_and_stopping(kinetic, penn_soft_limit_eV(material, cutoff_eV))[1]
+
+
 INELASTIC_MODELS: dict[str, type[InelasticModel]] = {
     "none": NoHardCollisions, "moller": MollerHardCollisions, "moller-shells": ShellMollerHardCollisions,
-    "penn": PennInelastic}
+    "penn": PennInelastic, "penn-mixed": PennMixedInelastic}

@@ -156,13 +156,15 @@ def compare_stacks(ours: dict, n_ours: int, neb: dict, n_ref: int, energies) -> 
     return {"rows": rows, "verdict": verdict, "simulated_electrons_per_pixel": n_ours}
 
 
-#: ``--ladder``: from the default physics to the full-Penn preset, one component switched at a
-#: time (the Penn model carries every loss, so it replaces the continuous stopping with it).
+#: ``--ladder``: from ``nebula-like`` to the full-Penn preset, one component switched at a time
+#: (the Penn model carries every loss, so it replaces the continuous stopping with it), then to
+#: the default, the same cross sections with the soft losses continuous.
 LADDER = (
     ("nebula-like", {}),
     ("+ penn inelastic, no continuous loss", {"inelastic": "penn", "stopping": "none"}),
     ("+ inner-potential barrier (cstool U)", {"barrier": "inner-potential"}),
     ("+ mott elastic (= nebula-penn)", {"elastic": "mott"}),
+    ("+ soft losses continuous (= nebula-penn-mixed)", {"inelastic": "penn-mixed", "stopping": "penn"}),
 )
 LADDER_ENERGIES_KEV = (0.5, 1.0, 2.0, 3.0, 5.0, 7.0, 10.0)
 
@@ -299,7 +301,8 @@ def register_cli(subparsers) -> None:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     parser.add_argument("--ladder", action="store_true",
-                        help="switch the physics components from nebula-like to nebula-penn one at a time and print "
-                             "what each moves (film yield, contrast passes, correlation); ignores --physics")
+                        help="switch the physics components from nebula-like to nebula-penn one at a time, then to "
+                             "nebula-penn-mixed (the default), and print what each moves (film yield, contrast "
+                             "passes, correlation); ignores --physics")
     add_physics_arguments(parser)
     parser.set_defaults(func=_cmd_compare)

@@ -234,6 +234,8 @@ class PennTables:
         self.log_omega = np.log(self.omega)
         self.log_q = np.log(q_grid_sqrt_eV())
         self.loss_icdf = self._loss_icdf()
+        self._icdf_above: dict[float, np.ndarray] = {}
+        self._integrals: dict[tuple[bytes, bytes], tuple[np.ndarray, np.ndarray]] = {}
 
     def _row_position(self, omega):
         """(row below, fraction towards the next row) of losses on the log-spaced w grid."""
@@ -261,44 +263,76 @@ class PennTables:
         t = kinetic * (1 + kinetic / (2 * MC2_EV)) / (1 + kinetic / MC2_EV) ** 2  # m v^2 / 2 (relativistic v)
         return np.where(allowed, np.maximum(window, 0.0) / (math.pi * BOHR_NM * np.maximum(t, 1e-30)), 0.0)
 
-    def loss_spectrum(self, kinetic_eV: float) -> tuple[np.ndarray, np.ndarray]:
-        """``(w, d(1/lambda)/dw)`` on the w grid below K - F, the last point at exactly K - F."""
+    def loss_spectrum(self, kinetic_eV: float, floor_eV: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(w, d(1/lambda)/dw)`` on the w grid between ``floor_eV`` and K - F, the ends at exactly
+        those losses (no floor: the grid's first loss)."""
         top = kinetic_eV - self.min_excitation_eV
-        if top <= self.omega[0]:
-            return np.array([self.omega[0]]), np.zeros(1)
-        omega = np.append(self.omega[self.omega < top], top)
+        bottom = max(floor_eV, self.omega[0])
+        if top <= bottom:
+            return np.array([bottom]), np.zeros(1)
+        if floor_eV > self.omega[0]:
+            omega = np.concatenate([[bottom], self.omega[(self.omega > bottom) & (self.omega < top)], [top]])
+        else:
+            omega = np.append(self.omega[self.omega < top], top)
         return omega, self.loss_density(kinetic_eV, omega)
 
-    def inverse_mfp_and_stopping(self, kinetic_eV) -> tuple[np.ndarray, np.ndarray]:
-        """Inverse inelastic mean free path (1/nm) and stopping power (eV/nm) at each K (eV):
-        trapezoid over the w grid up to ``K - F`` (the last, partial interval included)."""
-        kinetic = np.atleast_1d(np.asarray(kinetic_eV, dtype=np.float64))[:, None]
-        top = kinetic - self.min_excitation_eV
+    def _integrals_below(self, kinetic: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``int_0^upper d(1/lambda)/dw dw`` (1/nm) and ``int_0^upper w d(1/lambda)/dw dw`` (eV/nm)
+        at each K (``upper <= K - F``): trapezoid over the w grid, the last, partial interval
+        included. Remembered per (K, upper) arrays: building a physics' tables asks for the same
+        integrals several times (about a second each on a kernel energy grid)."""
+        key = (kinetic.tobytes(), np.asarray(upper, dtype=np.float64).tobytes())
+        if key not in self._integrals:
+            if len(self._integrals) >= 32:
+                self._integrals.clear()
+            self._integrals[key] = self._integrate_below(kinetic, upper)
+        imfp, stopping = self._integrals[key]
+        return imfp.copy(), stopping.copy()
+
+    def _integrate_below(self, kinetic: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         omega = self.omega[None, :]
-        density = self.loss_density(kinetic, omega)
-        inside = omega < top
+        density = self.loss_density(kinetic[:, None], omega)
+        inside = omega < upper[:, None]
         both = inside[:, 1:]
         d_omega = np.diff(self.omega)[None, :]
         imfp = (0.5 * (density[:, 1:] + density[:, :-1]) * d_omega * both).sum(axis=1)
         stopping = (0.5 * (omega[:, 1:] * density[:, 1:] + omega[:, :-1] * density[:, :-1]) * d_omega * both).sum(axis=1)
-        last = inside.sum(axis=1) - 1  # last grid loss below K - F
+        last = inside.sum(axis=1) - 1  # last grid loss below the upper limit
         has = last >= 0
         last = np.maximum(last, 0)
         w_last = self.omega[last]
         d_last = density[np.arange(len(last)), last]
-        top = top[:, 0]
-        d_top = self.loss_density(kinetic[:, 0], np.maximum(top, self.omega[0]))
-        imfp += np.where(has, 0.5 * (d_last + d_top) * (top - w_last), 0.0)
-        stopping += np.where(has, 0.5 * (w_last * d_last + top * d_top) * (top - w_last), 0.0)
+        d_top = self.loss_density(kinetic, np.maximum(upper, self.omega[0]))
+        imfp += np.where(has, 0.5 * (d_last + d_top) * (upper - w_last), 0.0)
+        stopping += np.where(has, 0.5 * (w_last * d_last + upper * d_top) * (upper - w_last), 0.0)
         return imfp, stopping
 
-    def _loss_icdf(self) -> np.ndarray:
+    def inverse_mfp_and_stopping(self, kinetic_eV, floor_eV: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Inverse inelastic mean free path (1/nm) and stopping power (eV/nm) at each K (eV) of
+        the losses from ``floor_eV`` (default: all of them) up to ``K - F``."""
+        kinetic = np.atleast_1d(np.asarray(kinetic_eV, dtype=np.float64))
+        top = kinetic - self.min_excitation_eV
+        imfp, stopping = self._integrals_below(kinetic, top)
+        if floor_eV > 0.0:
+            soft_imfp, soft_stopping = self._integrals_below(kinetic, np.minimum(top, floor_eV))
+            imfp, stopping = np.maximum(imfp - soft_imfp, 0.0), np.maximum(stopping - soft_stopping, 0.0)
+        return imfp, stopping
+
+    def loss_icdf_above(self, floor_eV: float) -> np.ndarray:
+        """:attr:`loss_icdf` of the losses above ``floor_eV`` only (the hard events of the mixed
+        scheme; rows where no loss exceeds the floor hold ``ln(K - F)``, never drawn)."""
+        key = float(floor_eV)
+        if key not in self._icdf_above:
+            self._icdf_above[key] = self._loss_icdf(key)
+        return self._icdf_above[key]
+
+    def _loss_icdf(self, floor_eV: float = 0.0) -> np.ndarray:
         probabilities = np.linspace(0.0, 1.0, N_PROBABILITIES)
         out = np.zeros((N_K_ROWS, N_PROBABILITIES))
         for i, kinetic in enumerate(k_rows_eV()):
-            omega, density = self.loss_spectrum(float(kinetic))
+            omega, density = self.loss_spectrum(float(kinetic), floor_eV)
             if len(omega) < 2:
-                out[i] = np.log(self.omega[0])
+                out[i] = np.log(max(float(kinetic) - self.min_excitation_eV, self.omega[0]))
                 continue
             cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(omega))])
             if cdf[-1] <= 0:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 
 from datasets.cross_sections import GRID_E_MAX_EV, GRID_E_MIN_EV, GRID_POINTS, energy_grid_eV
+from datasets.inelastic_models import penn_soft_limit_eV
 from datasets.kernel import layout
 from datasets.materials import Material
 from datasets.physics import PhysicsConfig
@@ -96,7 +98,7 @@ class PhysicsTables:
         from datasets import penn
 
         self.penn_grid_params: dict[int, float] = {}
-        if self.config.inelastic != "penn":
+        if self.config.inelastic not in ("penn", "penn-mixed"):
             self.band, self.loss_icdf, self.q_cdf = np.zeros((len(materials), 4)), np.zeros((1, 1, 2)), np.zeros((1, 1, 2))
             return
         n_shells = max(len(m.inner_shells) for m in materials if m is not None)
@@ -107,7 +109,11 @@ class PhysicsTables:
             if material is None:
                 continue
             tables = penn.tables(material)
-            self.loss_icdf[i], self.q_cdf[i] = tables.loss_icdf, tables.q_cdf
+            self.q_cdf[i] = tables.q_cdf
+            if self.config.inelastic == "penn-mixed":  # the hard events' losses only
+                self.loss_icdf[i] = tables.loss_icdf_above(penn_soft_limit_eV(material, self.cutoff_eV))
+            else:
+                self.loss_icdf[i] = tables.loss_icdf
             self.band[i, layout.BAND_FERMI] = material.band.fermi_eV
             self.band[i, layout.BAND_GAP] = material.band.gap_eV
             self.band[i, layout.BAND_U] = material.band.inner_potential_eV
@@ -129,3 +135,15 @@ class PhysicsTables:
         """The kernel's nearest grid point of an energy."""
         k = int((math.log(energy_eV) - self.log_e0) * self.inv_dlog + 0.5)
         return min(max(k, 0), self.n_grid - 1)
+
+
+@lru_cache(maxsize=16)
+def _cached_tables(materials: tuple, config: PhysicsConfig, cutoff_eV: float) -> PhysicsTables:
+    return PhysicsTables(list(materials), config, cutoff_eV)
+
+
+def physics_tables(materials: list[Material | None], config: PhysicsConfig, cutoff_eV: float = 50.0) -> PhysicsTables:
+    """The :class:`PhysicsTables` of ``(materials, config, cutoff)``, built once per process and
+    shared (the full-Penn models' integrals take seconds; a simulation calls this per batch).
+    Read them, never write to them."""
+    return _cached_tables(tuple(materials), config, float(cutoff_eV))

@@ -53,7 +53,7 @@ class DatasetPreset:
     ``seed``: dataset seed from which every geometry and simulation seed is derived (and the
     thinning to ``read_electrons_per_pixel``);
     ``cases``: named test cases simulated alongside; ``physics``: a physics preset of
-    ``datasets.physics.PHYSICS_PRESETS`` (``None``: the simulator's default, ``nebula-like``, the
+    ``datasets.physics.PHYSICS_PRESETS`` (``None``: the simulator's default, ``nebula-penn-mixed``, the
     physics that best reproduces Nebula's stacks); ``elastic``/``stopping``/``inelastic``/``barrier``:
     single models overriding the preset's (``None``: the preset's).
     """
@@ -216,7 +216,7 @@ def get_preset(name: str, **overrides) -> DatasetPreset:
 
 def dataset_physics(preset: DatasetPreset):
     """The ``PhysicsConfig`` a dataset preset is simulated with (its physics preset, or the
-    default ``nebula-like``, with its single-model overrides)."""
+    default ``nebula-penn-mixed``, with its single-model overrides)."""
     from datasets.physics import DEFAULT_PHYSICS, PHYSICS_FIELDS, PhysicsConfig
 
     overrides = {f: getattr(preset, f) for f in PHYSICS_FIELDS}

@@ -31,7 +31,7 @@ from datasets.inelastic_models import INELASTIC_MODELS
 from datasets.kernel import drivers
 from datasets.materials import MATERIALS, Material, material_by_name
 from datasets.physics import BARRIER_MODELS, DEFAULT_PHYSICS, PHYSICS_PRESETS, PhysicsConfig
-from datasets.physics_tables import PhysicsTables
+from datasets.physics_tables import physics_tables
 from datasets.provenance import check_device
 from datasets.scene import (
     BLOCK_Z_NM,
@@ -125,7 +125,7 @@ def simulate_stacks(geometries, energies_keV=DEFAULT_ENERGIES_KEV, simulated_ele
     geoms = _checked_geometries(geometries, materials, scene)
     device = check_device(device, backend="numba")
     material_list, id_to_index = _material_list(materials, np.unique(geoms))
-    tables = PhysicsTables(material_list, physics, cutoff_eV=cutoff_eV)
+    tables = physics_tables(material_list, physics, cutoff_eV=cutoff_eV)
     transport = Transport(material_ids_to_indices(geoms, id_to_index), tables, voxel_nm=scene.voxel_nm,
                           cutoff_eV=cutoff_eV, detector=detector)
     probe_sigma, energy_sigma = probe_sigmas(probe_fwhm_nm, energy_spread_eV, energies.size)
@@ -185,7 +185,7 @@ def simulate_bulk(material: str | Material, energy_keV: float, electrons: int = 
     if int(electrons) != electrons or electrons < 1:
         raise ValueError(f"electrons must be a positive integer, got {electrons}")
     device = check_device(device, backend="numba")
-    transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), PhysicsTables([None, material], physics or PhysicsConfig(),
+    transport = Transport(np.ones((1, 1, 1, 1), dtype=np.uint8), physics_tables([None, material], physics or PhysicsConfig(),
                                                                             cutoff_eV=cutoff_eV),
                           voxel_nm=1.0, semi_infinite=True, cutoff_eV=cutoff_eV)
     # the primaries are spread over tally bins of at most 10,000 (own random streams, parallel on CPU);

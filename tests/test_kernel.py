@@ -83,7 +83,7 @@ def test_counts_do_not_depend_on_the_number_of_threads():
 
 #: the physics choices of ``kernel_counts.npz``
 RECORDED_PHYSICS = {
-    "default": PhysicsConfig(), "csda": CSDA, "penn": PhysicsConfig.preset("nebula-penn"),
+    "default": PhysicsConfig.preset("nebula-like"), "csda": CSDA,  # "default": the default until Dec 2026 "penn": PhysicsConfig.preset("nebula-penn"),
     "mott": PhysicsConfig.preset("csda", elastic="mott", stopping="tabulated"),
     "rutherford": PhysicsConfig.preset("csda", elastic="rutherford"),
     "moller": PhysicsConfig.preset("nebula-like", inelastic="moller", barrier="none"),
@@ -124,7 +124,7 @@ def test_cuda_kernel_runs_in_the_cuda_simulator_and_matches_the_cpu():
         mask = np.zeros((20, 20, 20), bool); mask[1:6, 0:8, 0:8] = True
         materials, ids = _material_list(MATERIALS, [1, 2])
         for physics in (PhysicsConfig.preset("csda"), PhysicsConfig.preset("csda", elastic="mott"),
-                        PhysicsConfig.preset("nebula-penn")):
+                        PhysicsConfig.preset("nebula-penn"), PhysicsConfig.preset("nebula-penn-mixed")):
             elastic = physics.label()
             transport = Transport(material_ids_to_indices(paper_block(mask)[None], ids),
                                   PhysicsTables(materials, physics))

@@ -283,7 +283,7 @@ def test_batched_simulation_matches_statistics_of_single_runs():
 @pytest.mark.parametrize("elastic", ["rutherford", "mott"])
 def test_other_physics_models_run_in_the_scene(elastic):
     stack = simulate_stack(paper_block(), energies_keV=[1.0], simulated_electrons_per_pixel=5,
-                           physics=PhysicsConfig(elastic=elastic, stopping="tabulated"))
+                           physics=PhysicsConfig.preset("nebula-like", elastic=elastic))
     assert 0.05 < stack.bse.mean() < 0.5
 
 
@@ -362,7 +362,7 @@ def test_cli_bench_reports_the_physics_and_its_csda_twin_as_json(capsys):
 
     result = json.loads(capsys.readouterr().out)
     kernel_run, kernel_csda = result["engines"]
-    assert "nebula-like" in kernel_run["engine"] and kernel_csda["engine"].endswith("+none+none")  # same models, no inelastic
+    assert "nebula-penn-mixed" in kernel_run["engine"] and kernel_csda["engine"].endswith("+none+none")  # same models, no inelastic
     assert result["device"] == "cpu" and kernel_run["primaries"] == kernel_csda["primaries"] == 2 * 20 * 400
     assert kernel_run["electrons_per_s"] > 0 and kernel_csda["electrons_per_s"] > 0
     assert result["physics_cost"] > 0
