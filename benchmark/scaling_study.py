@@ -253,14 +253,26 @@ def collect_rows(outcomes: list[JobOutcome]) -> pd.DataFrame:
 
 
 def ensure_pool(study: StudyPreset, root: Path, data=None, scheduler=None, deadline_wall=None) -> Path:
-    """The pool dataset: ``data`` as given, else built (or resumed) in ``root/dataset``."""
+    """The pool dataset: ``data`` as given, else built (or resumed) in ``root/dataset``. A finished
+    pool is used as it is, whatever the simulator's defaults have become since: a study's data stay
+    fixed (their physics is in their metadata; the published study's pool is ``nebula-like``)."""
     if data is not None:
         return Path(data)
     from benchmark.scaling_jobs import monotonic_deadline
     from datasets.builder import build_dataset
+    from datasets.dataset_format import DatasetError
+    from datasets.storage import MANIFEST_NAME, read_manifest
+
+    pool = root / "dataset"
+    if (pool / MANIFEST_NAME).is_file():
+        try:
+            read_manifest(pool)  # complete: used as it is
+            return pool
+        except DatasetError:
+            pass  # interrupted (or unreadable): the build below resumes it or says what is wrong
 
     preset = look_up("scaling-study dataset", study.dataset, STUDY_DATASETS)
-    return build_dataset(root / "dataset", preset=preset, scheduler=scheduler,
+    return build_dataset(pool, preset=preset, scheduler=scheduler,
                          deadline=monotonic_deadline(deadline_wall))
 
 

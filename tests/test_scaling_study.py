@@ -207,6 +207,15 @@ def test_a_part_of_the_grid_adds_to_the_folders_outputs(pool, uninterrupted, tmp
     assert states.startswith(f"jobs in {tmp_path}: 6 of 6 done") and states.count("done (mIoU 0.") == 6
 
 
+def test_a_finished_pool_in_the_folder_is_used_as_it_is(pool, tmp_path):
+    """The study's data stay fixed: a finished pool is not checked against the simulator's current
+    defaults (this one's fake physics would not match them, and a rebuild would refuse it)."""
+    import shutil
+
+    shutil.copytree(pool, tmp_path / "dataset")
+    assert scaling_study.ensure_pool(SMOKE, tmp_path) == tmp_path / "dataset"
+
+
 def test_dask_local_cluster_gives_the_same_rows(pool, uninterrupted, tmp_path):
     from distributed import LocalCluster
 
