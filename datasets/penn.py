@@ -320,10 +320,17 @@ class PennTables:
 
     def loss_icdf_above(self, floor_eV: float) -> np.ndarray:
         """:attr:`loss_icdf` of the losses above ``floor_eV`` only (the hard events of the mixed
-        scheme; rows where no loss exceeds the floor hold ``ln(K - F)``, never drawn)."""
+        scheme). A row with no loss above the floor (``K - F <= floor``) holds the first row above
+        it that has: the sampler's interpolation between rows may pick such a row for an electron
+        just above the threshold, which must still lose more than the floor (the kernel then
+        clamps the loss to ``K - F``)."""
         key = float(floor_eV)
         if key not in self._icdf_above:
-            self._icdf_above[key] = self._loss_icdf(key)
+            table = self._loss_icdf(key)
+            empty = k_rows_eV() - self.min_excitation_eV <= key
+            first_full = int(np.argmin(empty)) if not empty.all() else len(empty) - 1
+            table[:first_full] = table[first_full]
+            self._icdf_above[key] = table
         return self._icdf_above[key]
 
     def _loss_icdf(self, floor_eV: float = 0.0) -> np.ndarray:
