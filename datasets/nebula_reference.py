@@ -195,17 +195,18 @@ def format_ladder(steps: list[tuple[str, dict]]) -> str:
     tolerance and the mean correlation, then what the step moved against the one before."""
     n = steps[0][1]["simulated_electrons_per_pixel"]
     shown = [e for e in LADDER_ENERGIES_KEV if e in _ladder_figures(steps[0][1])["film"]]
+    width = max(40, *(len(label) for label, _ in steps))
     lines = [f"physics components switched on one at a time ({n} e-/pixel; Nebula's stacks 3000 e-/pixel)", "",
-             f"  {'step':40s} " + " ".join(f"{e:5.1f}" for e in shown) + "  film<=5%  contrast  corr"]
+             f"  {'step':{width}s} " + " ".join(f"{e:5.1f}" for e in shown) + "  film<=5%  contrast  corr"]
     previous = None
     for label, result in steps:
         f = _ladder_figures(result)
-        lines.append(f"  {label:40s} " + " ".join(f"{f['film'][e]:5.2f}" for e in shown)
+        lines.append(f"  {label:{width}s} " + " ".join(f"{f['film'][e]:5.2f}" for e in shown)
                      + f"  {f['film_5']:2d}/{len(f['film'])}    {f['contrast']:3d}/{f['contrast_total']}  "
                        f"{f['correlation']:.3f}")
         if previous is not None:
             moves = " ".join(f"{f['film'][e] - previous['film'][e]:+5.2f}" for e in shown)
-            lines.append(f"  {'  moved by':40s} {moves}  {f['film_5'] - previous['film_5']:+3d}     "
+            lines.append(f"  {'  moved by':{width}s} {moves}  {f['film_5'] - previous['film_5']:+3d}     "
                          f"{f['contrast'] - previous['contrast']:+4d}      {f['correlation'] - previous['correlation']:+.3f}")
         previous = f
     lines.append(f"  (columns: film yield ours / Nebula at {', '.join(f'{e:g}' for e in shown)} keV)")

@@ -200,7 +200,7 @@ DATASET_PRESETS: dict[str, DatasetPreset] = {preset.name: preset for preset in (
                   test_fraction=0.10, val_fraction=0.10, shard_size=100, case_repeats=QUICK_CASE_REPEATS,
                   dose_study_electrons_per_pixel=1000, dose_study_test_samples=QUICK_DOSE_STUDY_TEST_SAMPLES,
                   description="the quick design with 4,000 geometries (3,240 train / 360 validation / 400 test) "
-                              "for a 2-core workstation: data about 40 min of the run's estimated 2 hours"),
+                              "for a 2-core workstation: data about 55 min of the run's estimated 2 hours"),
     DatasetPreset("paper", n_geometries=10_000, simulated_electrons_per_pixel=1000, test_fraction=0.02,
                   val_fraction=0.05, shard_size=100,
                   description="the paper's dataset: 10,000 geometries x 20 energies x 1,000 e/px, 2% test"),

@@ -3,7 +3,7 @@ bit-identical counts against recorded ones, and statistical equivalence with the
 lock-step torch engine (the test oracle, through its recorded counts).
 
 ``tests/data/kernel_counts.npz``: this kernel's counts and work statistics for a small batch, one
-entry per physics choice, recorded at commit 72a2df6 (``penn_mixed``: with the code of the commit that follows a6b0e5b; a change of
+entry per physics choice, recorded at commit 72a2df6 (``penn_mixed``: at c55035e; a change of
 random draws or arithmetic order changes them). ``tests/data/previous_engine_counts.npz``:
 counts of the previous torch engine, an independent implementation of the CSDA physics with its
 own random generator, recorded at commit 72a2df6 for the cases of the equivalence tests below.
