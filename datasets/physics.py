@@ -40,7 +40,7 @@ PHYSICS_PRESETS: dict[str, dict[str, str]] = {
     "nebula-penn-mixed": {"elastic": "mott", "stopping": "penn", "inelastic": "penn-mixed", "barrier": "inner-potential"},
 }
 #: The default: Nebula's physics with the soft Penn losses continuous (``compare-nebula``: as close
-#: to Nebula's stacks as ``nebula-penn``, at the speed of ``nebula-like``; docs/simulator.md).
+#: to Nebula's stacks as ``nebula-penn``, at 0.85x the speed of ``nebula-like``; docs/simulator.md).
 DEFAULT_PHYSICS = "nebula-penn-mixed"
 
 
@@ -52,7 +52,7 @@ class PhysicsConfig:
     README's table). ``nebula-penn`` is Nebula's own physics: its Mott tables, the full-Penn
     inelastic model (every loss discrete, :mod:`datasets.penn`) and cstool's inner potential;
     ``nebula-penn-mixed`` the same with the losses that cannot make a detectable secondary
-    continuous (``penn-mixed`` + ``penn`` stopping), 2.6-2.9x faster. ``nebula-like`` (the default
+    continuous (``penn-mixed`` + ``penn`` stopping), about 2x faster. ``nebula-like`` (the default
     before) has Browning's elastic cross section, tabulated stopping and Moller hard collisions;
     ``csda`` is the fastest physics: single elastic scattering with continuous slowing down, no
     secondaries, no barrier (the one inside every measured backscatter band).
