@@ -145,5 +145,11 @@ def _cached_tables(materials: tuple, config: PhysicsConfig, cutoff_eV: float) ->
 def physics_tables(materials: list[Material | None], config: PhysicsConfig, cutoff_eV: float = 50.0) -> PhysicsTables:
     """The :class:`PhysicsTables` of ``(materials, config, cutoff)``, built once per process and
     shared (the full-Penn models' integrals take seconds; a simulation calls this per batch).
-    Read them, never write to them."""
-    return _cached_tables(tuple(materials), config, float(cutoff_eV))
+    Read them, never write to them. A material that cannot be hashed (a list among its fields)
+    gets tables built for this call only."""
+    try:
+        return _cached_tables(tuple(materials), config, float(cutoff_eV))
+    except TypeError as err:
+        if "unhashable" not in str(err):
+            raise
+        return PhysicsTables(list(materials), config, cutoff_eV)

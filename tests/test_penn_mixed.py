@@ -142,3 +142,11 @@ def test_physics_tables_are_built_once_per_process():
     assert physics_tables([None, SILICON, COPPER], MIXED, 50) is one
     assert physics_tables([None, SILICON, COPPER], MIXED, 60.0) is not one
     assert physics_tables([None, SILICON], MIXED, CUTOFF_EV) is not one
+
+
+def test_physics_tables_of_an_unhashable_material_are_built_uncached():
+    import dataclasses
+
+    listed = dataclasses.replace(SILICON, inner_shells=list(SILICON.inner_shells))  # a list: unhashable
+    tables = physics_tables([None, listed], PhysicsConfig.preset("nebula-like"), CUTOFF_EV)
+    assert tables.materials[1] is listed and tables.imfp.shape[0] == 2
